@@ -1,0 +1,82 @@
+"""Typed values passed between pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "right_eye",
+    "left_eye",
+    "nose_tip",
+    "mouth_center",
+    "right_ear_tragion",
+    "left_ear_tragion",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One camera frame: BGR uint8 pixels, monotonic timestamp and sequence number."""
+
+    image: np.ndarray
+    ts: float
+    seq: int
+    camera: str = "cam0"
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
+            raise ValueError(f"Frame.image: expected (H, W, 3) uint8, got {self.image.shape} {self.image.dtype}")
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A face box in pixel coordinates (x, y, w, h) with named keypoints (K, 2) and a score."""
+
+    bbox: tuple[float, float, float, float]
+    keypoints: np.ndarray
+    score: float
+
+    def __post_init__(self) -> None:
+        if self.keypoints.ndim != 2 or self.keypoints.shape[1] != 2:
+            raise ValueError(f"Detection.keypoints: expected (K, 2), got {self.keypoints.shape}")
+
+    def keypoint(self, name: str) -> np.ndarray:
+        return self.keypoints[KEYPOINT_NAMES.index(name)]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """The outcome of searching one embedding: a decision with its evidence."""
+
+    decision: str  # "match" | "unknown"
+    identity: Identity | None
+    score: float
+    margin: float
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    index: int
+    score: float
+
+
+@dataclass(slots=True)
+class Track:
+    """A face followed across frames by the tracker; mutable while it lives."""
+
+    track_id: int
+    bbox: tuple[float, float, float, float]
+    first_seen: float
+    last_seen: float
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    frames_seen: int = 0
+    decided: bool = False

@@ -1,0 +1,90 @@
+"""Shared fixtures: the real face photos and a real mosquitto broker on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+FACES5 = Path(os.environ.get("EDGEFACE_FACES", ROOT.parent / "shared" / "data" / "faces5"))
+
+
+@pytest.fixture(scope="session")
+def faces5() -> Path:
+    """The shared real photos; missing data is a failure, never a skip (DESIGN §9)."""
+    if not FACES5.is_dir():
+        pytest.fail(f"test photos not found at {FACES5} (set EDGEFACE_FACES)")
+    return FACES5
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    if not (MODELS / "face_detection_full_range.tflite").is_file():
+        pytest.fail("detector models missing: run `python models/recipe.py detectors`")
+    return MODELS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes] | None
+    config: Path
+
+    def start(self) -> None:
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.process = subprocess.Popen(
+            [mosquitto, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"mosquitto exited: {self.process.stderr.read().decode()}") from None
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening within 10 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def make_broker(directory: Path, extra_config: str = "") -> Broker:
+    port = free_port()
+    config = directory / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {directory}/\n{extra_config}"
+    )
+    return Broker("127.0.0.1", port, None, config)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on a free loopback port, stopped after the test."""
+    instance = make_broker(tmp_path)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
