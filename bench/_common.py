@@ -1,0 +1,174 @@
+"""Shared helpers for the bench scripts: host description, JSON output, percentiles, the 80/20 split.
+
+Only the standard library is imported at module level, so a bench script can pin BLAS/OpenMP thread counts
+(environment variables) before it imports numpy. Output format: DESIGN §10, one JSON object
+``{"bench", "host", "params", "results"}`` on stdout.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "bench" / "results"
+GALLERY_FRACTION = 0.8
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Model", "Hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _mem_total_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def package_version(name: str) -> str | None:
+    """Installed distribution version, or None when it is not installed."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def host_info() -> dict[str, object]:
+    """Describe the machine and interpreter the numbers were measured on."""
+    return {
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "mem_total_bytes": _mem_total_bytes(),
+        "python": platform.python_version(),
+        "numpy": package_version("numpy"),
+        "git_commit": _git_commit(),
+        "utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def emit(bench: str, params: dict, results: dict, out: Path | None = None) -> None:
+    """Print one DESIGN §10 JSON object on stdout; also write it to ``out`` when given."""
+    document = {"bench": bench, "host": host_info(), "params": params, "results": results}
+    text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+        log.info("wrote %s", out)
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile of already sorted values (numpy's default 'linear' method)."""
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+
+
+def percentiles(samples: Sequence[float]) -> dict[str, float | int]:
+    """median, p95, p99, min, max and count of ``samples`` (p99 of < 100 samples is close to the max)."""
+    if not samples:
+        raise ValueError("percentiles() needs at least one sample, got none")
+    ordered = sorted(float(s) for s in samples)
+    return {
+        "median": _quantile(ordered, 0.5),
+        "p95": _quantile(ordered, 0.95),
+        "p99": _quantile(ordered, 0.99),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "n": len(ordered),
+    }
+
+
+def gallery_count(n_files: int) -> int:
+    """80% of an identity's photos, rounded half up, keeping at least one gallery and one probe photo."""
+    if n_files < 2:
+        raise ValueError(f"an identity needs at least 2 photos for an 80/20 split, got {n_files}")
+    return min(max(math.floor(GALLERY_FRACTION * n_files + 0.5), 1), n_files - 1)
+
+
+def split_80_20(
+    files_by_identity: dict[str, list[Path]], seed: int
+) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """Stratified 80/20 gallery/probe split, identical for every method evaluated on the same photos.
+
+    One ``numpy.random.default_rng(seed)`` per call; identities are visited in sorted name order; each
+    identity's file list is sorted, permuted with ``rng.permutation`` and the first ``gallery_count(n)``
+    files become its gallery, the rest its probes.
+    """
+    import numpy as np  # local: keep this module importable before thread counts are pinned
+
+    rng = np.random.default_rng(seed)
+    gallery: dict[str, list[Path]] = {}
+    probes: dict[str, list[Path]] = {}
+    for identity in sorted(files_by_identity):
+        files = sorted(files_by_identity[identity])
+        order = rng.permutation(len(files))
+        cut = gallery_count(len(files))
+        gallery[identity] = [files[i] for i in order[:cut]]
+        probes[identity] = [files[i] for i in order[cut:]]
+    return gallery, probes
+
+
+def list_identities(
+    root: Path, suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+) -> dict[str, list[Path]]:
+    """``{identity: sorted photo paths}`` for a ``root/<identity>/<photo>`` tree."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"photo directory not found: {root} (set EDGEFACE_FACES or pass --faces)")
+    found = {
+        d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in suffixes)
+        for d in sorted(root.iterdir())
+        if d.is_dir()
+    }
+    found = {name: files for name, files in found.items() if files}
+    if not found:
+        raise FileNotFoundError(f"no <identity>/<photo> images under {root}")
+    return found
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process (Linux /proc/self/status VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise OSError("VmRSS not found in /proc/self/status (Linux only)")
