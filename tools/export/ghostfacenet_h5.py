@@ -1,0 +1,124 @@
+"""Load a Keras 2 `.h5` GhostFaceNet checkpoint (full model or weights-only) into a rebuilt Keras 3 model.
+
+The file's architecture (width, stem stride, embedding size, GDC bias, input size) is recognised from its
+weight shapes; weights are matched per layer kind in creation order (Keras 2's automatic names `conv2d_7`
+etc. encode it), so a checkpoint saved from a session whose counters did not start at zero still loads.
+Every shape is checked; nothing is loaded silently by position.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeface_tools.export import ExportError
+from edgeface_tools.export.ghostfacenet import GhostFaceNetConfig, build, conv_channel_plan
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(?P<kind>.*?)(?:_(?P<index>\d+))?$")
+_WIDTHS = tuple(round(0.1 + 0.01 * i, 2) for i in range(391))
+
+
+def read_h5_weights(path: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, Any] | None]:
+    """{layer name: [arrays]} for layers that have weights, and the model config (None if weights-only)."""
+    import h5py
+
+    if not path.is_file():
+        raise ExportError(f"{path}: checkpoint not found")
+    try:
+        with h5py.File(path, "r") as f:
+            config = f.attrs.get("model_config")
+            group = f["model_weights"] if "model_weights" in f else f
+            if "layer_names" not in group.attrs:
+                raise ExportError(f"{path}: not a Keras 2 .h5 model or weights file (no layer_names)")
+            weights: dict[str, list[np.ndarray]] = {}
+            for raw in group.attrs["layer_names"]:
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                names = group[name].attrs.get("weight_names", [])
+                arrays = [np.asarray(group[name][w.decode() if isinstance(w, bytes) else w]) for w in names]
+                if arrays:
+                    weights[name] = arrays
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read as HDF5 ({exc})") from exc
+    if isinstance(config, bytes):
+        config = config.decode()
+    return weights, (json.loads(config) if config else None)
+
+
+def _by_kind(names: list[str]) -> dict[str, list[str]]:
+    """Group layer names by kind, each list in creation order (the automatic name's counter)."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for name in names:
+        match = _NAME.match(name)
+        kind, index = match["kind"], int(match["index"] or 0)
+        groups.setdefault(kind, []).append((index, name))
+    return {kind: [n for _, n in sorted(items)] for kind, items in groups.items()}
+
+
+def _input_shape(config: dict[str, Any] | None) -> tuple[int, int, int]:
+    if config is None:
+        return (112, 112, 3)
+    for layer in config.get("config", {}).get("layers", []):
+        if layer.get("class_name") == "InputLayer":
+            shape = layer["config"].get("batch_input_shape") or layer["config"].get("batch_shape")
+            return (int(shape[1]), int(shape[2]), int(shape[3]))
+    return (112, 112, 3)
+
+
+def infer_config(weights: dict[str, list[np.ndarray]], config: dict[str, Any] | None) -> GhostFaceNetConfig:
+    """Recognise the GhostFaceNet variant from the weight shapes."""
+    groups = _by_kind(list(weights))
+    missing = [n for n in ("GDC_dw", "GDC_conv", "pre_embedding") if n not in weights]
+    if missing or "conv2d" not in groups:
+        raise ExportError(f"not a GhostFaceNet checkpoint: layers {missing or ['conv2d']} are missing")
+    channels = [int(weights[n][0].shape[-1]) for n in groups["conv2d"]]
+    width = next((w for w in _WIDTHS if conv_channel_plan(w) == channels), None)
+    if width is None:
+        raise ExportError(
+            f"checkpoint has {len(channels)} Conv2D layers with output channels {channels[:6]}...; "
+            "no GhostFaceNetV1 width in [0.1, 4] gives this plan (is it a GhostNetV2 or another model?)"
+        )
+    input_shape = _input_shape(config)
+    final = int(weights["GDC_dw"][0].shape[0])
+    strides = next((s for s in (1, 2) if math.ceil(input_shape[0] / (16 * s)) == final), None)
+    if strides is None:
+        raise ExportError(f"GDC_dw kernel {final}x{final} fits neither stem stride 1 nor 2 at {input_shape}")
+    emb_dim = int(weights["GDC_conv"][0].shape[-1])
+    return GhostFaceNetConfig(width, strides, input_shape, emb_dim, gdc_bias=len(weights["GDC_conv"]) == 2)
+
+
+def assign_weights(model: Any, weights: dict[str, list[np.ndarray]], source: str) -> None:
+    """Copy checkpoint arrays into `model`, pairing layers per kind in creation order; check every shape."""
+    mine = {layer.name: layer for layer in model.layers if layer.weights}
+    theirs, ours = _by_kind(list(weights)), _by_kind(list(mine))
+    if {k: len(v) for k, v in theirs.items()} != {k: len(v) for k, v in ours.items()}:
+        raise ExportError(
+            f"{source}: layer kinds/counts differ from the rebuilt model: "
+            f"file {sorted((k, len(v)) for k, v in theirs.items())} vs "
+            f"model {sorted((k, len(v)) for k, v in ours.items())}"
+        )
+    for kind, names in ours.items():
+        for name, file_name in zip(names, theirs[kind], strict=True):
+            layer, arrays = mine[name], weights[file_name]
+            expected = [tuple(w.shape) for w in layer.get_weights()]
+            got = [tuple(a.shape) for a in arrays]
+            if expected != got:
+                raise ExportError(f"{source}: layer {file_name} has weight shapes {got}, {name} needs {expected}")
+            layer.set_weights(arrays)
+
+
+def load_h5_checkpoint(path: Path) -> Any:
+    """Rebuild the checkpoint's GhostFaceNet in Keras 3 (with Keras 2's hard-sigmoid) and load its weights."""
+    weights, config = read_h5_weights(path)
+    arch = infer_config(weights, config)
+    log.info("%s: GhostFaceNetV1 width %g, stem stride %d, %d-d", path, arch.width, arch.strides, arch.emb_dim)
+    model = build(arch)
+    assign_weights(model, weights, str(path))
+    return model
