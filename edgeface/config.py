@@ -1,0 +1,211 @@
+"""Daemon configuration (DESIGN §7): one TOML file, one strict section per stage.
+
+Every field has a default and, where it matters, bounds; unknown keys are errors; every error names the
+full key path. Importing this module pulls in no cv2, hnswlib or paho.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeface.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/edgeface/edgeface.toml")
+
+
+def bounded(
+    default: Any, low: float | None = None, high: float | None = None, choices: tuple = (), **kw: Any
+) -> Any:
+    return field(default=default, metadata={"low": low, "high": high, "choices": choices, **kw})
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    id: str = "door-1"
+    fleet: str = "default"
+    state_dir: Path = Path("/var/lib/edgeface")
+
+
+@dataclass(frozen=True, slots=True)
+class CameraConfig:
+    kind: str = bounded("opencv", choices=("picamera2", "opencv", "replay", "emulated"))
+    name: str = "cam0"
+    device: str = "0"  # V4L2 index or path, GStreamer pipeline, RTSP/HTTP URL or video file (opencv)
+    path: str = ""  # image folder or video (replay); photo folder of identities (emulated)
+    width: int = bounded(640, 64, 4096)
+    height: int = bounded(480, 64, 4096)
+    fps: float = bounded(15.0, 0.1, 120.0)
+    realtime: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    model: str = bounded("full", choices=("full", "short"))
+    min_score: float = bounded(0.5, 0.05, 0.99)
+    every_n_frames: int = bounded(1, 1, 30)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderConfig:
+    models_dir: Path | None = None
+    card: str = "facerec128.int8.json"
+    num_threads: int = bounded(2, 1, 16)
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryConfig:
+    dir: Path | None = None  # default: <device.state_dir>/gallery
+    index: str = bounded("auto", choices=("auto", "hnsw", "exact"))
+    exact_below: int = bounded(20_000, 0)
+    hnsw_m: int = bounded(16, 4, 64)
+    hnsw_ef: int = bounded(64, 8, 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchConfig:
+    threshold: float | None = bounded(None, -1.0, 1.0)  # None: the embedder card's `decision.threshold`
+    margin: float | None = bounded(None, 0.0, 1.0)
+    min_frames: int = bounded(3, 1, 100)
+    max_wait_ms: int = bounded(1500, 50, 60_000)
+    cooldown_s: float = bounded(10.0, 0.0, 3600.0)
+    min_face_px: int = bounded(40, 8, 2000)
+    min_sharpness: float = bounded(20.0, 0.0)
+    max_yaw: float = bounded(0.6, 0.0, 1.0)
+    min_brightness: float = bounded(40.0, 0.0, 255.0)
+    max_brightness: float = bounded(220.0, 0.0, 255.0)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "localhost"
+    port: int = bounded(1883, 1, 65535)
+    protocol: str = bounded("3.1.1", choices=("3.1.1", "5"))
+    prefix: str = "edgeface"
+    keepalive: int = bounded(30, 5, 3600)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    credentials_file: Path | None = None
+    spool_max_events: int = bounded(100_000, 10)
+    ha_discovery: bool = False
+    snapshots: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    enabled: bool = False
+    public_key: Path | None = None
+    expiry_policy: str = bounded("warn", choices=("warn", "deny"))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    interval_s: float = bounded(30.0, 1.0, 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    device: DeviceConfig = DeviceConfig()
+    camera: CameraConfig = CameraConfig()
+    detector: DetectorConfig = DetectorConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    gallery: GalleryConfig = GalleryConfig()
+    match: MatchConfig = MatchConfig()
+    mqtt: MqttConfig = MqttConfig()
+    sync: SyncConfig = SyncConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @property
+    def gallery_dir(self) -> Path:
+        return self.gallery.dir or self.device.state_dir / "gallery"
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(
+        None
+    ) in typing.get_args(annotation)
+    if optional:
+        if value is None:
+            return None
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: must be a non-empty path string, got {value!r}")
+        return Path(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: must be a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {annotation}")
+
+
+def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
+    if value is None:
+        return
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{key}: must be one of {list(meta['choices'])}, got {value!r}")
+    low, high = meta.get("low"), meta.get("high")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{key}: must be in [{low}, {high if high is not None else 'inf'}], got {value!r}")
+
+
+def _section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: must be a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    values = {}
+    for key, value in raw.items():
+        path = f"{name}.{key}"
+        values[key] = _coerce(path, value, hints[key])
+        _check_bounds(path, values[key], fields[key].metadata)
+    return cls(**values)
+
+
+def parse_config(raw: dict[str, Any]) -> Config:
+    hints = typing.get_type_hints(Config)
+    unknown = sorted(set(raw) - set(hints))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(hints)})")
+    config = Config(**{name: _section(name, hints[name], value) for name, value in raw.items()})
+    m = config.match
+    if m.min_brightness >= m.max_brightness:
+        raise ConfigError("match.min_brightness: must be below match.max_brightness")
+    if config.sync.enabled and config.sync.public_key is None:
+        raise ConfigError("sync.public_key: required when sync.enabled is true")
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
