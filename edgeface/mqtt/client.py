@@ -1,0 +1,325 @@
+"""MqttPublisher: DESIGN §6 over paho-mqtt 2.x, with events delivered at-least-once from an on-disk spool.
+
+Events go to the spool first; a sender thread hands at most ``max_inflight`` of them to paho at a time, in
+spool order, and deletes each one only when its PUBACK arrives. paho keeps just that in-flight window in
+RAM (and re-sends it after a reconnect); everything else waits on disk, so a restart loses nothing.
+Threads: paho's network loop runs the callbacks, which only enqueue work; the sender thread alone maps
+message ids to spool rows and writes to the spool, so no lock is held across a paho call.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edgeface.errors import EdgefaceError
+from edgeface.mqtt import discovery, payloads
+from edgeface.mqtt.payloads import StatusInfo
+from edgeface.mqtt.settings import MqttSettings, read_credentials
+from edgeface.mqtt.spool import Spool
+from edgeface.mqtt.tls import tls_context
+from edgeface.mqtt.topics import DeviceTopics
+
+log = logging.getLogger(__name__)
+
+MessageCallback = Callable[[str, bytes], None]
+_EVENT_QOS = 1
+
+
+class PublisherClosedError(EdgefaceError):
+    """publish_event() was called after close()."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherStats:
+    connected: bool
+    spooled: int  # events written to the spool by this process
+    sent: int  # spooled events handed to the network (re-sends after a reconnect not counted)
+    acked: int  # PUBACKs received, each deleting one spooled event
+    rejected: int  # PUBACKs with an MQTT 5 failure reason code (deleted, logged)
+    dropped: int  # events dropped by the spool bound, over the spool file's life
+    pending: int  # events in the spool now (in flight included)
+    inflight: int
+    reconnects: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    mid: int
+    failed: bool
+
+
+class MqttPublisher:
+    """Publishes status, events, metrics and gallery state of one device; use ``with`` or start()/close()."""
+
+    def __init__(self, settings: MqttSettings, status: StatusInfo) -> None:
+        self.settings = settings
+        self.topics = DeviceTopics(settings.prefix, settings.device)
+        self._status = status
+        self._gallery_state: bytes | None = None
+        self._subscriptions: dict[str, tuple[int, MessageCallback]] = {}
+        self._work: queue.SimpleQueue[_Ack | None] = queue.SimpleQueue()
+        self._inflight: dict[int, int] = {}  # paho mid -> spool id; sender thread only
+        self._last_sent_id = 0
+        self._counts = dict.fromkeys(("spooled", "sent", "acked", "rejected", "connects"), 0)
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._closed = False
+        self._sender: threading.Thread | None = None
+        self._spool = Spool(settings.spool_path, settings.spool_max_events)
+        try:
+            self._client = self._make_client()
+        except BaseException:
+            self._spool.close()
+            raise
+
+    def _make_client(self) -> paho.Client:
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.effective_client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        client.suppress_exceptions = True
+        client.enable_logger(logging.getLogger("edgeface.mqtt.paho"))
+        client.max_inflight_messages_set(s.max_inflight + 8)  # the window plus retained state messages
+        client.max_queued_messages_set(s.max_inflight + 64)  # hard bound on paho's RAM queue
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        if s.tls is not None:
+            client.tls_set_context(tls_context(s.tls))
+            client.tls_insecure_set(s.tls.insecure)
+        if s.credentials_file is not None:
+            credentials = read_credentials(s.credentials_file)
+            client.username_pw_set(credentials.username, credentials.password)
+        client.will_set(self.topics.status, self._status_bytes("offline"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_unexpected_message
+        return client
+
+    # lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; a broker that is down now is retried with back-off."""
+        s = self.settings
+        log.info(
+            "MQTT: connecting to %s:%d as %s (MQTT %s)", s.host, s.port, s.effective_client_id, s.protocol
+        )
+        self._client.connect_async(s.host, s.port, s.keepalive)
+        self._client.loop_start()
+        self._sender = threading.Thread(target=self._sender_loop, name="edgeface-mqtt-sender", daemon=True)
+        self._sender.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def close(self, flush_timeout: float = 5.0) -> None:
+        """Wait (up to ``flush_timeout``) for the spool to drain, publish retained ``offline``, disconnect.
+
+        What is not acknowledged by then stays in the spool and is sent after the next start.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + flush_timeout
+        if self._sender is not None:
+            while self.connected and time.monotonic() < deadline and len(self._spool) > 0:
+                time.sleep(0.02)
+            if self.connected:
+                info = self._client.publish(
+                    self.topics.status, self._status_bytes("offline"), qos=1, retain=True
+                )
+                while self.connected and not info.is_published() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._stopping.set()
+            self._work.put(None)
+            self._sender.join(timeout=5)
+        left = len(self._spool)
+        if left:
+            log.info("MQTT: %d event(s) stay in the spool for the next start", left)
+        self._spool.close()
+
+    def __enter__(self) -> MqttPublisher:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # publishing ---------------------------------------------------------------------------------------
+    def publish_event(self, event: Mapping[str, Any]) -> None:
+        """Spool a recognition event (committed to disk before this returns), then send it."""
+        if self._closed:
+            raise PublisherClosedError("MqttPublisher.publish_event: the publisher is closed")
+        self._spool.put(self.topics.events, payloads.encode(event), _EVENT_QOS)
+        self._counts["spooled"] += 1
+        self._work.put(_Ack(-1, False))  # wake the sender
+
+    def publish_metrics(self, metrics: Mapping[str, Any]) -> bool:
+        """QoS 0, not spooled, skipped while disconnected; True if handed to the network."""
+        if not self.connected:
+            return False
+        info = self._client.publish(self.topics.metrics, payloads.encode(metrics), qos=0)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def publish_gallery_state(self, state: Mapping[str, Any]) -> None:
+        """Retained; the latest one is re-published on every (re)connect."""
+        self._gallery_state = payloads.encode(state)
+        if self.connected:
+            self._client.publish(self.topics.gallery_state, self._gallery_state, qos=1, retain=True)
+
+    def set_status(self, status: StatusInfo) -> None:
+        """New gallery or model: re-publish the retained ``online`` status and update the Last Will."""
+        self._status = status
+        self._client.will_set(self.topics.status, self._status_bytes("offline"), qos=1, retain=True)
+        if self.connected:
+            self._client.publish(self.topics.status, self._status_bytes("online"), qos=1, retain=True)
+
+    def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
+        """Call ``callback(topic, payload)`` for each message; re-subscribed after every reconnect.
+
+        A callback that raises is logged and the loop carries on.
+        """
+        self._subscriptions[topic_filter] = (qos, callback)
+        self._client.message_callback_add(topic_filter, _guarded(callback))
+        if self.connected:
+            self._client.subscribe(topic_filter, qos)
+
+    def stats(self) -> PublisherStats:
+        c = self._counts
+        return PublisherStats(
+            connected=self.connected,
+            spooled=c["spooled"],
+            sent=c["sent"],
+            acked=c["acked"],
+            rejected=c["rejected"],
+            dropped=self._spool.dropped,
+            pending=len(self._spool),
+            inflight=len(self._inflight),
+            reconnects=max(0, c["connects"] - 1),
+        )
+
+    def _status_bytes(self, state: str) -> bytes:
+        return payloads.encode(payloads.status_payload(state, self._status))
+
+    # paho callbacks (network thread): keep them short, never raise --------------------------------------
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("MQTT: broker refused the connection: %s", reason)
+            return
+        self._counts["connects"] += 1
+        log.info("MQTT: connected to %s:%d", self.settings.host, self.settings.port)
+        client.publish(self.topics.status, self._status_bytes("online"), qos=1, retain=True)
+        if self.settings.ha_discovery:
+            topic, config = discovery.last_person_config(
+                self.topics, self._status.version, self.settings.ha_discovery_prefix
+            )
+            client.publish(topic, payloads.encode(config), qos=1, retain=True)
+        if self._gallery_state is not None:
+            client.publish(self.topics.gallery_state, self._gallery_state, qos=1, retain=True)
+        for topic_filter, (qos, _) in list(self._subscriptions.items()):
+            client.subscribe(topic_filter, qos)
+        self._connected.set()
+        self._work.put(_Ack(-1, False))
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected and not self._closed:
+            log.warning("MQTT: disconnected (%s); reconnecting with back-off", reason)
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self._work.put(_Ack(mid, bool(getattr(reason, "is_failure", False))))
+
+    def _on_unexpected_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        log.debug("MQTT: message on a topic without a callback (%d bytes)", len(message.payload))
+
+    # sender thread ------------------------------------------------------------------------------------
+    def _sender_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                item = self._work.get(timeout=1.0)
+            except queue.Empty:
+                item = _Ack(-1, False)
+            try:
+                while item is not None:
+                    self._handle_ack(item)
+                    item = self._work.get_nowait() if not self._work.empty() else None
+                self._fill_window()
+            except Exception:
+                log.exception("MQTT sender: unexpected error; retrying in 1 s")
+                self._stopping.wait(1.0)
+
+    def _handle_ack(self, ack: _Ack) -> None:
+        spool_id = self._inflight.pop(ack.mid, None)
+        if spool_id is None:
+            return  # a wake-up, or the ack of a status/discovery/gallery-state message
+        self._spool.ack(spool_id)
+        if ack.failed:
+            self._counts["rejected"] += 1
+            log.error("MQTT: broker rejected event (spool id %d); it is deleted, not retried", spool_id)
+        else:
+            self._counts["acked"] += 1
+
+    def _fill_window(self) -> None:
+        room = self.settings.max_inflight - len(self._inflight)
+        if room <= 0 or not self.connected:
+            return
+        for message in self._spool.pending(room, after_id=self._last_sent_id):
+            info = self._client.publish(
+                message.topic, message.payload, qos=message.qos, properties=self._props()
+            )
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                log.warning("MQTT: paho refused spool id %d (%s); retrying later", message.id, info.rc)
+                return
+            self._inflight[info.mid] = message.id
+            self._last_sent_id = message.id
+            self._counts["sent"] += 1
+
+    def _props(self) -> Properties | None:
+        if self.settings.protocol != "5":
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.PayloadFormatIndicator = 1
+        props.ContentType = "application/json"
+        return props
+
+
+def _guarded(callback: MessageCallback) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:
+    """Wrap a subscriber callback so bad input or a bug in it is logged, never kills paho's loop."""
+
+    def handler(client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            log.warning("MQTT: ignored a message whose topic is not UTF-8")
+            return
+        try:
+            callback(topic, bytes(message.payload))
+        except Exception:
+            log.exception(
+                "MQTT: subscriber callback for %s failed on a %d-byte message", topic, len(message.payload)
+            )
+
+    return handler

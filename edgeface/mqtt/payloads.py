@@ -1,0 +1,139 @@
+"""Builders of the DESIGN §6 payloads: typed inputs in, JSON-ready dicts (and bytes) out."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from edgeface.types import Match
+
+
+def rfc3339(when: datetime | None = None) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-23T12:51:14.123Z``."""
+    moment = (when or datetime.now(UTC)).astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; NaN or infinity is a bug upstream and raises ValueError."""
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
+    except ValueError as exc:
+        raise ValueError(f"payload is not valid JSON (NaN or infinity in a number?): {exc}") from exc
+
+
+def _finite(name: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be a finite number, got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusInfo:
+    """What the retained status message says besides online/offline."""
+
+    version: str
+    gallery_version: int | None
+    gallery_count: int
+    model_name: str
+    model_sha256: str
+
+
+def status_payload(state: str, info: StatusInfo, when: datetime | None = None) -> dict[str, Any]:
+    if state not in ("online", "offline"):
+        raise ValueError(f"status state: must be 'online' or 'offline', got {state!r}")
+    return {
+        "state": state,
+        "ts": rfc3339(when),
+        "version": info.version,
+        "gallery": {"version": info.gallery_version, "count": info.gallery_count},
+        "model": {"name": info.model_name, "sha256": info.model_sha256},
+    }
+
+
+def recognition_event(
+    *,
+    device: str,
+    camera: str,
+    track: int,
+    match: Match,
+    frames: int,
+    bbox: Sequence[float],
+    gallery_version: int | None,
+    model_sha256: str,
+    latency_ms: float,
+    when: datetime | None = None,
+) -> dict[str, Any]:
+    """One decision for one track; a fresh uuid4 ``event_id`` lets consumers de-duplicate."""
+    if match.decision not in ("match", "unknown"):
+        raise ValueError(f"decision: must be 'match' or 'unknown', got {match.decision!r}")
+    if (match.decision == "match") != (match.identity is not None):
+        raise ValueError("identity: required for a 'match' and must be None for 'unknown'")
+    if len(bbox) != 4:
+        raise ValueError(f"bbox: expected [x, y, w, h], got {list(bbox)}")
+    identity = None if match.identity is None else {"id": match.identity.id, "name": match.identity.name}
+    return {
+        "event_id": str(uuid.uuid4()),
+        "ts": rfc3339(when),
+        "device": device,
+        "camera": camera,
+        "track": int(track),
+        "decision": match.decision,
+        "identity": identity,
+        "score": _finite("score", match.score),
+        "margin": _finite("margin", match.margin),
+        "threshold": _finite("threshold", match.threshold),
+        "frames": int(frames),
+        "bbox": [round(_finite("bbox", v), 1) for v in bbox],
+        "gallery_version": gallery_version,
+        "model_sha256": model_sha256,
+        "latency_ms": round(_finite("latency_ms", latency_ms), 2),
+    }
+
+
+def gallery_state_payload(
+    version: int | None, status: str, reason: str | None = None, when: datetime | None = None
+) -> dict[str, Any]:
+    if status not in ("applied", "rejected"):
+        raise ValueError(f"gallery state status: must be 'applied' or 'rejected', got {status!r}")
+    return {"version": version, "status": status, "reason": reason, "ts": rfc3339(when)}
+
+
+@dataclass(frozen=True, slots=True)
+class StageLatency:
+    p50_ms: float
+    p95_ms: float
+
+
+def metrics_payload(
+    *,
+    device: str,
+    fps: float,
+    stages: Mapping[str, StageLatency],
+    queues: Mapping[str, int],
+    dropped_frames: int,
+    uptime_s: float,
+    extra: Mapping[str, Any] | None = None,
+    when: datetime | None = None,
+) -> dict[str, Any]:
+    """Periodic health numbers (QoS 0); ``extra`` carries e.g. the publisher's counters."""
+    payload: dict[str, Any] = {
+        "ts": rfc3339(when),
+        "device": device,
+        "fps": round(_finite("fps", fps), 2),
+        "latency_ms": {
+            name: {"p50": round(_finite(name, s.p50_ms), 2), "p95": round(_finite(name, s.p95_ms), 2)}
+            for name, s in stages.items()
+        },
+        "queues": {name: int(depth) for name, depth in queues.items()},
+        "dropped_frames": int(dropped_frames),
+        "uptime_s": round(_finite("uptime_s", uptime_s), 1),
+    }
+    if extra:
+        payload.update({k: v for k, v in extra.items() if k not in payload})
+    return payload

@@ -1,0 +1,166 @@
+"""An on-disk, bounded, ordered message queue in SQLite: events survive broker outages and restarts.
+
+Durability: WAL journal with ``synchronous=FULL``. In WAL mode ``NORMAL`` already survives a process
+crash (SIGKILL), but may lose the last commits on power loss; door units lose power far more often than
+servers, and events are rare (one per track decision), so one fsync per ``put`` is affordable.
+``put`` returns only after its transaction is committed.
+
+Bound: at most ``max_events`` messages. When full, the oldest messages are deleted (oldest-first
+drop policy) and counted in ``dropped``, which is stored in the database and so persists across restarts.
+Ids come from ``AUTOINCREMENT`` and are never reused, so they give the publish order.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from edgeface.errors import EdgefaceError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS messages ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,"
+    " qos INTEGER NOT NULL, created REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO counters (name, value) VALUES ('dropped', 0)",
+)
+
+
+class SpoolError(EdgefaceError):
+    """The spool database cannot be opened or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledMessage:
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    created: float
+
+
+class Spool:
+    """A thread-safe persistent FIFO of MQTT messages; use as a context manager or call ``close()``."""
+
+    def __init__(self, path: str | Path, max_events: int) -> None:
+        if max_events < 1:
+            raise ValueError(f"Spool max_events: must be >= 1, got {max_events}")
+        self.path = Path(path)
+        self.max_events = max_events
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            with self._transaction():
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            raise SpoolError(
+                f"{self.path}: cannot open the MQTT spool ({exc}); check the directory exists "
+                "and is writable by the service user"
+            ) from exc
+        self._trim()
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def put(self, topic: str, payload: bytes, qos: int) -> int:
+        """Append a message; returns its id once the write is committed to disk."""
+        if qos not in (0, 1, 2):
+            raise ValueError(f"Spool.put qos: must be 0, 1 or 2, got {qos}")
+        with self._lock:
+            try:
+                with self._transaction():
+                    cursor = self._db.execute(
+                        "INSERT INTO messages (topic, payload, qos, created) VALUES (?, ?, ?, ?)",
+                        (topic, bytes(payload), qos, time.time()),
+                    )
+                    self._drop_oldest_locked()
+            except sqlite3.Error as exc:
+                raise SpoolError(f"{self.path}: cannot write to the MQTT spool ({exc})") from exc
+        return int(cursor.lastrowid or 0)
+
+    def _drop_oldest_locked(self) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM messages").fetchone()
+        excess = int(count) - self.max_events
+        if excess <= 0:
+            return 0
+        self._db.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)", (excess,)
+        )
+        self._db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,))
+        log.warning("MQTT spool full (%d messages): dropped the %d oldest", self.max_events, excess)
+        return excess
+
+    def _trim(self) -> None:
+        """Apply a smaller bound than the one the file was written with."""
+        with self._lock, self._transaction():
+            self._drop_oldest_locked()
+
+    def pending(self, limit: int, after_id: int = 0) -> list[SpooledMessage]:
+        """The oldest ``limit`` messages with id > ``after_id``, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, payload, qos, created FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [SpooledMessage(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+    def ack(self, message_id: int) -> bool:
+        """Delete an acknowledged message; False if it was already gone (dropped or acked)."""
+        with self._lock:
+            try:
+                with self._transaction():
+                    cursor = self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            except sqlite3.Error as exc:
+                raise SpoolError(f"{self.path}: cannot delete from the MQTT spool ({exc})") from exc
+        return cursor.rowcount > 0
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped by the bound since the spool file was created."""
+        with self._lock:
+            (value,) = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        return int(value)
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM messages").fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,182 @@
+"""JSON Schemas of the DESIGN §6 payloads, shared by the MQTT tests and the end-to-end tests.
+
+Use ``validate(kind, payload)`` (raises ``jsonschema.ValidationError``) with kind one of ``SCHEMAS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+
+_TS = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$", "format": "date-time"}
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_UUID4 = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+}
+_VERSION = {"type": ["integer", "null"], "minimum": 0}
+
+EVENT = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edgeface recognition event",
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "event_id",
+        "ts",
+        "device",
+        "camera",
+        "track",
+        "decision",
+        "identity",
+        "score",
+        "margin",
+        "threshold",
+        "frames",
+        "bbox",
+        "gallery_version",
+        "model_sha256",
+        "latency_ms",
+    ],
+    "properties": {
+        "event_id": _UUID4,
+        "ts": _TS,
+        "device": {"type": "string", "minLength": 1},
+        "camera": {"type": "string", "minLength": 1},
+        "track": {"type": "integer", "minimum": 0},
+        "decision": {"enum": ["match", "unknown"]},
+        "identity": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["id", "name"],
+                    "properties": {"id": {"type": "string", "minLength": 1}, "name": {"type": "string"}},
+                },
+            ]
+        },
+        "score": {"type": "number", "minimum": -1, "maximum": 1},
+        "margin": {"type": "number", "minimum": 0, "maximum": 2},
+        "threshold": {"type": "number", "minimum": -1, "maximum": 1},
+        "frames": {"type": "integer", "minimum": 1},
+        "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+        "gallery_version": _VERSION,
+        "model_sha256": _SHA256,
+        "latency_ms": {"type": "number", "minimum": 0},
+    },
+    # a match names who; an unknown names nobody
+    "allOf": [
+        {
+            "if": {"properties": {"decision": {"const": "match"}}},
+            "then": {"properties": {"identity": {"type": "object"}}},
+            "else": {"properties": {"identity": {"type": "null"}}},
+        }
+    ],
+}
+
+STATUS = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edgeface device status (retained; 'offline' is the Last Will)",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["state", "ts", "version", "gallery", "model"],
+    "properties": {
+        "state": {"enum": ["online", "offline"]},
+        "ts": _TS,
+        "version": {"type": "string", "minLength": 1},
+        "gallery": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["version", "count"],
+            "properties": {"version": _VERSION, "count": {"type": "integer", "minimum": 0}},
+        },
+        "model": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "sha256"],
+            "properties": {"name": {"type": "string"}, "sha256": {"type": "string"}},
+        },
+    },
+}
+
+_STAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["p50", "p95"],
+    "properties": {"p50": {"type": "number", "minimum": 0}, "p95": {"type": "number", "minimum": 0}},
+}
+
+METRICS = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edgeface metrics (QoS 0, not retained)",
+    "type": "object",
+    "required": ["ts", "device", "fps", "latency_ms", "queues", "dropped_frames", "uptime_s"],
+    "properties": {
+        "ts": _TS,
+        "device": {"type": "string", "minLength": 1},
+        "fps": {"type": "number", "minimum": 0},
+        "latency_ms": {"type": "object", "additionalProperties": _STAGE},
+        "queues": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        "dropped_frames": {"type": "integer", "minimum": 0},
+        "uptime_s": {"type": "number", "minimum": 0},
+    },
+}
+
+GALLERY_STATE = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edgeface device gallery state (retained)",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["version", "status", "reason", "ts"],
+    "properties": {
+        "version": _VERSION,
+        "status": {"enum": ["applied", "rejected"]},
+        "reason": {"type": ["string", "null"]},
+        "ts": _TS,
+    },
+    "allOf": [
+        {
+            "if": {"properties": {"status": {"const": "rejected"}}},
+            "then": {"properties": {"reason": {"type": "string", "minLength": 1}}},
+        }
+    ],
+}
+
+HA_DISCOVERY = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Home Assistant MQTT discovery config of the 'last person' sensor",
+    "type": "object",
+    "required": [
+        "name",
+        "unique_id",
+        "state_topic",
+        "value_template",
+        "availability_topic",
+        "availability_template",
+        "payload_available",
+        "payload_not_available",
+        "device",
+    ],
+    "properties": {
+        "device": {"type": "object", "required": ["identifiers", "name"]},
+        "payload_available": {"const": "online"},
+        "payload_not_available": {"const": "offline"},
+    },
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "event": EVENT,
+    "status": STATUS,
+    "metrics": METRICS,
+    "gallery_state": GALLERY_STATE,
+    "ha_discovery": HA_DISCOVERY,
+}
+
+
+def validate(kind: str, payload: Any) -> None:
+    """Raise jsonschema.ValidationError unless ``payload`` matches the §6 schema ``kind``."""
+    schema = SCHEMAS[kind]
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(payload)
