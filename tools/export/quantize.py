@@ -1,0 +1,113 @@
+"""Keras model -> float32 TFLite and full-integer int8 TFLite (post-training quantisation).
+
+The int8 model is built with only `TFLITE_BUILTINS_INT8` allowed, so an op without an int8 kernel makes the
+conversion fail instead of silently falling back to float; the result is checked once more for any float
+tensor. Weights are quantised per channel (the converter's default), input and output are int8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from edgeface_tools.export import ExportError
+
+log = logging.getLogger(__name__)
+
+# Tensor types allowed in a full-integer model: int8 activations/weights, int32 biases and shapes.
+_INTEGER_TYPES = frozenset({np.dtype(np.int8), np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.int16)})
+
+
+def _converter(model: Any) -> tf.lite.TFLiteConverter:
+    """A converter for a tf-keras or Keras 3 model; Keras 3's SavedModel export chatter goes to the log."""
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    log.debug("keras export: %s", chatter.getvalue())
+    return converter
+
+
+def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter):
+        content = converter.convert()
+    log.debug("converter: %s", chatter.getvalue())
+    return content
+
+
+def _write(out: Path, content: bytes) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(content)
+    log.info("wrote %s (%.1f MB)", out, len(content) / 1e6)
+    return out
+
+
+def convert_float32(model: Any, out: Path) -> Path:
+    """The float32 reference model (no optimisation), written to `out`."""
+    try:
+        content = _convert(_converter(model))
+    except Exception as exc:  # the converter raises several unrelated types
+        raise ExportError(f"float32 conversion of {model.name!r} failed: {exc}") from exc
+    return _write(Path(out), content)
+
+
+def representative_dataset(calibration: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """Yield the calibration crops one by one, in the given (fixed) order."""
+    crops = np.ascontiguousarray(calibration, np.float32)
+    if crops.ndim != 4 or crops.shape[-1] != 3 or len(crops) == 0:
+        raise ExportError(f"calibration: expected (N, H, W, 3) float32 crops with N > 0, got {crops.shape}")
+
+    def generate() -> Iterator[list[np.ndarray]]:
+        for crop in crops:
+            yield [crop[np.newaxis]]
+
+    return generate
+
+
+def convert_int8(model: Any, calibration: np.ndarray, out: Path) -> Path:
+    """Full-integer PTQ: int8 in/out, per-channel weights, BUILTINS_INT8 only; written to `out`.
+
+    `calibration` is (N, H, W, 3) float32, already normalised exactly as the device will feed the model.
+    """
+    expected = tuple(int(d) for d in model.inputs[0].shape[1:])
+    if tuple(calibration.shape[1:]) != expected:
+        raise ExportError(f"calibration crops have shape {calibration.shape[1:]}, model input is {expected}")
+    converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    try:
+        content = _convert(converter)
+    except Exception as exc:  # ConverterError, ValueError, RuntimeError depending on the stage
+        raise ExportError(
+            f"int8 conversion of {model.name!r} failed (an op without an int8 kernel cannot fall back to "
+            f"float under TFLITE_BUILTINS_INT8): {exc}"
+        ) from exc
+    check_full_integer(content)
+    return _write(Path(out), content)
+
+
+def check_full_integer(content: bytes) -> None:
+    """Raise ExportError if any tensor of the model is floating point (a silent float fallback)."""
+    interpreter = tf.lite.Interpreter(model_content=content)
+    floats = [
+        f"{t['name']} ({np.dtype(t['dtype']).name})"
+        for t in interpreter.get_tensor_details()
+        if np.dtype(t["dtype"]) not in _INTEGER_TYPES
+    ]
+    if floats:
+        raise ExportError(f"int8 model still has {len(floats)} non-integer tensors: {floats[:8]}")
+
+
+def op_names(path: Path) -> list[str]:
+    """The builtin op names of a .tflite file, in execution order."""
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    return [op["op_name"] for op in interpreter._get_ops_details()]
