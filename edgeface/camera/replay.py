@@ -1,0 +1,97 @@
+"""Replay of an image folder (sorted by name) or a video file at a set fps, real time or as fast as read."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgeface.camera.base import CameraError, EndOfStream, Pacer, SourceBase, Stamper
+from edgeface.errors import ImageError
+from edgeface.photos import image_files, read_image
+from edgeface.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class ReplaySource(SourceBase):
+    """Frames from `path` (folder of images or a video file). `size=(w, h)` resizes every frame.
+
+    `realtime=True` delivers one frame per 1/fps s; False delivers them as fast as `read` is called.
+    At the end: `loop=True` starts again, otherwise EndOfStream.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float = 15.0,
+        realtime: bool = True,
+        loop: bool = False,
+        name: str = "cam0",
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.name = name
+        self.loop = loop
+        self.size = size
+        self._pacer = Pacer(fps, realtime)
+        self._stamper = Stamper(name)
+        self._files: list[Path] = []
+        self._video: cv2.VideoCapture | None = None
+        self._index = 0
+        if self.path.is_dir():
+            self._files = image_files(self.path)
+            if not self._files:
+                raise CameraError(f"camera {name}: replay folder {self.path} holds no images")
+        elif self.path.is_file():
+            self._video = self._open_video()
+        else:
+            raise CameraError(f"camera {name}: replay path {self.path} is neither a folder nor a file")
+
+    def _open_video(self) -> cv2.VideoCapture:
+        video = cv2.VideoCapture(str(self.path))
+        if not video.isOpened():
+            video.release()
+            raise CameraError(f"camera {self.name}: cannot decode video {self.path}")
+        return video
+
+    def _next_image(self) -> np.ndarray | None:
+        if self._video is not None:
+            ok, image = self._video.read()
+            if ok and image is not None:
+                return image
+            if not self.loop:
+                return None
+            self._video.release()
+            self._video = self._open_video()
+            ok, image = self._video.read()
+            return image if ok else None
+        if self._index >= len(self._files):
+            if not self.loop:
+                return None
+            self._index = 0
+        path = self._files[self._index]
+        self._index += 1
+        try:
+            return read_image(path)
+        except ImageError as exc:
+            raise CameraError(f"camera {self.name}: {exc}") from exc
+
+    def read(self, timeout: float) -> Frame | None:
+        if not self._pacer.wait(timeout):
+            return None
+        image = self._next_image()
+        if image is None:
+            raise EndOfStream(f"camera {self.name}: replay of {self.path} has ended")
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if self.size is not None and (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        return self._stamper.frame(image)
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.release()
+            self._video = None
