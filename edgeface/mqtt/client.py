@@ -133,15 +133,16 @@ class MqttPublisher:
     def close(self, flush_timeout: float = 5.0) -> None:
         """Wait (up to ``flush_timeout``) for the spool to drain, publish retained ``offline``, disconnect.
 
-        What is not acknowledged by then stays in the spool and is sent after the next start.
+        While the broker is unreachable this waits the whole ``flush_timeout``. What is not acknowledged
+        by then stays in the spool and is sent after the next start.
         """
         if self._closed:
             return
         self._closed = True
         deadline = time.monotonic() + flush_timeout
         if self._sender is not None:
-            while self.connected and time.monotonic() < deadline and len(self._spool) > 0:
-                time.sleep(0.02)
+            while len(self._spool) > 0 and time.monotonic() < deadline:
+                time.sleep(0.02)  # also covers a (re)connect still under way
             if self.connected:
                 info = self._client.publish(
                     self.topics.status, self._status_bytes("offline"), qos=1, retain=True

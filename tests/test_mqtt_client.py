@@ -1,0 +1,391 @@
+"""MqttPublisher against a real mosquitto: schema, retained status and Last Will, outages, SIGKILL, bounds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from conftest import Broker, free_port, make_broker
+from event_schema import validate
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgeface.mqtt.client import MqttPublisher
+from edgeface.mqtt.payloads import (
+    StageLatency,
+    StatusInfo,
+    gallery_state_payload,
+    metrics_payload,
+    recognition_event,
+)
+from edgeface.mqtt.settings import MqttSettings
+from edgeface.types import Identity, Match
+
+pytestmark = pytest.mark.broker
+ROOT = Path(__file__).resolve().parents[1]
+SHA = "ab" * 32
+STATUS = StatusInfo("0.1.0", 3, 5, "ghostfacenet", SHA)
+
+
+class Collector:
+    """A real subscriber with a persistent session (it gets what was queued while it was away)."""
+
+    def __init__(self, broker: Broker, topics: list[str], protocol: int = paho.MQTTv311, **tls: Any) -> None:
+        self.messages: list[paho.MQTTMessage] = []
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        v5 = protocol == paho.MQTTv5
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"collector-{uuid.uuid4().hex[:8]}",
+            protocol=protocol,
+            clean_session=None if v5 else False,
+        )
+        if tls:
+            self.client.tls_set(**tls)
+        self.client.reconnect_delay_set(1, 1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        if v5:
+            from paho.mqtt.properties import PacketTypes, Properties
+
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect(broker.host, broker.port, 30, clean_start=False, properties=props)
+        else:
+            self.client.connect(broker.host, broker.port, 30)
+        self.client.loop_start()
+        if not self._subscribed.wait(5):
+            raise RuntimeError("collector did not subscribe within 5 s")
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def wait(self, predicate: Callable[[list[paho.MQTTMessage]], bool], timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self.messages), timeout)
+
+    def payloads(self, topic: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [json.loads(m.payload) for m in self.messages if m.topic == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def make_settings(broker: Broker | None, tmp: Path, **overrides: Any) -> MqttSettings:
+    values: dict[str, Any] = {
+        "device": "door1",
+        "host": "127.0.0.1",
+        "port": broker.port if broker else free_port(),
+        "spool_path": tmp / "spool.db",
+        "reconnect_min_s": 1,
+        "reconnect_max_s": 1,
+        "keepalive": 10,
+    }
+    values.update(overrides)
+    return MqttSettings(**values)
+
+
+def make_event(track: int, name: str | None = "Ada") -> dict[str, Any]:
+    identity = Identity(f"id-{name}", name) if name else None
+    match = Match("match" if name else "unknown", identity, 0.71, 0.2, 0.45)
+    return recognition_event(
+        device="door1",
+        camera="cam0",
+        track=track,
+        match=match,
+        frames=3,
+        bbox=(10, 20, 80, 90),
+        gallery_version=3,
+        model_sha256=SHA,
+        latency_ms=42.5,
+    )
+
+
+def ids_of(payloads: list[dict[str, Any]]) -> list[str]:
+    return [p["event_id"] for p in payloads]
+
+
+def has_ids(topic: str, wanted: set[str]) -> Callable[[list[paho.MQTTMessage]], bool]:
+    return lambda msgs: wanted <= {json.loads(m.payload)["event_id"] for m in msgs if m.topic == topic}
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """conftest's broker, plus ``user root`` when tests run as root: otherwise mosquitto drops to the
+    ``mosquitto`` user, cannot write its persistence file in tmp_path, and forgets the collector's
+    session across ``stop()``/``start()``."""
+    instance = make_broker(tmp_path, "user root\n" if os.geteuid() == 0 else "")
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def collector(broker: Broker) -> Iterator[Collector]:
+    c = Collector(broker, ["edgeface/#", "homeassistant/#"])
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_events_arrive_with_the_section6_schema(broker: Broker, collector: Collector, tmp_path: Path) -> None:
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+        assert publisher.wait_connected(5)
+        events = [make_event(i, None if i % 2 else "Ada") for i in range(6)]
+        for event in events:
+            publisher.publish_event(event)
+        topic = publisher.topics.events
+        assert collector.wait(has_ids(topic, set(ids_of(events))))
+        deadline = time.monotonic() + 5
+        while publisher.stats().pending and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stats = publisher.stats()
+    received = collector.payloads(topic)
+    assert ids_of(received) == ids_of(events)  # no outage: exactly once and in order
+    for payload in received:
+        validate("event", payload)
+    assert (stats.spooled, stats.sent, stats.acked, stats.pending, stats.dropped) == (6, 6, 6, 0, 0)
+    statuses = collector.payloads("edgeface/door1/status")
+    for payload in statuses:
+        validate("status", payload)
+    assert [s["state"] for s in statuses] == ["online", "offline"]  # close() says offline cleanly
+
+
+def _spawn_publisher(broker_port: int, spool: Path, keepalive: int = 5) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = ["--host", "127.0.0.1", "--port", str(broker_port), "--device", "door1", "--spool", str(spool)]
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeface.mqtt",
+            *args,
+            "--keepalive",
+            str(keepalive),
+            "--flush-timeout",
+            "10",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _feed(proc: subprocess.Popen[str], events: list[dict[str, Any]]) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    for event in events:
+        proc.stdin.write(json.dumps(event) + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        assert line.strip() == f"spooled {event['event_id']}", line
+
+
+def _retained_status(broker: Broker) -> dict[str, Any]:
+    fresh = Collector(broker, ["edgeface/door1/status"])
+    try:
+        assert fresh.wait(lambda msgs: bool(msgs), 5)
+        assert fresh.messages[0].retain
+        return json.loads(fresh.messages[0].payload)
+    finally:
+        fresh.close()
+
+
+def test_last_will_offline_when_the_publisher_is_sigkilled(
+    broker: Broker, collector: Collector, tmp_path: Path
+) -> None:
+    proc = _spawn_publisher(broker.port, tmp_path / "spool.db")
+    try:
+        assert collector.wait(lambda msgs: any(m.topic.endswith("/status") for m in msgs), 10)
+        assert _retained_status(broker)["state"] == "online"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert collector.wait(lambda msgs: b'"offline"' in msgs[-1].payload, 10)
+    finally:
+        proc.kill()
+    status = _retained_status(broker)
+    validate("status", status)
+    assert status["state"] == "offline"
+
+
+def test_broker_outage_loses_no_event(broker: Broker, collector: Collector, tmp_path: Path) -> None:
+    topic = "edgeface/door1/events"
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+        assert publisher.wait_connected(5)
+        before = [make_event(i) for i in range(10)]
+        for event in before:
+            publisher.publish_event(event)
+        assert collector.wait(has_ids(topic, set(ids_of(before))))
+        broker.stop()
+        during = [make_event(100 + i) for i in range(20)]
+        for event in during:
+            publisher.publish_event(event)
+        time.sleep(1.5)
+        assert not publisher.connected
+        assert publisher.stats().pending >= 20  # waiting on disk, not in paho's RAM
+        broker.start()
+        after = [make_event(200 + i) for i in range(10)]
+        for event in after:
+            publisher.publish_event(event)
+        wanted = set(ids_of(before + during + after))
+        assert collector.wait(has_ids(topic, wanted), 20), "events lost across the outage"
+        assert publisher.stats().reconnects >= 1
+    received = collector.payloads(topic)
+    assert set(ids_of(received)) == wanted
+    for payload in received:
+        validate("event", payload)
+
+
+def test_sigkilled_publisher_delivers_its_spool_after_restart(
+    broker: Broker, collector: Collector, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool.db"
+    topic = "edgeface/door1/events"
+    proc = _spawn_publisher(broker.port, spool)
+    try:
+        sent = [make_event(i) for i in range(5)]
+        _feed(proc, sent)
+        assert collector.wait(has_ids(topic, set(ids_of(sent))))
+        broker.stop()
+        stranded = [make_event(100 + i) for i in range(12)]
+        _feed(proc, stranded)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    broker.start()
+    restarted = _spawn_publisher(broker.port, spool)
+    _, err = restarted.communicate("", timeout=30)  # no new input: flush the spool, exit
+    assert restarted.returncode == 0, err
+    wanted = set(ids_of(sent + stranded))
+    assert collector.wait(has_ids(topic, wanted), 10), "spooled events lost after SIGKILL"
+    assert set(ids_of(collector.payloads(topic))) == wanted
+
+
+def test_spool_bound_drops_oldest_while_the_broker_is_down(
+    broker: Broker, collector: Collector, tmp_path: Path
+) -> None:
+    broker.stop()
+    settings = make_settings(broker, tmp_path, spool_max_events=5)
+    with MqttPublisher(settings, STATUS) as publisher:
+        events = [make_event(i) for i in range(8)]
+        for event in events:
+            publisher.publish_event(event)
+        stats = publisher.stats()
+        assert (stats.connected, stats.pending, stats.dropped) == (False, 5, 3)
+        broker.start()
+        kept = ids_of(events[3:])
+        assert collector.wait(has_ids(publisher.topics.events, set(kept)), 15)
+    assert ids_of(collector.payloads("edgeface/door1/events")) == kept  # oldest three dropped, order kept
+
+
+def test_malformed_inbound_messages_do_not_stop_the_loop(
+    broker: Broker, collector: Collector, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good: list[dict[str, Any]] = []
+
+    def on_manifest(topic: str, payload: bytes) -> None:
+        manifest = json.loads(payload)  # raises on garbage
+        if not isinstance(manifest, dict) or "version" not in manifest:
+            raise ValueError("manifest without a version")
+        good.append(manifest)
+
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+        assert publisher.wait_connected(5)
+        publisher.subscribe("edgeface/fleet/f1/gallery", on_manifest)
+        time.sleep(0.3)
+        sender = collector.client
+        for bad in (b"\xff\xfe\x00", b"{not json", b"", b"[1, 2]", os.urandom(300_000), b'{"no": "version"}'):
+            sender.publish("edgeface/fleet/f1/gallery", bad, qos=1)
+        sender.publish("edgeface/fleet/f1/gallery", b'{"version": 7}', qos=1)
+        deadline = time.monotonic() + 5
+        while not good and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert good == [{"version": 7}]
+        event = make_event(1)
+        publisher.publish_event(event)
+        assert collector.wait(has_ids(publisher.topics.events, {event["event_id"]}))
+        assert publisher.connected
+    failures = [r for r in caplog.records if "subscriber callback" in r.getMessage()]
+    assert len(failures) == 6 and all(r.levelno == logging.ERROR for r in failures)
+
+
+def test_retained_gallery_state_metrics_and_status_update(
+    broker: Broker, collector: Collector, tmp_path: Path
+) -> None:
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+        assert publisher.wait_connected(5)
+        publisher.publish_gallery_state(gallery_state_payload(4, "applied"))
+        metrics = metrics_payload(
+            device="door1",
+            fps=14.8,
+            stages={"detect": StageLatency(8.1, 12.3)},
+            queues={"frames": 1},
+            dropped_frames=2,
+            uptime_s=12.0,
+            extra={"mqtt_pending": publisher.stats().pending},
+        )
+        assert publisher.publish_metrics(metrics)
+        publisher.set_status(StatusInfo("0.1.0", 4, 6, "ghostfacenet", SHA))
+        assert collector.wait(lambda msgs: sum(m.topic.endswith("/status") for m in msgs) >= 2)
+        assert collector.wait(lambda msgs: any(m.topic.endswith("/metrics") for m in msgs))
+        retained = Collector(broker, ["edgeface/door1/gallery/state", "edgeface/door1/status"])
+        try:
+            assert retained.wait(lambda msgs: len(msgs) >= 2, 5)
+            by_topic = {m.topic: json.loads(m.payload) for m in retained.messages if m.retain}
+        finally:
+            retained.close()
+    validate("gallery_state", by_topic["edgeface/door1/gallery/state"])
+    assert by_topic["edgeface/door1/gallery/state"]["version"] == 4
+    validate("status", by_topic["edgeface/door1/status"])
+    assert by_topic["edgeface/door1/status"]["gallery"] == {"version": 4, "count": 6}
+    (received,) = collector.payloads("edgeface/door1/metrics")
+    validate("metrics", received)
+    assert received["mqtt_pending"] == 0
+
+
+def test_home_assistant_discovery(broker: Broker, collector: Collector, tmp_path: Path) -> None:
+    topic = "homeassistant/sensor/door1_last_person/config"
+    with MqttPublisher(make_settings(broker, tmp_path, ha_discovery=True), STATUS) as publisher:
+        assert publisher.wait_connected(5)
+        assert collector.wait(lambda msgs: any(m.topic == topic for m in msgs))
+    (config,) = collector.payloads(topic)
+    validate("ha_discovery", config)
+    assert config["state_topic"] == "edgeface/door1/events"
+    assert config["availability_topic"] == "edgeface/door1/status"
+
+
+def test_mqtt5_events_carry_a_json_content_type(broker: Broker, tmp_path: Path) -> None:
+    v5 = Collector(broker, ["edgeface/door1/events"], protocol=paho.MQTTv5)
+    try:
+        with MqttPublisher(make_settings(broker, tmp_path, protocol="5"), STATUS) as publisher:
+            assert publisher.wait_connected(5)
+            event = make_event(1)
+            publisher.publish_event(event)
+            assert v5.wait(lambda msgs: bool(msgs))
+        message = v5.messages[0]
+        validate("event", json.loads(message.payload))
+        assert message.properties.ContentType == "application/json"
+    finally:
+        v5.close()
