@@ -1,0 +1,193 @@
+"""`edgeface gallery keygen|build|verify|inspect|publish`: the fleet server's side of gallery sync."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edgeface.errors import BundleError, EdgefaceError
+
+log = logging.getLogger(__name__)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from edgeface.sync.signing import generate_keypair
+
+    generate_keypair(args.private, args.public, overwrite=args.force)
+    log.info("wrote %s (keep it secret) and %s (install on every device)", args.private, args.public)
+    return 0
+
+
+def _enroll_folders(root: Path, model_args: argparse.Namespace):
+    import cv2
+    import numpy as np
+
+    from edgeface.cli.common import load_encoder
+    from edgeface.gallery import Gallery
+
+    encoder = load_encoder(model_args)
+    try:
+        gallery = Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
+        for person in sorted(p for p in root.iterdir() if p.is_dir()):
+            embeddings = []
+            for photo in sorted(person.iterdir()):
+                image = cv2.imread(str(photo))
+                faces = encoder.encode(image) if image is not None else []
+                if faces:
+                    embeddings.append(faces[0].embedding)
+                else:
+                    log.warning("%s: no face, skipped", photo)
+            if embeddings:
+                gallery = gallery.enroll(person.name, person.name, np.stack(embeddings))
+        return gallery
+    finally:
+        encoder.close()
+
+
+def _build(args: argparse.Namespace) -> int:
+    from edgeface.sync.build import build_bundle, load_source_gallery
+    from edgeface.sync.signing import load_private_key
+
+    key = load_private_key(args.key)
+    gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
+    if not len(gallery):
+        raise BundleError("the gallery is empty: nothing to publish")
+    base = load_source_gallery(args.base, key.public_key()) if args.base else None
+    data = build_bundle(
+        gallery, fleet=args.fleet, version=args.version, key=key, expires_days=args.expires, base=base
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(data)
+    kind = f"delta against {base.version}" if base is not None else "full"
+    log.info(
+        "wrote %s: %s bundle v%d, %d identities, %d bytes",
+        args.out,
+        kind,
+        args.version,
+        len(gallery),
+        len(data),
+    )
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from edgeface.sync.bundle import read_bundle, verify_bundle
+    from edgeface.sync.errors import Rejected
+    from edgeface.sync.signing import load_public_key
+
+    try:
+        verified = verify_bundle(read_bundle(args.path), load_public_key(args.public))
+        if verified.manifest.expired(datetime.now(UTC)):
+            raise Rejected("expired", f"bundle expired at {verified.manifest.expires}")
+    except Rejected as exc:
+        print(f"REJECTED {args.path}: {exc.reason}", file=sys.stderr)
+        return 1
+    m = verified.manifest
+    print(
+        f"OK {args.path}: fleet {m.fleet} version {m.version}, {m.count} rows, signature and sha256s verify"
+    )
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from edgeface.sync.bundle import read_bundle, split_payload
+    from edgeface.sync.manifest import parse_manifest
+
+    bundle = read_bundle(args.path)
+    fields, problem = None, None
+    try:
+        fields = json.loads(bundle.manifest)
+        parse_manifest(bundle.manifest)
+    except (ValueError, EdgefaceError) as exc:
+        problem = str(exc)
+    identities, vectors = split_payload(bundle.payload)
+    info = {
+        "manifest": fields,
+        "manifest_problem": problem,
+        "signature_bytes": len(bundle.signature),
+        "payload_bytes": len(bundle.payload),
+        "identities_bytes": len(identities),
+        "vectors_bytes": len(vectors),
+        "note": "inspect checks no signature; use `edgeface gallery verify`",
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from edgeface.sync.mqtt import BrokerOptions, read_credentials
+    from edgeface.sync.publish import publish
+
+    host, _, port = args.broker.rpartition(":")
+    if not host or not port.isdigit():
+        raise BundleError(f"--broker: expected HOST:PORT, got {args.broker!r}")
+    user, password = read_credentials(args.credentials) if args.credentials else (None, None)
+    options = BrokerOptions(host, int(port), "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
+    fallback = args.full.read_bytes() if args.full else None
+    done = publish(options, args.prefix, args.fleet, args.path.read_bytes(), fallback, args.state_wait)
+    log.info(
+        "published %s v%d in %d chunks; cleared %d old chunks",
+        "delta" if done.delta else "full",
+        done.version,
+        done.chunks,
+        done.cleared,
+    )
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("gallery", help="build, sign, verify and publish gallery bundles")
+    verbs = parser.add_subparsers(dest="gallery_verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("keygen", help="make an Ed25519 signing key pair")
+    p.add_argument("--private", type=Path, required=True)
+    p.add_argument("--public", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help="overwrite an existing private key")
+    p.set_defaults(func=_keygen)
+
+    p = verbs.add_parser("build", help="build and sign a full or delta bundle")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--folders", type=Path, help="ROOT/<identity>/<photo>: enroll with the device encoder"
+    )
+    source.add_argument("--gallery", type=Path, help="an enrolled gallery directory (store root or version)")
+    p.add_argument("--fleet", required=True)
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--expires", type=float, default=None, metavar="DAYS")
+    p.add_argument(
+        "--base", type=Path, default=None, help="full bundle or gallery dir: build a delta against it"
+    )
+    p.add_argument("--key", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    from edgeface.cli.common import add_model_options
+
+    add_model_options(p)
+    p.set_defaults(func=_build)
+
+    p = verbs.add_parser("verify", help="check a bundle's signature, sha256s, contents and expiry")
+    p.add_argument("--public", type=Path, required=True)
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=_verify)
+
+    p = verbs.add_parser("inspect", help="print a bundle's manifest and sizes (no verification)")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=_inspect)
+
+    p = verbs.add_parser("publish", help="publish a bundle retained over MQTT")
+    p.add_argument("--broker", required=True, metavar="HOST:PORT")
+    p.add_argument("--tls-ca", type=Path)
+    p.add_argument("--tls-cert", type=Path)
+    p.add_argument("--tls-key", type=Path)
+    p.add_argument("--credentials", type=Path, help="file with username:password")
+    p.add_argument("--prefix", default="edgeface")
+    p.add_argument("--fleet", required=True)
+    p.add_argument(
+        "--full", type=Path, help="full bundle to publish when a delta's base is not on every device"
+    )
+    p.add_argument("--state-wait", type=float, default=1.0, help="seconds to collect devices' retained state")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=_publish)

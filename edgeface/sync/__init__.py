@@ -1,0 +1,12 @@
+"""Fleet gallery sync: signed, versioned bundles (server side) and their atomic apply on a device.
+
+Device wiring (the daemon)::
+
+    sync = GallerySyncClient(SyncConfig(fleet, device_id, model_sha256, prefix, expiry), public_key,
+                             GalleryStore(state_dir / "gallery"), on_gallery=updater.apply)
+    PahoTransport.attach_to(mqtt_client, sync)
+
+Modules: `manifest` (the signed JSON), `bundle` (container + stateless checks), `signing` (Ed25519),
+`delta`, `build` and `publish` (server side), `chunks` (MQTT announcement and chunking), `apply` (device
+checks + atomic write), `client` (the device state machine), `mqtt` (paho binding), `updater` (index swap).
+"""

@@ -1,0 +1,127 @@
+"""Device-side checks that need device state, and the atomic apply (DESIGN §4).
+
+A bundle is applied only if its fleet and `model_sha256` are this device's, its version is above the running
+one, a delta's `base_version` is exactly the running version, and it is not expired (policy `warn` accepts it
+with a warning, `deny` rejects it). The resulting gallery is written through `GalleryStore.save` (temporary
+directory, fsync, rename, directory fsync, symlink swap), so a power cut leaves the old or the new one, whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
+from edgeface.sync.build import delta_of, gallery_hashes, rows_gallery
+from edgeface.sync.bundle import MAX_PAYLOAD, Rows
+from edgeface.sync.delta import apply_delta
+from edgeface.sync.errors import Rejected
+from edgeface.sync.manifest import Manifest, rfc3339
+
+log = logging.getLogger(__name__)
+
+EXPIRY_POLICIES = ("warn", "deny")
+MANIFEST_FILE = "bundle-manifest.json"
+SIGNATURE_FILE = "bundle-manifest.sig"
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePolicy:
+    fleet: str
+    model_sha256: str
+    expiry: str = "warn"
+    max_payload: int = MAX_PAYLOAD
+
+    def __post_init__(self) -> None:
+        if self.expiry not in EXPIRY_POLICIES:
+            raise ValueError(f"sync.expiry: must be one of {EXPIRY_POLICIES}, got {self.expiry!r}")
+
+
+def manifest_id(manifest: Manifest) -> str:
+    return sha256_bytes(manifest.raw)
+
+
+def is_running(manifest: Manifest, running: Gallery | None) -> bool:
+    """True when `manifest` is exactly the bundle the device already runs (a re-delivery, not a replay)."""
+    return running is not None and running.manifest.get("bundle_manifest_sha256") == manifest_id(manifest)
+
+
+def check_device(
+    manifest: Manifest, policy: DevicePolicy, running: Gallery | None, now: datetime | None = None
+) -> str | None:
+    """Raise `Rejected` if this device must not apply `manifest`; return a warning for `warn` expiry."""
+    if manifest.fleet != policy.fleet:
+        raise Rejected(
+            "fleet_mismatch", f"bundle is for fleet {manifest.fleet!r}, device is in {policy.fleet!r}"
+        )
+    if manifest.model_sha256 != policy.model_sha256:
+        raise Rejected(
+            "model_mismatch",
+            f"bundle is for model {manifest.model_sha256[:12]}, device runs {policy.model_sha256[:12]}",
+        )
+    running_version = running.version if running is not None else 0
+    if manifest.version <= running_version:
+        raise Rejected(
+            "version_not_newer", f"version {manifest.version} is not above running {running_version}"
+        )
+    if manifest.is_delta and manifest.base_version != running_version:
+        raise Rejected(
+            "base_mismatch", f"delta against version {manifest.base_version}, device runs {running_version}"
+        )
+    if manifest.expired(now):
+        expires = rfc3339(manifest.expires)  # type: ignore[arg-type]
+        if policy.expiry == "deny":
+            raise Rejected("expired", f"bundle expired at {expires} (policy deny)")
+        return f"bundle expired at {expires} (policy warn: still matching)"
+    return None
+
+
+def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Gallery:
+    """The full gallery a verified bundle describes; a delta must reproduce its signed result hashes."""
+    info = {
+        "fleet": manifest.fleet,
+        "created": rfc3339(manifest.created),
+        "expires": None if manifest.expires is None else rfc3339(manifest.expires),
+        "bundle_manifest_sha256": manifest_id(manifest),
+    }
+    if not manifest.is_delta:
+        gallery = rows_gallery(manifest, rows)
+    else:
+        if running is None or running.version != manifest.base_version:
+            raise Rejected("base_mismatch", f"delta needs version {manifest.base_version} to be running")
+        gallery = apply_delta(running, delta_of(manifest, rows), manifest.version)
+        identities, vectors = gallery_hashes(gallery)
+        result = manifest.result
+        if (  # result is always set for a parsed delta
+            result is None
+            or len(gallery) != result.count
+            or sha256_bytes(identities) != result.identities
+            or sha256_bytes(vectors) != result.vectors
+        ):
+            raise Rejected("result_mismatch", "applying the delta does not give the signed result gallery")
+    return Gallery(
+        gallery.ids,
+        gallery.names,
+        gallery.samples,
+        gallery.vectors,
+        gallery.model_sha256,
+        manifest.version,
+        None,
+        info,
+    )
+
+
+def commit(store: GalleryStore, gallery: Gallery, manifest: Manifest, signature: bytes) -> None:
+    """Write `gallery` atomically, with the signed manifest beside it for audit."""
+    try:
+        store.save(gallery, {MANIFEST_FILE: manifest.raw, SIGNATURE_FILE: signature})
+    except OSError as exc:
+        raise Rejected("apply_failed", f"writing gallery {manifest.version} failed ({exc})") from exc
+
+
+def running_expired(running: Gallery | None, now: datetime | None = None) -> bool:
+    expires = running.manifest.get("expires") if running is not None else None
+    if not expires:
+        return False
+    return (now or datetime.now(UTC)) >= datetime.fromisoformat(expires)

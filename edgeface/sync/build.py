@@ -1,0 +1,99 @@
+"""Server side: make and sign full or delta bundles from a `Gallery`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.errors import BundleError
+from edgeface.gallery import Gallery, GalleryStore, npy_bytes, read_gallery_dir, sha256_bytes
+from edgeface.sync.bundle import Bundle, Rows, pack_bundle, pack_payload, read_bundle, verify_bundle
+from edgeface.sync.delta import Delta, apply_delta, compute_delta
+from edgeface.sync.manifest import FORMAT, Manifest, manifest_bytes, rfc3339
+from edgeface.sync.signing import Ed25519PrivateKey, sign
+
+
+def gallery_hashes(gallery: Gallery) -> tuple[bytes, bytes]:
+    """The identities JSON and vectors .npy bytes a device stores for `gallery` (and their hashes name)."""
+    return gallery.identities_json(), npy_bytes(np.ascontiguousarray(gallery.vectors, np.float32))
+
+
+def _fields(gallery: Gallery, fleet: str, version: int, expires_days: float | None, now: datetime) -> dict:
+    identities, vectors = gallery_hashes(gallery)
+    expires = None if expires_days is None else rfc3339(now + timedelta(days=expires_days))
+    return {
+        "format": FORMAT,
+        "fleet": fleet,
+        "version": version,
+        "created": rfc3339(now),
+        "expires": expires,
+        "model_sha256": gallery.model_sha256,
+        "dim": gallery.dim,
+        "dtype": "float32",
+        "count": len(gallery),
+        "identities": sha256_bytes(identities),
+        "vectors": sha256_bytes(vectors),
+    }
+
+
+def build_bundle(
+    gallery: Gallery,
+    *,
+    fleet: str,
+    version: int,
+    key: Ed25519PrivateKey,
+    expires_days: float | None = None,
+    base: Gallery | None = None,
+    now: datetime | None = None,
+) -> bytes:
+    """A signed bundle file: the whole `gallery`, or (with `base`) only its changes against `base`."""
+    now = now or datetime.now(UTC)
+    if base is not None and base.model_sha256 != gallery.model_sha256:
+        raise BundleError("delta base was made with another model; build a full bundle instead")
+    if base is not None and not 0 < base.version < version:
+        raise BundleError(f"delta base version {base.version} must be >= 1 and below {version}")
+    if base is None:
+        content, fields = gallery, _fields(gallery, fleet, version, expires_days, now)
+    else:
+        delta = compute_delta(base, gallery)
+        result = apply_delta(base, delta, version)
+        result_ids, result_vectors = gallery_hashes(result)
+        content = delta.upsert
+        fields = _fields(content, fleet, version, expires_days, now) | {
+            "base_version": base.version,
+            "remove": list(delta.remove),
+            "result": {
+                "count": len(result),
+                "identities": sha256_bytes(result_ids),
+                "vectors": sha256_bytes(result_vectors),
+            },
+        }
+    raw = manifest_bytes(fields)
+    payload = pack_payload(*gallery_hashes(content))
+    return pack_bundle(Bundle(raw, sign(key, raw), payload))
+
+
+def rows_gallery(manifest: Manifest, rows: Rows, version: int | None = None) -> Gallery:
+    return Gallery(
+        rows.ids, rows.names, rows.samples, rows.vectors, manifest.model_sha256, version or manifest.version
+    )
+
+
+def delta_of(manifest: Manifest, rows: Rows) -> Delta:
+    return Delta(manifest.remove, rows_gallery(manifest, rows))
+
+
+def load_source_gallery(path: Path, key_for_bundles=None) -> Gallery:
+    """A gallery from a store root, a version directory, or a full bundle file (verified if a key is given)."""
+    if path.is_dir():
+        store = GalleryStore(path)
+        return store.load() if store.exists() else read_gallery_dir(path)
+    bundle = read_bundle(path)
+    if key_for_bundles is None:
+        raise BundleError(f"{path}: a bundle used as a base needs the public key to verify it")
+    verified = verify_bundle(bundle, key_for_bundles)
+    if verified.manifest.is_delta:
+        raise BundleError(f"{path}: is a delta; a delta base must be a full bundle or a gallery directory")
+    return rows_gallery(verified.manifest, verified.rows)

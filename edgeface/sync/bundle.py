@@ -1,0 +1,179 @@
+"""Bundle container and the checks that need no device state (DESIGN §4).
+
+Bundle file (one binary container, nothing in it is unpickled or executed)::
+
+    b"EFBUNDL1"                      8 bytes magic
+    u32 big-endian  M                manifest length (<= 1 MiB)
+    M bytes                          manifest JSON (exactly the signed bytes)
+    64 bytes                         Ed25519 signature over the manifest bytes
+    payload                          everything after the signature, up to the end of the file
+
+Payload (also what MQTT chunks carry, concatenated in order)::
+
+    u32 big-endian  I                identities JSON length
+    I bytes                          identities JSON: [{"id": str, "name": str, "samples": int}, ...]
+    rest                             vectors .npy (float32, shape (count, dim)), read with allow_pickle=False
+
+Sizes are checked against the declared lengths before anything is parsed; trailing or missing bytes are
+an error. The payload is limited to `max_payload` bytes (default 256 MiB).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.errors import GalleryError
+from edgeface.gallery import load_npy, sha256_bytes
+from edgeface.sync.errors import Rejected
+from edgeface.sync.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from edgeface.sync.signing import SIGNATURE_BYTES, Ed25519PublicKey, signature_valid
+
+MAGIC = b"EFBUNDL1"
+MAX_PAYLOAD = 256 << 20
+MAX_TEXT = 256
+_U32 = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """The raw parts of a bundle; nothing here is trusted until `verify_bundle` returned."""
+
+    manifest: bytes
+    signature: bytes
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A verified bundle's rows: identities (in order) and their vectors."""
+
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+    samples: tuple[int, ...]
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBundle:
+    manifest: Manifest
+    signature: bytes
+    rows: Rows
+
+
+def pack_payload(identities: bytes, vectors: bytes) -> bytes:
+    return _U32.pack(len(identities)) + identities + vectors
+
+
+def split_payload(payload: bytes) -> tuple[bytes, bytes]:
+    if len(payload) < _U32.size:
+        raise Rejected("payload_invalid", f"payload is {len(payload)} bytes, too short for its header")
+    (length,) = _U32.unpack_from(payload)
+    if _U32.size + length > len(payload):
+        raise Rejected("payload_invalid", f"identities length {length} runs past the payload end")
+    return payload[_U32.size : _U32.size + length], payload[_U32.size + length :]
+
+
+def pack_bundle(bundle: Bundle) -> bytes:
+    if len(bundle.signature) != SIGNATURE_BYTES:
+        raise Rejected("bad_signature", f"signature must be {SIGNATURE_BYTES} bytes")
+    return MAGIC + _U32.pack(len(bundle.manifest)) + bundle.manifest + bundle.signature + bundle.payload
+
+
+def unpack_bundle(data: bytes, max_payload: int = MAX_PAYLOAD) -> Bundle:
+    if not data.startswith(MAGIC):
+        raise Rejected("payload_invalid", "not an edgeface bundle (bad magic)")
+    if len(data) < len(MAGIC) + _U32.size:
+        raise Rejected("payload_invalid", "bundle truncated in its header")
+    (length,) = _U32.unpack_from(data, len(MAGIC))
+    if length > MAX_MANIFEST_BYTES:
+        raise Rejected("oversized", f"manifest is {length} bytes, limit {MAX_MANIFEST_BYTES}")
+    start = len(MAGIC) + _U32.size
+    payload_at = start + length + SIGNATURE_BYTES
+    if payload_at > len(data):
+        raise Rejected("payload_invalid", "bundle truncated before its payload")
+    if len(data) - payload_at > max_payload:
+        raise Rejected("oversized", f"payload is {len(data) - payload_at} bytes, limit {max_payload}")
+    return Bundle(data[start : start + length], data[start + length : payload_at], data[payload_at:])
+
+
+def read_bundle(path: Path, max_payload: int = MAX_PAYLOAD) -> Bundle:
+    try:
+        size = path.stat().st_size
+        if size > max_payload + MAX_MANIFEST_BYTES + 1024:
+            raise Rejected("oversized", f"{path} is {size} bytes, limit {max_payload}")
+        return unpack_bundle(path.read_bytes(), max_payload)
+    except OSError as exc:
+        raise Rejected("payload_invalid", f"{path}: cannot read ({exc})") from exc
+
+
+def check_signature(manifest: bytes, signature: bytes, key: Ed25519PublicKey) -> None:
+    if not signature_valid(key, manifest, signature):
+        raise Rejected("bad_signature", "Ed25519 signature does not verify with the configured public key")
+
+
+def _decode_rows(raw: bytes, expected: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    try:
+        rows = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected("payload_invalid", f"identities are not JSON ({exc})") from exc
+    if not isinstance(rows, list) or len(rows) != expected:
+        raise Rejected("payload_invalid", f"identities must be a list of {expected} rows")
+    ids, names, samples = [], [], []
+    for row in rows:
+        if not isinstance(row, dict) or set(row) != {"id", "name", "samples"}:
+            raise Rejected(
+                "payload_invalid", f"identity row must have exactly id, name, samples: {row!r:.80}"
+            )
+        i, n, s = row["id"], row["name"], row["samples"]
+        if not (isinstance(i, str) and 0 < len(i) <= MAX_TEXT and isinstance(n, str) and len(n) <= MAX_TEXT):
+            raise Rejected(
+                "payload_invalid", f"identity id/name must be strings of <= {MAX_TEXT}: {row!r:.80}"
+            )
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
+            raise Rejected("payload_invalid", f"identity samples must be an integer >= 0: {row!r:.80}")
+        ids.append(i), names.append(n), samples.append(s)
+    if len(set(ids)) != len(ids):
+        raise Rejected("payload_invalid", "identity ids are not unique")
+    return tuple(ids), tuple(names), tuple(samples)
+
+
+def _decode_vectors(raw: bytes, manifest: Manifest) -> np.ndarray:
+    try:
+        vectors = load_npy(raw, "vectors")
+    except GalleryError as exc:
+        raise Rejected("payload_invalid", str(exc)) from exc
+    if vectors.dtype != np.dtype("<f4") or vectors.shape != (manifest.count, manifest.dim):
+        raise Rejected(
+            "payload_invalid",
+            f"vectors must be little-endian float32 {(manifest.count, manifest.dim)}, "
+            f"got {vectors.dtype} {vectors.shape}",
+        )
+    if not np.isfinite(vectors).all():
+        raise Rejected("payload_invalid", "vectors contain NaN or infinity")
+    norms = np.linalg.norm(vectors, axis=1)
+    if len(norms) and float(np.abs(norms - 1.0).max()) > 1e-3:
+        raise Rejected("payload_invalid", "vectors are not L2-normalised")
+    return vectors
+
+
+def verify_payload(manifest: Manifest, payload: bytes) -> Rows:
+    """Hash and decode a payload against an already signature-checked manifest."""
+    identities, vectors = split_payload(payload)
+    if sha256_bytes(identities) != manifest.identities:
+        raise Rejected("identities_sha256", "identities JSON does not match the manifest's sha256")
+    if sha256_bytes(vectors) != manifest.vectors:
+        raise Rejected("vectors_sha256", "vectors .npy does not match the manifest's sha256")
+    ids, names, samples = _decode_rows(identities, manifest.count)
+    return Rows(ids, names, samples, _decode_vectors(vectors, manifest))
+
+
+def verify_bundle(bundle: Bundle, key: Ed25519PublicKey) -> VerifiedBundle:
+    """Every check that needs no device state except expiry: signature, manifest, sha256s, contents."""
+    check_signature(bundle.manifest, bundle.signature, key)
+    manifest = parse_manifest(bundle.manifest)
+    return VerifiedBundle(manifest, bundle.signature, verify_payload(manifest, bundle.payload))

@@ -1,0 +1,156 @@
+"""The MQTT announcement (retained on `{prefix}/fleet/{fleet}/gallery`) and payload chunking.
+
+Announcement JSON::
+
+    {"format": "edgeface-announce/1",
+     "manifest": base64 of the exact signed manifest bytes, "signature": base64 (64 bytes),
+     "payload": {"size": int, "sha256": hex, "chunks": [{"size": int, "sha256": hex}, ...]}}
+
+Chunk `n` is retained on `{prefix}/fleet/{fleet}/gallery/{version}/{n}`; each is at most 256 KiB. Instead of
+`payload.chunks` an announcement may carry `payload.url` (served by any web server); this device build only
+fetches over MQTT and rejects URL announcements with a clear reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+
+from edgeface.gallery import sha256_bytes
+from edgeface.sync.errors import Rejected
+from edgeface.sync.manifest import MAX_MANIFEST_BYTES
+
+ANNOUNCE_FORMAT = "edgeface-announce/1"
+CHUNK_BYTES = 256 * 1024
+MAX_ANNOUNCEMENT_BYTES = 4 * MAX_MANIFEST_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSpec:
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    manifest: bytes
+    signature: bytes
+    size: int
+    sha256: str
+    chunks: tuple[ChunkSpec, ...]
+
+
+def split_chunks(payload: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
+    if not 0 < chunk_bytes <= CHUNK_BYTES:
+        raise ValueError(f"chunk_bytes must be in (0, {CHUNK_BYTES}], got {chunk_bytes}")
+    return [payload[i : i + chunk_bytes] for i in range(0, len(payload), chunk_bytes)] or [b""]
+
+
+def announcement_bytes(manifest: bytes, signature: bytes, payload: bytes, chunks: list[bytes]) -> bytes:
+    doc = {
+        "format": ANNOUNCE_FORMAT,
+        "manifest": base64.b64encode(manifest).decode(),
+        "signature": base64.b64encode(signature).decode(),
+        "payload": {
+            "size": len(payload),
+            "sha256": sha256_bytes(payload),
+            "chunks": [{"size": len(c), "sha256": sha256_bytes(c)} for c in chunks],
+        },
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _b64(doc: dict, key: str) -> bytes:
+    try:
+        return base64.b64decode(doc[key], validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise Rejected("announcement_invalid", f"{key!r} must be base64 ({exc})") from exc
+
+
+def _chunk(item: object) -> ChunkSpec:
+    if not isinstance(item, dict):
+        raise Rejected("announcement_invalid", "each chunk must be {size, sha256}")
+    size, digest = item.get("size"), item.get("sha256")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= CHUNK_BYTES:
+        raise Rejected("oversized", f"chunk size must be 0..{CHUNK_BYTES}, got {size!r}")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise Rejected("announcement_invalid", f"chunk sha256 must be hex, got {digest!r}")
+    return ChunkSpec(size, digest)
+
+
+def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
+    """Parse the retained announcement; an oversized payload is rejected here, before any chunk is buffered."""
+    if len(raw) > MAX_ANNOUNCEMENT_BYTES:
+        raise Rejected("oversized", f"announcement is {len(raw)} bytes, limit {MAX_ANNOUNCEMENT_BYTES}")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected("announcement_invalid", f"announcement is not JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != ANNOUNCE_FORMAT:
+        raise Rejected("announcement_invalid", f"announcement format must be {ANNOUNCE_FORMAT!r}")
+    payload = doc.get("payload")
+    if not isinstance(payload, dict):
+        raise Rejected("announcement_invalid", "announcement needs a 'payload' object")
+    if "url" in payload and "chunks" not in payload:
+        raise Rejected(
+            "announcement_invalid", "URL payloads are not supported by this device; publish chunks"
+        )
+    size, items = payload.get("size"), payload.get("chunks")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise Rejected("announcement_invalid", f"payload size must be an integer, got {size!r}")
+    if size > max_payload:
+        raise Rejected("oversized", f"payload is {size} bytes, this device accepts at most {max_payload}")
+    if not isinstance(items, list) or not items:
+        raise Rejected("announcement_invalid", "payload needs a non-empty 'chunks' list")
+    chunks = tuple(_chunk(item) for item in items)
+    if sum(c.size for c in chunks) != size:
+        raise Rejected("announcement_invalid", "chunk sizes do not add up to the payload size")
+    digest = payload.get("sha256")
+    if not isinstance(digest, str):
+        raise Rejected("announcement_invalid", "payload needs a 'sha256'")
+    return Announcement(_b64(doc, "manifest"), _b64(doc, "signature"), size, digest, chunks)
+
+
+class ChunkAssembler:
+    """Collects one payload's chunks into a buffer of exactly the announced size (bounded memory)."""
+
+    def __init__(self, announcement: Announcement) -> None:
+        self._spec = announcement
+        self._buffer = bytearray(announcement.size)
+        self._offsets = [0]
+        for chunk in announcement.chunks[:-1]:
+            self._offsets.append(self._offsets[-1] + chunk.size)
+        self._missing = set(range(len(announcement.chunks)))
+
+    @property
+    def missing(self) -> list[int]:
+        return sorted(self._missing)
+
+    @property
+    def complete(self) -> bool:
+        return not self._missing
+
+    def add(self, n: int, data: bytes) -> bool:
+        """Store chunk `n`; True when the payload is complete. Raises `Rejected` for a bad chunk."""
+        if not 0 <= n < len(self._spec.chunks):
+            raise Rejected("announcement_invalid", f"chunk {n} is outside 0..{len(self._spec.chunks) - 1}")
+        spec = self._spec.chunks[n]
+        if len(data) > spec.size:
+            raise Rejected("oversized", f"chunk {n} is {len(data)} bytes, announced {spec.size}")
+        if len(data) < spec.size:
+            raise Rejected("chunk_truncated", f"chunk {n} is {len(data)} bytes, announced {spec.size}")
+        if sha256_bytes(data) != spec.sha256:
+            raise Rejected("chunk_sha256", f"chunk {n} does not match its sha256")
+        self._buffer[self._offsets[n] : self._offsets[n] + spec.size] = data
+        self._missing.discard(n)
+        return self.complete
+
+    def payload(self) -> bytes:
+        if self._missing:
+            raise Rejected("chunk_missing", f"chunks {self.missing[:10]} never arrived")
+        data = bytes(self._buffer)
+        if sha256_bytes(data) != self._spec.sha256:
+            raise Rejected("chunk_sha256", "reassembled payload does not match the announced sha256")
+        return data

@@ -1,0 +1,262 @@
+"""Device side of gallery sync, transport-agnostic: announcement -> chunks -> checks -> apply -> state.
+
+Messages arrive on the transport's thread; they only parse the announcement, check its signature and buffer
+chunks. Verifying the payload, writing the gallery and calling `on_gallery` (index build + swap) run on this
+client's own worker thread, so neither the network loop nor recognition waits for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from edgeface.errors import GalleryError
+from edgeface.gallery import Gallery, GalleryStore
+from edgeface.sync.apply import DevicePolicy, check_device, commit, is_running, materialise, running_expired
+from edgeface.sync.bundle import MAX_PAYLOAD, check_signature, verify_payload
+from edgeface.sync.chunks import Announcement, ChunkAssembler, parse_announcement
+from edgeface.sync.errors import Rejected
+from edgeface.sync.manifest import Manifest, parse_manifest
+from edgeface.sync.signing import Ed25519PublicKey
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    def subscribe(self, topic: str) -> None: ...
+    def unsubscribe(self, topic: str) -> None: ...
+    def publish(self, topic: str, payload: bytes, retain: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    fleet: str
+    device_id: str
+    model_sha256: str
+    prefix: str = "edgeface"
+    expiry: str = "warn"  # "warn" | "deny"
+    max_payload: int = MAX_PAYLOAD
+    fetch_timeout_s: float = 30.0
+
+    @property
+    def gallery_topic(self) -> str:
+        return f"{self.prefix}/fleet/{self.fleet}/gallery"
+
+    def chunk_topic(self, version: int, n: int | str) -> str:
+        return f"{self.gallery_topic}/{version}/{n}"
+
+    @property
+    def state_topic(self) -> str:
+        return f"{self.prefix}/{self.device_id}/gallery/state"
+
+
+@dataclass(slots=True)
+class _Download:
+    manifest: Manifest
+    announcement: Announcement
+    assembler: ChunkAssembler
+    timer: threading.Timer
+
+
+class GallerySyncClient:
+    """Keeps the device's gallery in step with its fleet's retained announcement (DESIGN §4, §6)."""
+
+    def __init__(
+        self,
+        config: SyncConfig,
+        public_key: Ed25519PublicKey,
+        store: GalleryStore,
+        on_gallery: Callable[[Gallery], None],
+    ) -> None:
+        self.config = config
+        self.policy = DevicePolicy(config.fleet, config.model_sha256, config.expiry, config.max_payload)
+        self._key = public_key
+        self._store = store
+        self._on_gallery = on_gallery
+        self._transport: Transport | None = None
+        self._lock = threading.RLock()
+        self._download: _Download | None = None
+        self._jobs: queue.Queue[tuple[Manifest, bytes, bytes] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="gallery-sync", daemon=True)
+        self._running = self._load_running()
+        self._state = self._state_payload(self.running_version, "applied", "running the stored gallery")
+        self._worker.start()
+
+    # --- status for the daemon -------------------------------------------------------------------
+    @property
+    def gallery(self) -> Gallery | None:
+        return self._running
+
+    @property
+    def running_version(self) -> int:
+        return self._running.version if self._running is not None else 0
+
+    @property
+    def expired(self) -> bool:
+        return running_expired(self._running)
+
+    def matching_allowed(self) -> bool:
+        """False when the running gallery expired and the policy is `deny`: announce no matches then."""
+        return not (self.expired and self.policy.expiry == "deny")
+
+    @property
+    def last_state(self) -> dict:
+        return dict(self._state)
+
+    # --- transport side --------------------------------------------------------------------------
+    def attach(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def on_connect(self) -> None:
+        """(Re)subscribe and republish the retained state; call on every successful (re)connect."""
+        transport = self._require_transport()
+        transport.subscribe(self.config.gallery_topic)
+        with self._lock:
+            if self._download is not None:
+                transport.subscribe(self.config.chunk_topic(self._download.manifest.version, "+"))
+        self._publish_state(self._state)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self.config.gallery_topic:
+            if payload:
+                self._on_announcement(payload)
+            return
+        prefix = self.config.gallery_topic + "/"
+        version, _, n = topic.removeprefix(prefix).partition("/")
+        if topic.startswith(prefix) and payload and version.isdigit() and n.isdigit():
+            self._on_chunk(int(version), int(n), payload)
+
+    # --- announcement and chunks (transport thread) -----------------------------------------------
+    def _on_announcement(self, raw: bytes) -> None:
+        version = None
+        try:
+            announcement = parse_announcement(raw, self.config.max_payload)
+            check_signature(announcement.manifest, announcement.signature, self._key)
+            manifest = parse_manifest(announcement.manifest)
+            version = manifest.version
+            if is_running(manifest, self._running):
+                log.debug("gallery %d already running", version)
+                return
+            check_device(manifest, self.policy, self._running)
+            self._start_download(manifest, announcement)
+        except Rejected as exc:
+            self._cancel_download()
+            self._reject(version, exc)
+
+    def _start_download(self, manifest: Manifest, announcement: Announcement) -> None:
+        with self._lock:
+            if self._download is not None and self._download.manifest.raw == manifest.raw:
+                return
+            self._cancel_download()
+            timer = threading.Timer(self.config.fetch_timeout_s, self._on_timeout, args=(manifest.raw,))
+            timer.daemon = True
+            self._download = _Download(manifest, announcement, ChunkAssembler(announcement), timer)
+            timer.start()
+        log.info("gallery %d announced: fetching %d chunks", manifest.version, len(announcement.chunks))
+        self._require_transport().subscribe(self.config.chunk_topic(manifest.version, "+"))
+
+    def _on_chunk(self, version: int, n: int, data: bytes) -> None:
+        with self._lock:
+            download = self._download
+            if download is None or download.manifest.version != version:
+                return
+            try:
+                if not download.assembler.add(n, data):
+                    return
+                payload = download.assembler.payload()
+            except Rejected as exc:
+                self._cancel_download()
+                self._reject(version, exc)
+                return
+            self._cancel_download()
+        self._jobs.put((download.manifest, download.announcement.signature, payload))
+
+    def _on_timeout(self, raw: bytes) -> None:
+        with self._lock:
+            download = self._download
+            if download is None or download.manifest.raw != raw:
+                return
+            missing = download.assembler.missing
+            self._cancel_download()
+        detail = f"chunks {missing[:10]} missing after {self.config.fetch_timeout_s:g} s"
+        self._reject(download.manifest.version, Rejected("chunk_missing", detail))
+
+    def _cancel_download(self) -> None:
+        with self._lock:
+            download, self._download = self._download, None
+        if download is not None:
+            download.timer.cancel()
+            if self._transport is not None:
+                self._transport.unsubscribe(self.config.chunk_topic(download.manifest.version, "+"))
+
+    # --- apply (worker thread) ---------------------------------------------------------------------
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            manifest, signature, payload = job
+            try:
+                self._apply(manifest, signature, payload)
+            except Rejected as exc:
+                self._reject(manifest.version, exc)
+            except Exception as exc:  # keep the last good gallery whatever happened
+                log.exception("applying gallery %d failed", manifest.version)
+                self._reject(manifest.version, Rejected("apply_failed", f"{type(exc).__name__}: {exc}"))
+
+    def _apply(self, manifest: Manifest, signature: bytes, payload: bytes) -> None:
+        warning = check_device(manifest, self.policy, self._running)  # running may have moved on
+        rows = verify_payload(manifest, payload)
+        gallery = materialise(manifest, rows, self._running)
+        commit(self._store, gallery, manifest, signature)
+        self._running = gallery
+        self._on_gallery(gallery)
+        log.info("gallery %d applied (%d identities)", gallery.version, len(gallery))
+        self._set_state(self._state_payload(gallery.version, "applied", warning))
+
+    # --- state ---------------------------------------------------------------------------------------
+    def _load_running(self) -> Gallery | None:
+        if not self._store.exists():
+            return None
+        try:
+            return self._store.load()
+        except GalleryError:
+            log.exception("stored gallery unreadable; starting without one")
+            return None
+
+    def _reject(self, version: int | None, exc: Rejected) -> None:
+        log.warning("gallery %s rejected: %s (keeping %d)", version, exc.reason, self.running_version)
+        self._set_state(self._state_payload(version, "rejected", exc.reason))
+
+    def _state_payload(self, version: int | None, status: str, reason: str | None) -> dict:
+        ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return {
+            "version": version,
+            "status": status,
+            "reason": reason,
+            "ts": ts,
+            "running": self.running_version,
+            "fleet": self.config.fleet,
+            "expired": self.expired,
+        }
+
+    def _set_state(self, state: dict) -> None:
+        self._state = state
+        self._publish_state(state)
+
+    def _publish_state(self, state: dict) -> None:
+        if self._transport is not None:
+            self._transport.publish(self.config.state_topic, json.dumps(state).encode(), True)
+
+    def _require_transport(self) -> Transport:
+        if self._transport is None:
+            raise RuntimeError("GallerySyncClient: attach(transport) before connecting")
+        return self._transport
+
+    def close(self) -> None:
+        self._cancel_download()
+        self._jobs.put(None)
+        self._worker.join(timeout=30)

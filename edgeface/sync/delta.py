@@ -1,0 +1,84 @@
+"""Gallery deltas: which identities to remove and which to add or update, and applying them.
+
+Applying is deterministic so server and device agree on the result byte for byte: removed identities are
+dropped, updated ones keep their position, new ones are appended in the delta's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeface.gallery import Gallery
+
+
+VECTOR_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    remove: tuple[str, ...]
+    upsert: Gallery  # the added or changed identities, with their vectors
+
+
+def compute_delta(base: Gallery, new: Gallery) -> Delta:
+    """The smallest remove/upsert set that turns `base` into a gallery with `new`'s identities."""
+    base_rows = {i: k for k, i in enumerate(base.ids)}
+    new_ids = set(new.ids)
+    remove = tuple(i for i in base.ids if i not in new_ids)
+    row = np.asarray([base_rows.get(i, -1) for i in new.ids], np.int64)
+    known = row >= 0
+    moved = np.ones(len(new), bool)
+    if known.any():  # float noise from re-normalising is not a change
+        diff = np.abs(base.vectors[row[known]] - new.vectors[known]).max(axis=1)
+        moved[known] = diff > VECTOR_TOLERANCE
+    changed = [
+        k
+        for k in range(len(new))
+        if moved[k] or base.names[row[k]] != new.names[k] or base.samples[row[k]] != new.samples[k]
+    ]
+    pick = np.asarray(changed, np.int64)
+    upsert = Gallery(
+        tuple(new.ids[k] for k in changed),
+        tuple(new.names[k] for k in changed),
+        tuple(new.samples[k] for k in changed),
+        np.ascontiguousarray(new.vectors[pick].reshape(len(changed), new.dim), np.float32),
+        new.model_sha256,
+        new.version,
+    )
+    return Delta(remove, upsert)
+
+
+def apply_delta(base: Gallery, delta: Delta, version: int) -> Gallery:
+    """`base` with `delta` applied, as gallery `version` (no sums: bundles carry aggregated vectors)."""
+    removed = set(delta.remove)
+    keep = np.asarray([k for k, i in enumerate(base.ids) if i not in removed], np.int64)
+    ids = [base.ids[k] for k in keep]
+    names = [base.names[k] for k in keep]
+    samples = [base.samples[k] for k in keep]
+    position = {identity: n for n, identity in enumerate(ids)}
+    updates: list[tuple[int, int]] = []  # (row in result, row in delta)
+    appended: list[int] = []
+    for k, identity in enumerate(delta.upsert.ids):
+        row = position.get(identity)
+        if row is None:
+            ids.append(identity)
+            names.append(delta.upsert.names[k])
+            samples.append(delta.upsert.samples[k])
+            appended.append(k)
+        else:
+            names[row], samples[row] = delta.upsert.names[k], delta.upsert.samples[k]
+            updates.append((row, k))
+    new_rows = delta.upsert.vectors[np.asarray(appended, np.int64)].reshape(-1, base.dim)
+    out = np.concatenate([base.vectors[keep].reshape(-1, base.dim), new_rows]).astype(np.float32)
+    for row, k in updates:
+        out[row] = delta.upsert.vectors[k]
+    return Gallery(
+        tuple(ids),
+        tuple(names),
+        tuple(samples),
+        np.ascontiguousarray(out, np.float32),
+        base.model_sha256,
+        version,
+    )

@@ -1,0 +1,41 @@
+"""Why a bundle was rejected: a stable short code (for tests and dashboards) plus a human detail."""
+
+from __future__ import annotations
+
+from edgeface.errors import BundleError
+
+CODES = (
+    "bad_signature",
+    "manifest_not_json",
+    "manifest_invalid",
+    "announcement_invalid",
+    "identities_sha256",
+    "vectors_sha256",
+    "payload_invalid",
+    "fleet_mismatch",
+    "model_mismatch",
+    "version_not_newer",
+    "base_mismatch",
+    "result_mismatch",
+    "expired",
+    "oversized",
+    "chunk_missing",
+    "chunk_truncated",
+    "chunk_sha256",
+    "apply_failed",
+)
+
+
+class Rejected(BundleError):
+    """A bundle failed a check; `reason` (``"code: detail"``) goes into the device's `gallery/state`."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        if code not in CODES:
+            raise ValueError(f"unknown rejection code {code!r}")
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        return str(self)

@@ -1,0 +1,97 @@
+"""A thin paho-mqtt 2.x binding for `GallerySyncClient` (one connection of its own, or a shared client).
+
+`PahoTransport.attach_to(client, sync)` wires a paho client the daemon already owns; `connect_client(...)`
+makes one (TLS and username/password optional) for tools and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from edgeface.sync.client import GallerySyncClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOptions:
+    host: str
+    port: int = 1883
+    client_id: str = ""
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 30
+
+
+def read_credentials(path: Path) -> tuple[str, str]:
+    """`username:password` on the first line of a file (never logged)."""
+    line = path.read_text().splitlines()[0] if path.exists() else ""
+    user, sep, password = line.partition(":")
+    if not sep or not user:
+        raise ValueError(f"{path}: expected 'username:password' on the first line")
+    return user, password
+
+
+def make_client(options: BrokerOptions) -> mqtt.Client:
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=options.client_id, protocol=mqtt.MQTTv311
+    )
+    if options.tls_ca is not None:
+        client.tls_set(
+            ca_certs=str(options.tls_ca),
+            certfile=str(options.tls_cert) if options.tls_cert else None,
+            keyfile=str(options.tls_key) if options.tls_key else None,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    if options.username is not None:
+        client.username_pw_set(options.username, options.password)
+    client.max_queued_messages_set(0)
+    return client
+
+
+class PahoTransport:
+    """`Transport` over a paho client; QoS 1 for everything gallery sync sends and receives."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.client = client
+
+    def subscribe(self, topic: str) -> None:
+        self.client.subscribe(topic, qos=1)
+
+    def unsubscribe(self, topic: str) -> None:
+        self.client.unsubscribe(topic)
+
+    def publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain)
+
+    @classmethod
+    def attach_to(cls, client: mqtt.Client, sync: GallerySyncClient) -> PahoTransport:
+        """Route `client`'s connect and gallery messages to `sync` (keeps other callbacks working)."""
+        transport = cls(client)
+        sync.attach(transport)
+        previous_connect = client.on_connect
+
+        def on_connect(c, userdata, flags, reason_code, properties) -> None:
+            if previous_connect is not None:
+                previous_connect(c, userdata, flags, reason_code, properties)
+            if not reason_code.is_failure:
+                sync.on_connect()
+            else:
+                log.warning("broker refused the connection: %s", reason_code)
+
+        client.on_connect = on_connect
+        client.message_callback_add(
+            sync.config.gallery_topic, lambda c, u, m: sync.on_message(m.topic, m.payload)
+        )
+        client.message_callback_add(
+            sync.config.gallery_topic + "/+/+", lambda c, u, m: sync.on_message(m.topic, m.payload)
+        )
+        return transport

@@ -1,0 +1,135 @@
+"""Server side: publish a bundle as a retained announcement plus retained chunks, then clear the old chunks.
+
+Order: chunks first (QoS 1, acknowledged), then the announcement, then empty retained payloads on the
+previous version's chunk topics, so a device that sees an announcement always finds its chunks.
+A delta is published only when every device of the fleet that reported a retained `gallery/state` runs its
+base version; otherwise the full fallback bundle is published (or publishing fails when none is given).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from edgeface.errors import BundleError
+from edgeface.sync.bundle import unpack_bundle
+from edgeface.sync.chunks import CHUNK_BYTES, announcement_bytes, split_chunks
+from edgeface.sync.manifest import Manifest, parse_manifest
+from edgeface.sync.mqtt import BrokerOptions, make_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    version: int
+    chunks: int
+    cleared: int
+    delta: bool
+
+
+class _Retained:
+    """Collects retained messages on some topics for a short while."""
+
+    def __init__(self, client: mqtt.Client, topics: list[str]) -> None:
+        self.messages: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        for topic in topics:
+            client.message_callback_add(topic, self._on_message)
+            client.subscribe(topic, qos=1)
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.retain:
+            with self._lock:
+                self.messages[message.topic] = bytes(message.payload)
+
+
+def _connect(options: BrokerOptions) -> mqtt.Client:
+    client = make_client(options)
+    client.connect(options.host, options.port, keepalive=options.keepalive)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected():
+        if time.monotonic() > deadline:
+            client.loop_stop()
+            raise BundleError(f"broker {options.host}:{options.port}: not connected within 10 s")
+        time.sleep(0.02)
+    return client
+
+
+def _previous_chunks(raw: bytes | None) -> tuple[int, int] | None:
+    try:
+        doc = json.loads(raw or b"")
+        manifest = parse_manifest(base64.b64decode(doc["manifest"]))
+        return manifest.version, len(doc["payload"]["chunks"])
+    except Exception:  # anything unreadable has no chunks we could name
+        return None
+
+
+def delta_allowed(manifest: Manifest, states: dict[str, bytes], fleet: str) -> bool:
+    """True when at least one device of `fleet` reported, and every one runs the delta's base version."""
+    running = []
+    for raw in states.values():
+        try:
+            state = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(state, dict) and state.get("fleet") == fleet:
+            running.append(state.get("running"))
+    return bool(running) and all(r == manifest.base_version for r in running)
+
+
+def publish(
+    options: BrokerOptions,
+    prefix: str,
+    fleet: str,
+    bundle: bytes,
+    fallback: bytes | None = None,
+    wait_s: float = 1.0,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Published:
+    client = _connect(options)
+    try:
+        topic = f"{prefix}/fleet/{fleet}/gallery"
+        seen = _Retained(client, [topic, f"{prefix}/+/gallery/state"])
+        time.sleep(wait_s)
+        parts = unpack_bundle(bundle)
+        manifest = parse_manifest(parts.manifest)
+        if manifest.is_delta and not delta_allowed(manifest, dict(seen.messages), fleet):
+            if fallback is None:
+                raise BundleError(
+                    f"not every device of fleet {fleet!r} reports version {manifest.base_version}; "
+                    "give a full bundle to fall back to"
+                )
+            log.info("devices are not all on %d: publishing the full bundle", manifest.base_version)
+            parts = unpack_bundle(fallback)
+            manifest = parse_manifest(parts.manifest)
+        if manifest.fleet != fleet:
+            raise BundleError(f"bundle is for fleet {manifest.fleet!r}, not {fleet!r}")
+        previous = _previous_chunks(seen.messages.get(topic))
+        chunks = split_chunks(parts.payload, chunk_bytes)
+        infos = [
+            client.publish(f"{topic}/{manifest.version}/{n}", c, qos=1, retain=True)
+            for n, c in enumerate(chunks)
+        ]
+        announcement = announcement_bytes(parts.manifest, parts.signature, parts.payload, chunks)
+        infos.append(client.publish(topic, announcement, qos=1, retain=True))
+        cleared = 0
+        if previous is not None and previous[0] != manifest.version:
+            infos += [
+                client.publish(f"{topic}/{previous[0]}/{n}", b"", qos=1, retain=True)
+                for n in range(previous[1])
+            ]
+            cleared = previous[1]
+        for info in infos:
+            info.wait_for_publish(timeout=60)
+        return Published(manifest.version, len(chunks), cleared, manifest.is_delta)
+    finally:
+        client.disconnect()
+        client.loop_stop()
