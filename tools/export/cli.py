@@ -1,0 +1,352 @@
+"""`edgeface-export`: a face-embedding network -> the int8 TFLite model + card the device runs.
+
+One pipeline for every network: split the calibration photos (per identity, by index), make aligned crops
+with the device's own detector and aligner, convert to float32 and full-integer int8, measure the int8
+model against float32 on the held-out crops, refuse to write a model that fails the fidelity gate, time
+both side by side, and write a card for each file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeface_tools.export import ExportError
+
+log = logging.getLogger(__name__)
+
+# ArcFace 112x112 template (insightface): right eye, left eye, nose tip, and the mean of the two mouth corners.
+ARCFACE_TEMPLATE = ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (56.1396, 92.28475))
+GHOSTFACENET_MEAN = (127.5, 127.5, 127.5)  # GhostFaceNets evals.py: (RGB - 127.5) * 0.0078125
+GHOSTFACENET_STD = (128.0, 128.0, 128.0)
+SPEED_RUNS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    int8_path: Path
+    float_path: Path
+    int8_card: Path
+    float_card: Path
+    fidelity: Any  # fidelity.FidelityReport
+    speed: dict[str, Any]
+
+
+def export_embedder(
+    model: Any,
+    spec: Any,
+    calibration_dir: Path,
+    out_dir: Path,
+    *,
+    min_cosine: float = 0.99,
+    models_dir: Path = Path("models"),
+    command: str = "",
+    card_extra: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Run the whole export for a Keras embedder described by `spec` (a cards.EmbedderSpec)."""
+    from edgeface_tools.export import calibration, cards, fidelity, quantize
+
+    split = calibration.split_photos(calibration_dir)
+    align, input_spec = spec.align_spec(), spec.input_spec()
+    calib, _, calib_skipped = calibration.aligned_crops(split.calibration, align, input_spec, models_dir)
+    held, held_labels, held_skipped = calibration.aligned_crops(split.held_out, align, input_spec, models_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    float_path = quantize.convert_float32(model, out_dir / f"{spec.name}.float32.tflite")
+    int8_path = out_dir / f"{spec.name}.int8.tflite"
+    partial = quantize.convert_int8(model, calib, out_dir / f".{spec.name}.int8.partial.tflite")
+    try:
+        report = fidelity.measure(float_path, partial, held, held_labels)
+        fidelity.gate(report, min_cosine)
+    except ExportError:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(int8_path)
+    speed = _speed_section(int8_path, float_path, held[:1], command)
+    set_name = calibration_dir.resolve().name
+    calib_section = {
+        "set": f"{set_name}: photos with even index in each identity folder",
+        "n": len(calib),
+        "skipped": [f"{p.parent.name}/{p.name}" for p in calib_skipped],
+        "preprocessing": "edgeface FaceDetector (largest face) + align_face onto this card's template, "
+        "card colour order and (x - mean) / std, as at run time",
+    }
+    held_set = f"{set_name}: photos with odd index in each identity folder (never used for calibration)"
+    int8_card = cards.write_model_card(
+        spec,
+        int8_path,
+        calibration=calib_section,
+        fidelity={**report.card_entry(held_set), "skipped": len(held_skipped), "min_cosine_gate": min_cosine},
+        speed=speed,
+        **(card_extra or {}),
+    )
+    float_card = cards.write_model_card(spec, float_path, reference_for=int8_path.name, speed=speed)
+    return ExportResult(int8_path, float_path, int8_card, float_card, report, speed)
+
+
+def _speed_section(int8_path: Path, float_path: Path, sample: np.ndarray, command: str) -> dict[str, Any]:
+    from edgeface_tools.export import cards, fidelity
+
+    from edgeface.runtime import load_interpreter_class
+
+    timings = fidelity.compare_speed({"int8": int8_path, "float32": float_path}, sample, runs=SPEED_RUNS)
+    _, runtime = load_interpreter_class()
+    return {
+        "int8_ms": round(timings["int8"].ms_median, 3),
+        "float32_ms": round(timings["float32"].ms_median, 3),
+        "int8_ms_p95": round(timings["int8"].ms_p95, 3),
+        "float32_ms_p95": round(timings["float32"].ms_p95, 3),
+        "runs": SPEED_RUNS,
+        "batch": 1,
+        "threads": 2,
+        "runtime": f"{runtime} with the default XNNPACK delegate, runs of both models interleaved",
+        "host": cards.host_description(),
+        "command": command,
+    }
+
+
+def facerec_spec(source: dict[str, Any], name: str) -> Any:
+    from edgeface_tools.export import facerecnet
+    from edgeface_tools.export.cards import EmbedderSpec
+
+    template = tuple((round(float(x), 4), round(float(y), 4)) for x, y in facerecnet.dlib_chip_template())
+    return EmbedderSpec(
+        name=name,
+        size=(facerecnet.INPUT_SIZE, facerecnet.INPUT_SIZE),
+        color="RGB",
+        mean=facerecnet.MEAN_RGB,
+        std=(facerecnet.STD,) * 3,
+        template=template,
+        dim=facerecnet.EMBEDDING_DIM,
+        normalized=False,
+        source=source,
+    )
+
+
+def export_facerec(
+    calibration_dir: Path,
+    out_dir: Path,
+    *,
+    tarball: Path | None = None,
+    name: str = "facerec128",
+    min_cosine: float = 0.99,
+    models_dir: Path = Path("models"),
+    command: str = "",
+    card_extra: dict[str, Any] | None = None,
+) -> ExportResult:
+    """The face-api.js recognition net from the pinned npm tarball (fetched with `npm pack` if not given)."""
+    from edgeface_tools.export import facerecnet
+
+    with tempfile.TemporaryDirectory(prefix="edgeface-npm-") as tmp:
+        source = facerecnet.verified_tarball(tarball) if tarball else facerecnet.fetch_tarball(Path(tmp))
+        model = facerecnet.build_facerec(facerecnet.read_weights(source.tarball))
+    spec = facerec_spec(source.card_entry(), name)
+    return export_embedder(
+        model,
+        spec,
+        calibration_dir,
+        out_dir,
+        min_cosine=min_cosine,
+        models_dir=models_dir,
+        command=command,
+        card_extra=card_extra,
+    )
+
+
+def _ghostfacenet_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from edgeface_tools.export import ghostfacenet, prelu
+
+    if args.checkpoint:
+        from edgeface.modelcard import sha256_file
+
+        model = ghostfacenet.load_checkpoint(args.checkpoint)
+        source = {"checkpoint": args.checkpoint.name, "sha256": sha256_file(args.checkpoint)}
+    else:
+        model = ghostfacenet.build_ghostfacenet_v1(args.width, args.strides, seed=args.seed)
+        # An untrained net needs BN statistics from real inputs, or its activations explode.
+        model = ghostfacenet.randomize_statistics(model, args.seed, sample=_statistics_sample(args))
+        source = {
+            "architecture": f"GhostFaceNetV1 width {args.width:g} strides {args.strides}",
+            "weights": f"random, seed {args.seed} (untrained: for testing the export pipeline only)",
+        }
+    source["built_by"] = "edgeface_tools.export.ghostfacenet"
+    return prelu.make_delegate_friendly(model), source
+
+
+def _statistics_sample(args: argparse.Namespace, count: int = 16) -> np.ndarray:
+    from edgeface_tools.export import calibration
+
+    spec = ghostfacenet_spec("sample", (112, 112), 512, {})
+    photos = calibration.split_photos(args.calibration).calibration[:count]
+    crops, _, _ = calibration.aligned_crops(photos, spec.align_spec(), spec.input_spec(), args.models_dir)
+    return crops
+
+
+def ghostfacenet_spec(name: str, size: tuple[int, int], dim: int, source: dict[str, Any]) -> Any:
+    from edgeface_tools.export.cards import EmbedderSpec
+
+    return EmbedderSpec(
+        name=name,
+        size=size,
+        color="RGB",
+        mean=GHOSTFACENET_MEAN,
+        std=GHOSTFACENET_STD,
+        template=ARCFACE_TEMPLATE,
+        dim=dim,
+        normalized=False,
+        source=source,
+    )
+
+
+def _run_ghostfacenet(args: argparse.Namespace, command: str) -> ExportResult:
+    model, source = _ghostfacenet_model(args)
+    height, width = (int(d) for d in model.inputs[0].shape[1:3])
+    default_name = (
+        args.checkpoint.stem
+        if args.checkpoint
+        else f"ghostfacenet_w{args.width:g}_s{args.strides}_seed{args.seed}"
+    )
+    spec = ghostfacenet_spec(
+        args.name or default_name, (height, width), int(model.outputs[0].shape[-1]), source
+    )
+    return export_embedder(
+        model,
+        spec,
+        args.calibration,
+        args.out,
+        min_cosine=args.min_cosine,
+        models_dir=args.models_dir,
+        command=command,
+    )
+
+
+def _run_facerec(args: argparse.Namespace, command: str) -> ExportResult:
+    return export_facerec(
+        args.calibration,
+        args.out,
+        tarball=args.tarball,
+        name=args.name or "facerec128",
+        min_cosine=args.min_cosine,
+        models_dir=args.models_dir,
+        command=command,
+    )
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--calibration",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder of real photos, one sub-folder per identity (e.g. ../shared/data/faces5); in each folder "
+        "photos with even index (sorted by name) calibrate the int8 model, odd ones measure its fidelity",
+    )
+    common.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="where to write NAME.int8.tflite, NAME.float32.tflite and a .json model card beside each",
+    )
+    common.add_argument(
+        "--min-cosine",
+        type=float,
+        default=0.99,
+        metavar="X",
+        help="fidelity gate: fail (and write no int8 model) when the mean cosine between int8 and float32 "
+        "embeddings of the held-out crops is below X (default 0.99)",
+    )
+    common.add_argument("--name", help="model name, used for the file names and the card")
+    common.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Path("models"),
+        metavar="DIR",
+        help="folder with the device's BlazeFace detector models, used to crop the calibration photos "
+        "exactly as at run time (default ./models; fetch with `python models/recipe.py detectors`)",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeface-export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: edgeface-export ghostfacenet --checkpoint GhostFaceNet_W1.3_S2_ArcFace.h5 "
+        "--calibration ../shared/data/faces5 --out out/",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{ghostfacenet,facerec}")
+    common = _common_options()
+    ghost = commands.add_parser(
+        "ghostfacenet",
+        parents=[common],
+        help="GhostFaceNetV1 from a published checkpoint or from our architecture code",
+        description="GhostFaceNetV1 (112x112 RGB, (x - 127.5) / 128, ArcFace template) -> int8 + float32. "
+        "Give either --checkpoint, or --width/--strides/--seed to build an untrained net for testing.",
+    )
+    source = ghost.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE.h5",
+        help="a published Keras 2 checkpoint, e.g. GhostFaceNet_W1.3_S2_ArcFace.h5",
+    )
+    source.add_argument(
+        "--width", type=float, help="build from architecture code: width multiplier, e.g. 1.3"
+    )
+    ghost.add_argument(
+        "--strides", type=int, choices=(1, 2), default=2, help="stem stride with --width (default 2)"
+    )
+    ghost.add_argument("--seed", type=int, default=0, help="weight seed with --width (default 0)")
+    facerec = commands.add_parser(
+        "facerec",
+        parents=[common],
+        help="the face-api.js recognition net (128-d, dlib lineage) from its npm package",
+        description="Import the face-api.js face recognition net from the pinned npm package "
+        "@vladmandic/face-api@1.7.15 (MIT; fetched with `npm pack` and checked by sha256) -> int8 + float32, "
+        "with its own dlib-chip alignment template (150x150).",
+    )
+    facerec.add_argument(
+        "--tarball",
+        type=Path,
+        metavar="FILE.tgz",
+        help="use this already downloaded package tarball "
+        "(its sha256 is still checked) instead of running npm pack",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    command = "edgeface-export " + shlex.join(sys.argv[1:] if argv is None else argv)
+    run = {"ghostfacenet": _run_ghostfacenet, "facerec": _run_facerec}[args.command]
+    try:
+        result = run(args, command)
+    except ExportError as exc:
+        log.error("%s", exc)
+        return 1
+    summary = {
+        "int8": str(result.int8_path),
+        "float32": str(result.float_path),
+        "cards": [str(result.int8_card), str(result.float_card)],
+        "fidelity": result.fidelity.card_entry("held-out"),
+        "speed_ms": {"int8": result.speed["int8_ms"], "float32": result.speed["float32_ms"]},
+    }
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
