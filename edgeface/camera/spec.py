@@ -53,7 +53,7 @@ class CameraSpec:
             raise ConfigError(f"camera.width/height: must be at least 16, got {self.width}x{self.height}")
         if not 0 < self.fps <= 240:
             raise ConfigError(f"camera.fps: must be in (0, 240], got {self.fps}")
-        if self.lores_width < 0 or self.lores_width > self.width:
+        if self.lores_width < 0 or (self.kind == "picamera2" and self.lores_width > self.width):
             raise ConfigError(
                 f"camera.lores_width: must be in [0, width={self.width}], got {self.lores_width}"
             )
