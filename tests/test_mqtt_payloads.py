@@ -1,0 +1,168 @@
+"""Topic builders, §6 payload builders, settings validation, and that the schemas reject bad payloads."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from event_schema import validate
+
+from edgeface.errors import ConfigError
+from edgeface.mqtt.discovery import last_person_config
+from edgeface.mqtt.payloads import (
+    StageLatency,
+    StatusInfo,
+    encode,
+    gallery_state_payload,
+    metrics_payload,
+    recognition_event,
+    rfc3339,
+    status_payload,
+)
+from edgeface.mqtt.settings import MqttSettings
+from edgeface.mqtt.topics import DeviceTopics, fleet_gallery, fleet_gallery_chunk
+from edgeface.types import Identity, Match
+
+SHA = "0f" * 32
+
+
+def _event(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "device": "door1",
+        "camera": "cam0",
+        "track": 7,
+        "match": Match("match", Identity("p1", "Ada"), 0.62, 0.11, 0.45),
+        "frames": 3,
+        "bbox": (1.04, 2.0, 30.0, 40.0),
+        "gallery_version": 2,
+        "model_sha256": SHA,
+        "latency_ms": 81.234,
+    }
+    values.update(overrides)
+    return recognition_event(**values)
+
+
+def test_topics() -> None:
+    topics = DeviceTopics("edgeface", "door1")
+    assert (topics.status, topics.events, topics.metrics, topics.gallery_state) == (
+        "edgeface/door1/status",
+        "edgeface/door1/events",
+        "edgeface/door1/metrics",
+        "edgeface/door1/gallery/state",
+    )
+    assert DeviceTopics("site/a", "d").events == "site/a/d/events"
+    assert fleet_gallery("edgeface", "f1") == "edgeface/fleet/f1/gallery"
+    assert fleet_gallery_chunk("edgeface", "f1", 12, 0) == "edgeface/fleet/f1/gallery/12/0"
+
+
+@pytest.mark.parametrize("device", ["", "a/b", "a+", "#", "x\0"])
+def test_device_names_that_would_break_topics(device: str) -> None:
+    with pytest.raises(ValueError, match="device"):
+        DeviceTopics("edgeface", device)
+
+
+def test_rfc3339_is_utc_with_milliseconds() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert rfc3339(when) == "2026-01-02T03:04:05.678Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rfc3339())
+
+
+def test_events_validate_and_have_fresh_ids() -> None:
+    match, unknown = _event(), _event(match=Match("unknown", None, 0.3, 0.01, 0.45))
+    for payload in (match, unknown):
+        validate("event", payload)
+        assert json.loads(encode(payload)) == payload
+    assert match["event_id"] != unknown["event_id"]
+    assert match["identity"] == {"id": "p1", "name": "Ada"} and unknown["identity"] is None
+    assert match["bbox"] == [1.0, 2.0, 30.0, 40.0] and match["latency_ms"] == 81.23
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"match": Match("match", None, 0.9, 0.2, 0.45)}, "identity"),
+        ({"match": Match("maybe", None, 0.9, 0.2, 0.45)}, "decision"),
+        ({"bbox": (1, 2, 3)}, "bbox"),
+        ({"latency_ms": math.nan}, "latency_ms"),
+        ({"match": Match("unknown", None, math.inf, 0.2, 0.45)}, "score"),
+    ],
+)
+def test_event_builder_rejects_bad_input(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _event(**overrides)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e.pop("event_id"),
+        lambda e: e.update(event_id="not-a-uuid"),
+        lambda e: e.update(ts="2026-01-02 03:04:05"),
+        lambda e: e.update(decision="unknown"),  # with an identity
+        lambda e: e.update(bbox=[1, 2, 3]),
+        lambda e: e.update(model_sha256="xyz"),
+        lambda e: e.update(extra_field=1),
+        lambda e: e.update(identity={"id": "p1"}),
+    ],
+)
+def test_event_schema_rejects_bad_payloads(mutate: Any) -> None:
+    event = _event()
+    mutate(event)
+    with pytest.raises(jsonschema.ValidationError):
+        validate("event", event)
+
+
+def test_status_gallery_state_metrics_and_discovery_validate() -> None:
+    info = StatusInfo("0.1.0", None, 0, "ghostfacenet", SHA)
+    for state in ("online", "offline"):
+        validate("status", status_payload(state, info))
+    with pytest.raises(ValueError, match="state"):
+        status_payload("sleeping", info)
+    validate("gallery_state", gallery_state_payload(3, "applied"))
+    validate("gallery_state", gallery_state_payload(4, "rejected", "signature does not verify"))
+    with pytest.raises(jsonschema.ValidationError):
+        validate("gallery_state", gallery_state_payload(4, "rejected"))  # a rejection says why
+    metrics = metrics_payload(
+        device="door1",
+        fps=15.0,
+        stages={"embed": StageLatency(20.0, 31.5)},
+        queues={"frames": 2},
+        dropped_frames=0,
+        uptime_s=3.0,
+    )
+    validate("metrics", metrics)
+    topic, config = last_person_config(DeviceTopics("edgeface", "door1"), "0.1.0")
+    assert topic == "homeassistant/sensor/door1_last_person/config"
+    validate("ha_discovery", config)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"port": 0}, "mqtt.port"),
+        ({"protocol": "3.1"}, "mqtt.protocol"),
+        ({"device": "a/b"}, "mqtt.device"),
+        ({"keepalive": 1}, "mqtt.keepalive"),
+        ({"spool_max_events": 0}, "mqtt.spool_max_events"),
+        ({"max_inflight": 0}, "mqtt.max_inflight"),
+        ({"reconnect_min_s": 10, "reconnect_max_s": 5}, "mqtt.reconnect_min_s"),
+        ({"host": ""}, "mqtt.host"),
+        ({"prefix": "a/#"}, "prefix"),
+    ],
+)
+def test_settings_errors_name_the_key(overrides: dict[str, Any], key: str, tmp_path: Path) -> None:
+    values: dict[str, Any] = {"device": "door1", "spool_path": tmp_path / "s.db"}
+    values.update(overrides)
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        MqttSettings(**values)
+
+
+def test_settings_default_client_id() -> None:
+    assert MqttSettings(device="door1").effective_client_id == "edgeface-door1"
+    assert MqttSettings(device="door1", client_id="x").effective_client_id == "x"
