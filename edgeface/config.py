@@ -34,14 +34,25 @@ class DeviceConfig:
 
 @dataclass(frozen=True, slots=True)
 class CameraConfig:
+    """Mirrors `edgeface.camera.CameraSpec` (which checks combinations); set only what your kind needs."""
+
     kind: str = bounded("opencv", choices=("picamera2", "opencv", "replay", "emulated"))
     name: str = "cam0"
-    device: str = "0"  # V4L2 index or path, GStreamer pipeline, RTSP/HTTP URL or video file (opencv)
-    path: str = ""  # image folder or video (replay); photo folder of identities (emulated)
+    device: str | None = None  # V4L2 index ("0") or path (opencv); camera number (picamera2)
+    url: str | None = None  # rtsp:// or http:// (opencv)
+    pipeline: str | None = None  # GStreamer pipeline ending in appsink, e.g. Jetson nvarguscamerasrc
+    path: Path | None = None  # video file (opencv); image folder or video (replay)
+    faces: Path | None = None  # identity folders walked in one by one (emulated)
     width: int = bounded(640, 64, 4096)
     height: int = bounded(480, 64, 4096)
     fps: float = bounded(15.0, 0.1, 120.0)
     realtime: bool = True
+    loop: bool = False
+    lores_width: int = bounded(320, 0, 4096)
+    reconnect: bool = True
+    backoff_max_s: float = bounded(30.0, 0.5, 3600.0)
+    stall_timeout_s: float = bounded(5.0, 0.1, 600.0)
+    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,7 @@ class DetectorConfig:
     model: str = bounded("full", choices=("full", "short"))
     min_score: float = bounded(0.5, 0.05, 0.99)
     every_n_frames: int = bounded(1, 1, 30)
+    queue_frames: int = bounded(2, 1, 64)  # frames waiting for detection; the oldest is dropped beyond it
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,7 @@ class EmbedderConfig:
     models_dir: Path | None = None
     card: str = "facerec128.int8.json"
     num_threads: int = bounded(2, 1, 16)
+    refine_landmarks: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +96,22 @@ class MatchConfig:
 
 @dataclass(frozen=True, slots=True)
 class MqttConfig:
+    """Mirrors `edgeface.mqtt.MqttSettings`; the device id comes from `device.id`."""
+
     host: str = "localhost"
     port: int = bounded(1883, 1, 65535)
+    client_id: str = ""
     protocol: str = bounded("3.1.1", choices=("3.1.1", "5"))
     prefix: str = "edgeface"
     keepalive: int = bounded(30, 5, 3600)
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    tls_insecure: bool = False
     credentials_file: Path | None = None
     spool_max_events: int = bounded(100_000, 10)
+    max_inflight: int = bounded(16, 1, 1000)
     ha_discovery: bool = False
-    snapshots: bool = False
 
 
 @dataclass(frozen=True, slots=True)

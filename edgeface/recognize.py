@@ -15,6 +15,7 @@ from edgeface.align import align_face
 from edgeface.detect import FaceDetector
 from edgeface.embed import Embedder
 from edgeface.index import IndexHolder
+from edgeface.landmarks import LandmarkRefiner
 from edgeface.match import Matcher
 from edgeface.quality import QualitySettings, assess
 from edgeface.stats import LatencyWindow
@@ -51,6 +52,7 @@ class Recognizer:
         quality: QualitySettings,
         decisions: DecisionSettings,
         matching_allowed: Callable[[], bool] = lambda: True,
+        refiner: LandmarkRefiner | None = None,
     ) -> None:
         self.detector = detector
         self.embedder = embedder
@@ -59,6 +61,7 @@ class Recognizer:
         self.quality = quality
         self.decisions = decisions
         self.matching_allowed = matching_allowed
+        self.refiner = refiner
         self.tracker = IouTracker()
         self.latency = LatencyWindow()
         self.rejected_faces = 0

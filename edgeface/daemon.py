@@ -1,0 +1,198 @@
+"""The door-unit daemon: camera -> recognizer -> MQTT, under systemd (DESIGN §2, §5-8).
+
+`Daemon.run()` wires the stages top to bottom and owns every resource in one ExitStack, so SIGTERM
+closes the camera, flushes the event spool and publishes `offline` cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import edgeface
+from edgeface import sdnotify
+from edgeface.camera import FrameSource, open_source
+from edgeface.config import Config, load_config
+from edgeface.daemon_setup import (
+    camera_spec,
+    config_index_settings,
+    decision_settings,
+    load_gallery,
+    load_models,
+    match_settings,
+    mqtt_settings,
+    quality_settings,
+    start_sync,
+)
+from edgeface.errors import EdgefaceError
+from edgeface.frames import CaptureThread, DropOldestQueue
+from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.match import Matcher
+from edgeface.mqtt.client import MqttPublisher
+from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload, recognition_event
+from edgeface.recognize import Decision, Recognizer
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(
+        self, config: Config, config_path: Path | None = None, source: FrameSource | None = None
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self._injected_source = source
+        self.stop_event = threading.Event()
+        self._reload = threading.Event()
+        self.events_published = 0
+        self.started = time.monotonic()
+        self.ready = threading.Event()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def run(self) -> int:
+        config = self.config
+        with ExitStack() as stack:
+            sdnotify.status("loading models")
+            detector, embedder, refiner = load_models(config)
+            stack.callback(detector.close)
+            stack.callback(embedder.close)
+            gallery = load_gallery(config, embedder.sha256)
+            self.index = IndexHolder(GalleryIndex(gallery, config_index_settings(config)))
+            self.publisher = MqttPublisher(mqtt_settings(config), self.status_info())
+            stack.callback(self.publisher.close)
+            self.publisher.start()
+            self.sync = start_sync(
+                config, self.publisher, self.index, embedder.sha256, self.on_gallery_applied
+            )
+            if self.sync is not None:
+                stack.callback(self.sync.close)
+            self.recognizer = Recognizer(
+                detector,
+                embedder,
+                self.index,
+                Matcher(match_settings(config, embedder.card.raw)),
+                quality_settings(config),
+                decision_settings(config),
+                matching_allowed=self.sync.matching_allowed if self.sync else (lambda: True),
+                refiner=refiner,
+            )
+            source = self._injected_source or open_source(camera_spec(config))
+            stack.callback(source.close)
+            self.frames = DropOldestQueue(config.detector.queue_frames)
+            self.capture = CaptureThread(source, self.frames, self.stop_event)
+            self.capture.start()
+            stack.callback(self.capture.join, 5.0)
+            stack.callback(self.stop_event.set)
+            self.publisher.wait_connected(timeout=5.0)  # not fatal: the spool holds events meanwhile
+            sdnotify.ready(f"running, gallery v{gallery.version} ({len(gallery)} identities)")
+            self.ready.set()
+            self.loop()
+            sdnotify.stopping()
+        return 1 if self.capture.error else 0
+
+    def loop(self) -> None:
+        watchdog = sdnotify.watchdog_interval()
+        next_metrics = time.monotonic() + self.config.metrics.interval_s
+        self.frames_processed = 0
+        last_frame = time.monotonic()
+        while not self.stop_event.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            frame = self.frames.get(timeout=0.5)
+            now = time.monotonic()
+            if frame is None:
+                if self.capture.ended.is_set() and not len(self.frames):
+                    break
+            else:
+                last_frame = now
+                self.frames_processed += 1
+                self.handle(self.recognizer.process(frame))
+            if watchdog and now - last_frame < watchdog:
+                sdnotify.watchdog()  # only while frames flow: a stuck camera lets systemd restart us
+            if now >= next_metrics:
+                next_metrics = now + self.config.metrics.interval_s
+                self.publisher.publish_metrics(self.metrics())
+
+    def handle(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            now = time.monotonic()
+            if not self.recognizer.should_announce(decision, now):
+                continue
+            event = recognition_event(
+                device=self.config.device.id,
+                camera=decision.camera,
+                track=decision.track_id,
+                match=decision.match,
+                frames=decision.frames,
+                bbox=decision.bbox,
+                gallery_version=decision.gallery_version,
+                model_sha256=self.recognizer.embedder.sha256,
+                latency_ms=(now - decision.frame_ts) * 1e3,
+            )
+            self.recognizer.latency.add("frame_to_event", (now - decision.frame_ts) * 1e3)
+            self.publisher.publish_event(event)
+            self.events_published += 1
+
+    def on_gallery_applied(self, index: GalleryIndex) -> None:
+        self.publisher.set_status(self.status_info(index))
+        log.info("gallery v%d active: %d identities", index.gallery.version, len(index.gallery))
+
+    def status_info(self, index: GalleryIndex | None = None) -> StatusInfo:
+        index = index or self.index.current
+        card = self.recognizer.embedder.card if hasattr(self, "recognizer") else None
+        return StatusInfo(
+            version=edgeface.__version__,
+            gallery_version=index.gallery.version,
+            gallery_count=len(index.gallery),
+            model_name=card.name if card else "",
+            model_sha256=index.gallery.model_sha256,
+        )
+
+    def metrics(self) -> dict:
+        uptime = time.monotonic() - self.started
+        stages = {k: StageLatency(v["p50"], v["p95"]) for k, v in self.recognizer.latency.summary().items()}
+        publisher = self.publisher.stats()
+        return metrics_payload(
+            device=self.config.device.id,
+            fps=self.frames_processed / max(uptime, 1e-6),
+            stages=stages,
+            queues={"frames": len(self.frames), "spool": publisher.spooled},
+            dropped_frames=self.frames.dropped,
+            uptime_s=uptime,
+            extra={
+                "camera_frames": self.capture.captured,
+                "rejected_faces": self.recognizer.rejected_faces,
+                "events": self.events_published,
+                "mqtt": publisher.as_dict(),
+            },
+        )
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; decision and quality settings and the on-disk gallery apply now."""
+        if self.config_path is None:
+            return
+        sdnotify.reloading()
+        try:
+            config = load_config(self.config_path)
+        except EdgefaceError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            sdnotify.ready("running (reload refused)")
+            return
+        self.config = config
+        card = self.recognizer.embedder.card.raw
+        self.recognizer.matcher = Matcher(match_settings(config, card))
+        self.recognizer.quality = quality_settings(config)
+        self.recognizer.decisions = decision_settings(config)
+        gallery = load_gallery(config, self.recognizer.embedder.sha256)
+        self.index.swap(GalleryIndex(gallery, config_index_settings(config)))
+        log.info("config reloaded from %s", self.config_path)
+        sdnotify.ready("running (reloaded)")
