@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -172,3 +173,49 @@ def rss_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise OSError("VmRSS not found in /proc/self/status (Linux only)")
+
+
+FRAME_SIZE = (640, 480)
+FACE_CROP_PX = 300  # central square crop of a photo is pasted at this size (dlib's face box: ~130 px median)
+
+
+def _paste(frame: Any, crop: Any, cx: int, cy: int) -> None:
+    """Paste ``crop`` centred at (cx, cy), clipped to the frame borders."""
+    side = crop.shape[0]
+    x0, y0 = cx - side // 2, cy - side // 2
+    fx0, fy0 = max(x0, 0), max(y0, 0)
+    fx1, fy1 = min(x0 + side, frame.shape[1]), min(y0 + side, frame.shape[0])
+    frame[fy0:fy1, fx0:fx1] = crop[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+
+
+def make_frames(photos: list[Path], n_faces: int, count: int, seed: int) -> list:
+    """``count`` deterministic 640x480 BGR frames with ``n_faces`` pasted photos on a neutral grey background.
+
+    Each pasted photo is its central square crop resized to FACE_CROP_PX, centred in one of three columns
+    (neighbouring crops overlap at their borders, faces do not) with a seeded vertical offset. The face
+    extent is not measured here: the benches report the detected box widths. The same
+    (photos, n_faces, count, seed) always gives the same frames, so edgeface and its peers see identical input.
+    """
+    import cv2  # local: importing this module stays cheap
+    import numpy as np
+
+    if not 0 <= n_faces <= 3:
+        raise ValueError(f"n_faces must be 0..3 (three columns), got {n_faces}")
+    rng = np.random.default_rng(seed)
+    width, height = FRAME_SIZE
+    frames = []
+    for _ in range(count):
+        noise = rng.normal(0.0, 4.0, (height, width, 1))
+        frame = np.clip(128.0 + noise, 0, 255).astype(np.uint8).repeat(3, axis=2)
+        for col in sorted(rng.permutation(3)[:n_faces]):
+            image = cv2.imread(str(photos[int(rng.integers(len(photos)))]), cv2.IMREAD_COLOR)
+            if image is None:
+                raise OSError("cannot decode a photo for the synthetic frames (check the faces directory)")
+            h, w = image.shape[:2]
+            side = min(h, w)
+            top, left = (h - side) // 2, (w - side) // 2
+            crop = cv2.resize(image[top : top + side, left : left + side], (FACE_CROP_PX, FACE_CROP_PX))
+            cy = int(rng.integers(height // 2 - 60, height // 2 + 61))
+            _paste(frame, crop, width * (2 * int(col) + 1) // 6, cy)
+        frames.append(frame)
+    return frames

@@ -1,0 +1,120 @@
+"""Smoke tests for the search and face_recognition benchmarks: each ``--quick`` run prints DESIGN §10 JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+TOP_KEYS = {"bench", "host", "params", "results"}
+
+
+def run_bench(script: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"{script} --quick exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    document = json.loads(proc.stdout)
+    assert set(document) == TOP_KEYS
+    assert document["host"]["cpu_count"] >= 1
+    assert document["params"]["quick"] is True
+    return document
+
+
+def load_common() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_common", BENCH / "_common.py")
+    if spec is None or spec.loader is None:
+        pytest.fail(f"cannot load {BENCH / '_common.py'}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_search_quick_prints_design_json() -> None:
+    doc = run_bench("search.py")
+    assert doc["bench"] == "search"
+    sizes = doc["results"]["sizes"]
+    assert [s["n"] for s in sizes] == [1000, 10000]
+    for size in sizes:
+        methods = {k: v for k, v in size.items() if isinstance(v, dict)}
+        assert {"numpy_f32", "numpy_f16", "faiss_flat_ip", "hnswlib_ef16", "hnswlib_ef64"} <= set(methods)
+        for name, m in methods.items():
+            assert 0 < m["latency_ms"]["median"] <= m["latency_ms"]["p99"], name
+            assert 0.0 <= m["recall_at_1"] <= 1.0, name
+            assert m["index_bytes"] >= size["n"] * 512 * 2, name  # at least float16 storage of every vector
+        # exact methods agree with the exact reference on the clearly-separated noisy queries
+        for exact in ("numpy_f32", "numpy_f16", "faiss_flat_ip"):
+            assert methods[exact]["recall_at_1_noisy"] == 1.0, exact
+    rec = doc["results"]["recommendation"]
+    assert rec["default_ef"] in (16, 64)
+    assert rec["exact_as_fast_or_faster_up_to"] in (None, 1000, 10000)
+    assert [r["n"] for r in rec["per_size"]] == [1000, 10000]
+
+
+def test_peer_face_recognition_quick_prints_design_json(faces5: Path) -> None:
+    if importlib.util.find_spec("face_recognition") is None:
+        message = (
+            "face_recognition is not installed: pip install dlib-bin face-recognition-models "
+            "&& pip install --no-deps face_recognition==1.3.0"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    doc = run_bench("peer_face_recognition.py", env={"EDGEFACE_FACES": str(faces5)})
+    assert doc["bench"] == "peer_face_recognition"
+    results = doc["results"]
+    assert "error" not in results, results.get("error")
+    all_photos = results["all_photos"]
+    assert all_photos["photos"] == doc["params"]["photos"] > 0
+    assert 0.5 <= all_photos["detection_rate"] <= 1.0
+    protocol = results["protocol_80_20"]
+    assert protocol["seeds"] == [0, 1]
+    for key in ("top1_nn_euclidean", "top1_mean_cosine"):
+        # five identities: chance is 0.2; dlib's encoder is far above it on real photos
+        assert 0.4 <= protocol[key]["mean"] <= 1.0, key
+    for n_faces in (0, 1, 3):
+        speed = results["speed"][f"faces_{n_faces}"]
+        assert speed["ms_per_frame"]["median"] > 0
+        assert speed["faces_pasted_per_frame"] == n_faces
+    assert results["speed"]["faces_0"]["faces_found_mean"] == 0
+
+
+def test_split_80_20_is_deterministic_stratified_and_disjoint(faces5: Path) -> None:
+    common = load_common()
+    files = common.list_identities(faces5)
+    gallery, probes = common.split_80_20(files, seed=3)
+    again, _ = common.split_80_20(files, seed=3)
+    other, _ = common.split_80_20(files, seed=4)
+    assert gallery == again
+    assert gallery != other
+    for identity, paths in files.items():
+        assert len(gallery[identity]) == round(0.8 * len(paths))
+        assert set(gallery[identity]).isdisjoint(probes[identity])
+        assert sorted(gallery[identity] + probes[identity]) == paths
+
+
+@pytest.mark.parametrize(("n", "expected"), [(2, 1), (3, 2), (5, 4), (10, 8), (30, 24), (31, 25)])
+def test_gallery_count_rounds_half_up_and_keeps_a_probe(n: int, expected: int) -> None:
+    assert load_common().gallery_count(n) == expected
+
+
+def test_percentiles_match_linear_interpolation() -> None:
+    stats = load_common().percentiles([float(v) for v in range(1, 101)])
+    assert stats["median"] == pytest.approx(50.5)
+    assert stats["p95"] == pytest.approx(95.05)
+    assert stats["p99"] == pytest.approx(99.01)
+    assert stats["n"] == 100
