@@ -126,15 +126,17 @@ METRICS = {
 
 GALLERY_STATE = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "edgeface device gallery state (retained)",
+    "title": "edgeface device gallery state (retained); the sync client adds running/fleet/expired",
     "type": "object",
-    "additionalProperties": False,
     "required": ["version", "status", "reason", "ts"],
     "properties": {
         "version": _VERSION,
         "status": {"enum": ["applied", "rejected"]},
         "reason": {"type": ["string", "null"]},
         "ts": _TS,
+        "running": {"type": "integer", "minimum": 0},
+        "fleet": {"type": "string", "minLength": 1},
+        "expired": {"type": "boolean"},
     },
     "allOf": [
         {
@@ -166,12 +168,89 @@ HA_DISCOVERY = {
     },
 }
 
+_B64 = {"type": "string", "pattern": "^[A-Za-z0-9+/]*={0,2}$"}
+_HASHED = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["size", "sha256"],
+    "properties": {"size": {"type": "integer", "minimum": 0}, "sha256": _SHA256},
+}
+
+# Retained on {prefix}/fleet/{fleet}/gallery (format of edgeface/sync/chunks.py); chunks are raw bytes.
+FLEET_ANNOUNCEMENT = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edgeface fleet gallery announcement (retained)",
+    "type": "object",
+    "required": ["format", "manifest", "signature", "payload"],
+    "properties": {
+        "format": {"const": "edgeface-announce/1"},
+        "manifest": _B64,
+        "signature": _B64,
+        "payload": {
+            "type": "object",
+            "required": ["size", "sha256", "chunks"],
+            "properties": {
+                "size": {"type": "integer", "minimum": 0},
+                "sha256": _SHA256,
+                "chunks": {"type": "array", "items": _HASHED},
+            },
+        },
+    },
+}
+
+# The signed manifest inside an announcement, base64-decoded (DESIGN §4, edgeface/sync/manifest.py).
+BUNDLE_MANIFEST = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edgeface gallery bundle manifest",
+    "type": "object",
+    "required": [
+        "format",
+        "fleet",
+        "version",
+        "created",
+        "expires",
+        "model_sha256",
+        "dim",
+        "dtype",
+        "count",
+        "identities",
+        "vectors",
+    ],
+    "properties": {
+        "format": {"const": "edgeface-bundle/1"},
+        "fleet": {"type": "string", "minLength": 1},
+        "version": {"type": "integer", "minimum": 1},
+        "created": {"type": "string", "format": "date-time"},
+        "expires": {"type": ["string", "null"], "format": "date-time"},
+        "model_sha256": _SHA256,
+        "dim": {"type": "integer", "minimum": 1},
+        "dtype": {"const": "float32"},
+        "count": {"type": "integer", "minimum": 0},
+        "identities": _SHA256,
+        "vectors": _SHA256,
+        "base_version": {"type": "integer", "minimum": 1},
+        "remove": {"type": "array", "items": {"type": "string"}},
+        "result": {
+            "type": "object",
+            "required": ["count", "identities", "vectors"],
+            "properties": {
+                "count": {"type": "integer", "minimum": 0},
+                "identities": _SHA256,
+                "vectors": _SHA256,
+            },
+        },
+    },
+    "dependentRequired": {"remove": ["base_version"], "result": ["base_version"]},
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "event": EVENT,
     "status": STATUS,
     "metrics": METRICS,
     "gallery_state": GALLERY_STATE,
     "ha_discovery": HA_DISCOVERY,
+    "fleet_announcement": FLEET_ANNOUNCEMENT,
+    "bundle_manifest": BUNDLE_MANIFEST,
 }
 
 

@@ -166,3 +166,39 @@ def test_settings_errors_name_the_key(overrides: dict[str, Any], key: str, tmp_p
 def test_settings_default_client_id() -> None:
     assert MqttSettings(device="door1").effective_client_id == "edgeface-door1"
     assert MqttSettings(device="door1", client_id="x").effective_client_id == "x"
+
+
+def test_fleet_announcement_and_manifest_schemas_match_the_sync_format() -> None:
+    import base64
+
+    from edgeface.sync.chunks import announcement_bytes, split_chunks
+    from edgeface.sync.manifest import manifest_bytes, parse_manifest
+
+    fields = {
+        "format": "edgeface-bundle/1",
+        "fleet": "f1",
+        "version": 3,
+        "created": "2026-11-23T12:00:00Z",
+        "expires": None,
+        "model_sha256": SHA,
+        "dim": 128,
+        "dtype": "float32",
+        "count": 2,
+        "identities": "1" * 64,
+        "vectors": "2" * 64,
+    }
+    manifest = manifest_bytes(fields)
+    parse_manifest(manifest)  # the sync side accepts it
+    payload = bytes(range(256)) * 5
+    announcement = json.loads(announcement_bytes(manifest, b"s" * 64, payload, split_chunks(payload, 300)))
+    validate("fleet_announcement", announcement)
+    validate("bundle_manifest", json.loads(base64.b64decode(announcement["manifest"])))
+    with pytest.raises(jsonschema.ValidationError):
+        validate("bundle_manifest", {**fields, "remove": ["p1"]})  # delta fields need base_version
+
+
+def test_gallery_state_schema_accepts_the_sync_clients_extra_fields() -> None:
+    state = {**gallery_state_payload(3, "applied", "running the stored gallery"), "running": 3, "fleet": "f1"}
+    validate("gallery_state", {**state, "expired": False})
+    with pytest.raises(jsonschema.ValidationError):
+        validate("gallery_state", {**state, "running": "three"})

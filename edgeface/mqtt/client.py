@@ -53,6 +53,9 @@ class PublisherStats:
     inflight: int
     reconnects: int
 
+    def as_dict(self) -> dict[str, int | bool]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
 
 @dataclass(frozen=True, slots=True)
 class _Ack:
@@ -206,6 +209,12 @@ class MqttPublisher:
         self._client.message_callback_add(topic_filter, _guarded(callback))
         if self.connected:
             self._client.subscribe(topic_filter, qos)
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        self._subscriptions.pop(topic_filter, None)
+        self._client.message_callback_remove(topic_filter)
+        if self.connected:
+            self._client.unsubscribe(topic_filter)
 
     def stats(self) -> PublisherStats:
         c = self._counts
