@@ -18,8 +18,10 @@ import numpy as np
 
 from edgeface.errors import ConfigError, ImageError
 from edgeface.photos import read_image
+from edgeface.types import Detection
 
 Box = tuple[float, float, float, float]  # (x, y, w, h) in pixels
+NOISE_FIELDS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,7 @@ class _Cache:
 class FaceFinder(Protocol):
     """Anything with `detect(bgr) -> list[Detection]`, e.g. `edgeface.detect.FaceDetector`."""
 
-    def detect(self, image: np.ndarray) -> list: ...
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
 
 
 class Scene:
@@ -118,6 +120,7 @@ class Scene:
         self.spec = spec
         self.background = make_background(spec.width, spec.height, spec.seed)
         self._cache = _Cache()
+        self._noise: np.ndarray | None = None
 
     @property
     def duration(self) -> float:
@@ -136,21 +139,31 @@ class Scene:
         for _, patch, (x0, y0) in placements:
             _paste(image, patch, x0, y0)
         rng = np.random.default_rng((spec.seed, index))
-        out = image.astype(np.float32)
         occluder = spec.occluder
         if occluder is not None and occluder.enter <= t < occluder.exit:
             x, y, w, h = _occluder_px(occluder, spec.width, spec.height)
-            out[y : y + h, x : x + w] = occluder.color
-        gain = spec.brightness * (
-            1 + spec.lighting_amplitude * math.sin(2 * math.pi * t / spec.lighting_period)
-        )
-        out *= gain
+            image[y : y + h, x : x + w] = occluder.color
+        phase = math.sin(2 * math.pi * t / spec.lighting_period)
+        gain = spec.brightness * (1 + spec.lighting_amplitude * phase)
+        if abs(gain - 1.0) > 1e-3:
+            image = cv2.convertScaleAbs(image, alpha=gain)  # saturating uint8 scale
         sigma = float(rng.uniform(*spec.blur_sigma)) if spec.blur_sigma[1] > 0 else 0.0
         if sigma > 0.05:
-            out = cv2.GaussianBlur(out, (0, 0), sigma)
+            image = cv2.GaussianBlur(image, (0, 0), sigma)
         if spec.noise_sigma > 0:
-            out += rng.normal(0.0, spec.noise_sigma, out.shape).astype(np.float32)
-        return np.clip(out, 0, 255).astype(np.uint8), tuple(p[0] for p in placements)
+            image = self._add_noise(image, rng)
+        return image, tuple(p[0] for p in placements)
+
+    def _add_noise(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Sensor noise from a small bank of pre-drawn fields, picked and flipped per frame (fast)."""
+        if self._noise is None:
+            bank_rng = np.random.default_rng((self.spec.seed, 2**32 - 1))
+            fields = bank_rng.normal(0.0, self.spec.noise_sigma, (NOISE_FIELDS, *image.shape))
+            self._noise = np.clip(fields, -127, 127).astype(np.int16)
+        field = self._noise[int(rng.integers(NOISE_FIELDS))]
+        flip = int(rng.integers(4))
+        field = field[:: -1 if flip & 1 else 1, :: -1 if flip & 2 else 1]
+        return cv2.add(image, np.ascontiguousarray(field), dtype=cv2.CV_8U)
 
     def _placements(self, t: float) -> list[tuple[ActorTruth, np.ndarray, tuple[int, int]]]:
         result = []
@@ -272,7 +285,8 @@ def locate_faces(paths: Sequence[Path], finder: FaceFinder) -> tuple[ActorPhoto,
         found = finder.detect(read_image(path))
         if found:
             best = max(found, key=lambda d: d.bbox[2] * d.bbox[3])
-            photos.append(ActorPhoto(Path(path), tuple(float(v) for v in best.bbox)))  # type: ignore[arg-type]
+            x, y, w, h = (float(v) for v in best.bbox)
+            photos.append(ActorPhoto(Path(path), (x, y, w, h)))
     return tuple(photos)
 
 
