@@ -1,0 +1,157 @@
+"""Factories for the gallery sync tests (imported by tests/test_sync_*.py; holds no tests itself)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from conftest import Broker
+
+from edgeface.gallery import Gallery, GalleryStore
+from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.sync.client import GallerySyncClient, SyncConfig
+from edgeface.sync.mqtt import PahoTransport
+from edgeface.sync.signing import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    generate_keypair,
+    load_private_key,
+    load_public_key,
+)
+from edgeface.sync.updater import IndexUpdater
+
+MODEL = "ab" * 32
+FLEET = "lobby"
+PREFIX = "edgeface"
+
+
+def make_gallery(n: int, start: int = 0, version: int = 1, dim: int = 128, seed: int = 0) -> Gallery:
+    rng = np.random.default_rng(seed + start)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = tuple(f"id{i:06d}" for i in range(start, start + n))
+    return Gallery(
+        ids, tuple(f"Person {i}" for i in range(start, start + n)), (3,) * n, vectors, MODEL, version
+    )
+
+
+@dataclass(frozen=True)
+class Keys:
+    private_path: Path
+    public_path: Path
+
+    @property
+    def private(self) -> Ed25519PrivateKey:
+        return load_private_key(self.private_path)
+
+    @property
+    def public(self) -> Ed25519PublicKey:
+        return load_public_key(self.public_path)
+
+
+def make_keys(directory: Path, name: str = "fleet") -> Keys:
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = Keys(directory / f"{name}.pem", directory / f"{name}.pub")
+    generate_keypair(keys.private_path, keys.public_path)
+    return keys
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> float:
+    """Seconds until `predicate()` held; fails the test after `timeout`."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def connect(host: str, port: int, client_id: str = "") -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.connect(host, port)
+    client.loop_start()
+    wait_for(client.is_connected, 5, "mqtt connect")
+    return client
+
+
+def raw_publish(broker: Broker, version: int, announcement: bytes | None, chunks: dict[int, bytes]) -> None:
+    """Publish (possibly tampered) retained chunks, then the announcement, like a hostile server could."""
+    client = connect(broker.host, broker.port)
+    topic = f"{PREFIX}/fleet/{FLEET}/gallery"
+    infos = [client.publish(f"{topic}/{version}/{n}", data, qos=1, retain=True) for n, data in chunks.items()]
+    if announcement is not None:
+        infos.append(client.publish(topic, announcement, qos=1, retain=True))
+    for info in infos:
+        info.wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def read_retained(broker: Broker, topic: str, timeout: float = 2.0) -> dict | None:
+    got: dict[str, bytes] = {}
+    client = connect(broker.host, broker.port)
+    client.on_message = lambda c, u, m: got.__setitem__("payload", bytes(m.payload))
+    client.subscribe(topic, qos=1)
+    try:
+        wait_for(lambda: "payload" in got, timeout, f"retained message on {topic}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return json.loads(got["payload"])
+
+
+@dataclass
+class Device:
+    """A device's sync side: store, client, index holder and updater, on a real broker connection."""
+
+    name: str
+    store: GalleryStore
+    sync: GallerySyncClient
+    holder: IndexHolder
+    client: mqtt.Client
+    galleries: list[Gallery] = field(default_factory=list)
+
+    @property
+    def index(self) -> GalleryIndex:
+        return self.holder.current
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.sync.close()
+
+
+def start_device(
+    broker: Broker,
+    root: Path,
+    keys: Keys,
+    name: str = "door1",
+    model: str = MODEL,
+    **config: object,
+) -> Device:
+    store = GalleryStore(root / name)
+    initial = store.load() if store.exists() else Gallery.empty(128, model)
+    holder = IndexHolder(GalleryIndex(initial))
+    updater = IndexUpdater(holder)
+    galleries: list[Gallery] = []
+    lock = threading.Lock()
+
+    def on_gallery(gallery: Gallery) -> None:
+        updater.apply(gallery)
+        with lock:
+            galleries.append(gallery)
+
+    settings = SyncConfig(FLEET, name, model, PREFIX, **config)  # type: ignore[arg-type]
+    sync = GallerySyncClient(settings, keys.public, store, on_gallery)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
+    PahoTransport.attach_to(client, sync)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    wait_for(client.is_connected, 5, "device connect")
+    return Device(name, store, sync, holder, client, galleries)
