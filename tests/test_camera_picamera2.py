@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import cv2
@@ -65,7 +66,7 @@ def test_main_and_lores_streams_in_bgr_order(platform: str, lores_format: str) -
         assert np.abs(frame.lores.astype(int) - small.astype(int)).mean() < 3  # YUV420 round trip
         assert frame.lores_scale == (2.0, 2.0)
     assert [f.seq for f in frames] == sorted({f.seq for f in frames})
-    assert all(a.ts < b.ts for a, b in zip(frames, frames[1:], strict=False))
+    assert all(a.ts < b.ts for a, b in itertools.pairwise(frames))
     assert _wait_closed(device)
     assert camera.requests >= len(frames) and camera.outstanding == 0  # every request released
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 
@@ -27,7 +28,7 @@ def _collect(source, count: int, seconds: float = 15.0) -> list:
 
 def _check_continuous(frames: list) -> None:
     assert [f.seq for f in frames] == list(range(len(frames)))  # renumbered across reconnects
-    assert all(a.ts < b.ts for a, b in zip(frames, frames[1:], strict=False))
+    assert all(a.ts < b.ts for a, b in itertools.pairwise(frames))
 
 
 @pytest.mark.parametrize("mode", ["eof", "raise", "hang"])
