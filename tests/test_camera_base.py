@@ -148,3 +148,10 @@ def test_emulated_source_satisfies_the_protocol() -> None:
 
     with EmulatedSource(SceneSpec(duration=1.0), realtime=False) as source:
         assert isinstance(source, FrameSource)
+
+
+def test_open_source_fails_fast_when_picamera2_is_missing() -> None:
+    from edgeface.camera import open_source
+
+    with pytest.raises(CameraError, match="picamera2 is not installed"):
+        open_source(CameraSpec(kind="picamera2"))  # reconnect=True would otherwise retry forever

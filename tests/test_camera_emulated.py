@@ -144,3 +144,10 @@ def test_detector_finds_each_face_where_the_truth_says(faces5: Path, detector) -
     assert faces >= 40
     assert hits / faces >= 0.9, f"detected {hits}/{faces} emulated faces"
     assert false_alarms <= 0.05 * len(frames)
+
+
+def test_realtime_emulated_source_paces_frames() -> None:
+    with EmulatedSource(SceneSpec(width=64, height=48), fps=20.0, realtime=True) as source:
+        frames = [source.read(1.0) for _ in range(7)]
+    assert all(f is not None for f in frames)
+    assert frames[-1].ts - frames[0].ts >= 0.27  # 6 periods of 50 ms, minus scheduling slack

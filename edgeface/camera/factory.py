@@ -21,8 +21,13 @@ def open_source(
 ) -> FrameSource:
     """Open the camera `spec` describes. Live cameras with `spec.reconnect` come wrapped in a
     ReconnectingSource (opened on the first read, never raising for a transient failure); everything
-    else is opened now and raises CameraError if it cannot be. The factories replace `cv2.VideoCapture`
+    else is opened now and raises CameraError if it cannot be. A missing picamera2 module raises at once. The factories replace `cv2.VideoCapture`
     and `picamera2.Picamera2` (tests pass the emulated stand-ins)."""
+
+    if spec.kind == "picamera2" and picamera2_factory is None:
+        from edgeface.camera.picamera_source import import_picamera2
+
+        picamera2_factory = import_picamera2()  # a missing module is not transient: fail now
 
     def opener() -> FrameSource:
         return _open_direct(spec, capture_factory, picamera2_factory)
