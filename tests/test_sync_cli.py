@@ -1,0 +1,93 @@
+"""`edgeface gallery keygen|build|verify|inspect` round trip, in-process through the real argument parser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_sync_support import FLEET, make_gallery
+
+from edgeface.cli import main
+from edgeface.gallery import GalleryStore
+from edgeface.sync.bundle import read_bundle, verify_bundle
+from edgeface.sync.signing import load_public_key
+
+
+@pytest.fixture
+def keypair(tmp_path: Path) -> tuple[Path, Path]:
+    private, public = tmp_path / "k.pem", tmp_path / "k.pub"
+    assert main(["gallery", "keygen", "--private", str(private), "--public", str(public)]) == 0
+    assert private.stat().st_mode & 0o077 == 0
+    return private, public
+
+
+def _build(store: Path, private: Path, out: Path, version: int, *extra: str) -> int:
+    args = ["gallery", "build", "--gallery", str(store), "--fleet", FLEET, "--version", str(version)]
+    return main([*args, "--key", str(private), "--out", str(out), *extra])
+
+
+def test_keygen_build_verify_inspect_round_trip(tmp_path: Path, keypair, capsys) -> None:
+    private, public = keypair
+    store = GalleryStore(tmp_path / "gallery")
+    store.save(make_gallery(25))
+    out = tmp_path / "v1.bundle"
+    assert _build(store.root, private, out, 1, "--expires", "30") == 0
+    assert main(["gallery", "verify", "--public", str(public), str(out)]) == 0
+    assert "OK" in capsys.readouterr().out
+    verified = verify_bundle(read_bundle(out), load_public_key(public))
+    assert verified.manifest.version == 1 and verified.manifest.count == 25 and verified.manifest.expires
+    assert main(["gallery", "inspect", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["manifest"]["fleet"] == FLEET and info["manifest"]["count"] == 25
+    assert info["manifest_problem"] is None
+
+
+def test_keygen_refuses_to_overwrite_a_key(keypair) -> None:
+    private, public = keypair
+    assert main(["gallery", "keygen", "--private", str(private), "--public", str(public)]) == 2
+
+
+def test_verify_fails_with_a_reason(tmp_path: Path, keypair, capsys) -> None:
+    private, public = keypair
+    store = GalleryStore(tmp_path / "gallery")
+    store.save(make_gallery(10))
+    out = tmp_path / "v1.bundle"
+    assert _build(store.root, private, out, 1) == 0
+    data = bytearray(out.read_bytes())
+    data[-5] ^= 0xFF
+    (tmp_path / "bad.bundle").write_bytes(bytes(data))
+    assert main(["gallery", "verify", "--public", str(public), str(tmp_path / "bad.bundle")]) == 1
+    assert "vectors_sha256" in capsys.readouterr().err
+    other = tmp_path / "other.pub"
+    main(["gallery", "keygen", "--private", str(tmp_path / "o.pem"), "--public", str(other)])
+    assert main(["gallery", "verify", "--public", str(other), str(out)]) == 1
+    assert "bad_signature" in capsys.readouterr().err
+    (tmp_path / "junk.bundle").write_bytes(b"PK\x03\x04 not a bundle")
+    assert main(["gallery", "verify", "--public", str(public), str(tmp_path / "junk.bundle")]) == 1
+
+
+def test_expired_bundle_fails_verify(tmp_path: Path, keypair, capsys) -> None:
+    private, public = keypair
+    store = GalleryStore(tmp_path / "gallery")
+    store.save(make_gallery(5))
+    out = tmp_path / "old.bundle"
+    assert _build(store.root, private, out, 1, "--expires", "-1") == 0
+    assert main(["gallery", "verify", "--public", str(public), str(out)]) == 1
+    assert "expired" in capsys.readouterr().err
+
+
+def test_build_delta_against_a_full_bundle(tmp_path: Path, keypair) -> None:
+    private, public = keypair
+    v1 = make_gallery(100)
+    store = GalleryStore(tmp_path / "gallery")
+    store.save(v1)
+    full = tmp_path / "v1.bundle"
+    assert _build(store.root, private, full, 1) == 0
+    store.save(v1.remove({v1.ids[0]}).with_version(2))
+    delta = tmp_path / "v2.delta"
+    assert _build(store.root, private, delta, 2, "--base", str(full)) == 0
+    verified = verify_bundle(read_bundle(delta), load_public_key(public))
+    assert verified.manifest.base_version == 1 and verified.manifest.remove == (v1.ids[0],)
+    assert verified.manifest.count == 0 and verified.manifest.result.count == 99
+    assert delta.stat().st_size < full.stat().st_size / 20
