@@ -93,11 +93,18 @@ def test_loop_restarts_a_video(tmp_path: Path) -> None:
     assert np.array_equal(frames[0].image, frames[4].image)
 
 
-def test_open_source_replay_resizes_to_the_spec(faces5: Path) -> None:
+def test_open_source_replay_fits_photos_into_the_spec_size(faces5: Path) -> None:
     spec = CameraSpec(kind="replay", path=faces5 / "baejun", width=320, height=240, realtime=False)
+    photo = cv2.imread(str(sorted((faces5 / "baejun").glob("*.jpg"))[0]))  # portrait, 287x414
     with open_source(spec) as source:
         frame = source.read(1.0)
     assert frame is not None and frame.image.shape == (240, 320, 3)
+    new_w = round(photo.shape[1] * 240 / photo.shape[0])
+    x0 = (320 - new_w) // 2
+    assert not frame.image[:, :x0].any() and not frame.image[:, x0 + new_w :].any()  # black bars
+    inner = frame.image[:, x0 : x0 + new_w]
+    expected = cv2.resize(photo, (new_w, 240), interpolation=cv2.INTER_AREA)
+    assert np.abs(inner.astype(int) - expected.astype(int)).mean() < 1
 
 
 def test_replay_errors_name_the_path(tmp_path: Path) -> None:

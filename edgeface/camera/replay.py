@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class ReplaySource(SourceBase):
-    """Frames from `path` (folder of images or a video file). `size=(w, h)` resizes every frame.
+    """Frames from `path` (folder of images or a video file). `size=(w, h)` fits every frame into
+    that size, keeping its aspect ratio (black bars), so a folder of mixed photos plays like one camera.
 
     `realtime=True` delivers one frame per 1/fps s; False delivers them as fast as `read` is called.
     At the end: `loop=True` starts again, otherwise EndOfStream.
@@ -88,10 +89,24 @@ class ReplaySource(SourceBase):
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         if self.size is not None and (image.shape[1], image.shape[0]) != self.size:
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+            image = fit(image, self.size)
         return self._stamper.frame(image)
 
     def close(self) -> None:
         if self._video is not None:
             self._video.release()
             self._video = None
+
+
+def fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit inside `size` (w, h) with its aspect ratio kept, centred on black."""
+    width, height = size
+    scale = min(width / image.shape[1], height / image.shape[0])
+    new_w, new_h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    resized = cv2.resize(
+        image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    )
+    canvas = np.zeros((height, width, 3), np.uint8)
+    x0, y0 = (width - new_w) // 2, (height - new_h) // 2
+    canvas[y0 : y0 + new_h, x0 : x0 + new_w] = resized
+    return canvas
