@@ -68,7 +68,7 @@ class EmbedderConfig:
     models_dir: Path | None = None
     card: str = "facerec128.int8.json"
     num_threads: int = bounded(2, 1, 16)
-    refine_landmarks: bool = False
+    refine_landmarks: bool = True  # +5 ms/face, TAR@FAR1e-2 up 8 points (README, `edgeface eval`)
 
 
 @dataclass(frozen=True, slots=True)

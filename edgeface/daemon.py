@@ -13,7 +13,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import edgeface
-from edgeface import sdnotify
 from edgeface.camera import FrameSource, open_source
 from edgeface.config import Config, load_config
 from edgeface.daemon_setup import (
@@ -34,6 +33,7 @@ from edgeface.match import Matcher
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload, recognition_event
 from edgeface.recognize import Decision, Recognizer
+from edgeface.sdnotify import Notifier, watchdog_interval
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,10 @@ class Daemon:
     def run(self) -> int:
         config = self.config
         with ExitStack() as stack:
-            sdnotify.status("loading models")
+            self.notifier = stack.enter_context(Notifier())
+            self.notifier.status("loading models")
             detector, embedder, refiner = load_models(config)
+            self.model_name = embedder.card.name
             stack.callback(detector.close)
             stack.callback(embedder.close)
             gallery = load_gallery(config, embedder.sha256)
@@ -92,14 +94,14 @@ class Daemon:
             stack.callback(self.capture.join, 5.0)
             stack.callback(self.stop_event.set)
             self.publisher.wait_connected(timeout=5.0)  # not fatal: the spool holds events meanwhile
-            sdnotify.ready(f"running, gallery v{gallery.version} ({len(gallery)} identities)")
+            self.notifier.ready(f"running, gallery v{gallery.version} ({len(gallery)} identities)")
             self.ready.set()
             self.loop()
-            sdnotify.stopping()
+            self.notifier.stopping()
         return 1 if self.capture.error else 0
 
     def loop(self) -> None:
-        watchdog = sdnotify.watchdog_interval()
+        watchdog = watchdog_interval()
         next_metrics = time.monotonic() + self.config.metrics.interval_s
         self.frames_processed = 0
         last_frame = time.monotonic()
@@ -117,7 +119,7 @@ class Daemon:
                 self.frames_processed += 1
                 self.handle(self.recognizer.process(frame))
             if watchdog and now - last_frame < watchdog:
-                sdnotify.watchdog()  # only while frames flow: a stuck camera lets systemd restart us
+                self.notifier.watchdog()  # only while frames flow: a stuck camera lets systemd restart us
             if now >= next_metrics:
                 next_metrics = now + self.config.metrics.interval_s
                 self.publisher.publish_metrics(self.metrics())
@@ -125,8 +127,18 @@ class Daemon:
     def handle(self, decisions: list[Decision]) -> None:
         for decision in decisions:
             now = time.monotonic()
+            who = decision.match.identity.id if decision.match.identity else "unknown"
             if not self.recognizer.should_announce(decision, now):
+                log.info("track %d: %s again within the cooldown, not announced", decision.track_id, who)
                 continue
+            log.info(
+                "track %d: %s (score %.3f, margin %.3f, %d frames)",
+                decision.track_id,
+                who,
+                decision.match.score,
+                decision.match.margin,
+                decision.frames,
+            )
             event = recognition_event(
                 device=self.config.device.id,
                 camera=decision.camera,
@@ -148,12 +160,11 @@ class Daemon:
 
     def status_info(self, index: GalleryIndex | None = None) -> StatusInfo:
         index = index or self.index.current
-        card = self.recognizer.embedder.card if hasattr(self, "recognizer") else None
         return StatusInfo(
             version=edgeface.__version__,
             gallery_version=index.gallery.version,
             gallery_count=len(index.gallery),
-            model_name=card.name if card else "",
+            model_name=self.model_name,
             model_sha256=index.gallery.model_sha256,
         )
 
@@ -165,7 +176,7 @@ class Daemon:
             device=self.config.device.id,
             fps=self.frames_processed / max(uptime, 1e-6),
             stages=stages,
-            queues={"frames": len(self.frames), "spool": publisher.spooled},
+            queues={"frames": len(self.frames), "spool": publisher.pending},
             dropped_frames=self.frames.dropped,
             uptime_s=uptime,
             extra={
@@ -180,12 +191,12 @@ class Daemon:
         """SIGHUP: re-read the config; decision and quality settings and the on-disk gallery apply now."""
         if self.config_path is None:
             return
-        sdnotify.reloading()
+        self.notifier.reloading()
         try:
             config = load_config(self.config_path)
         except EdgefaceError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
-            sdnotify.ready("running (reload refused)")
+            self.notifier.ready("running (reload refused)")
             return
         self.config = config
         card = self.recognizer.embedder.card.raw
@@ -195,4 +206,4 @@ class Daemon:
         gallery = load_gallery(config, self.recognizer.embedder.sha256)
         self.index.swap(GalleryIndex(gallery, config_index_settings(config)))
         log.info("config reloaded from %s", self.config_path)
-        sdnotify.ready("running (reloaded)")
+        self.notifier.ready("running (reloaded)")

@@ -10,6 +10,7 @@ from edgeface.align import align_face
 from edgeface.detect import FaceDetector
 from edgeface.embed import Embedder
 from edgeface.errors import NoFaceError
+from edgeface.landmarks import LandmarkRefiner
 from edgeface.types import Detection
 
 
@@ -22,14 +23,16 @@ class EncodedFace:
 class FaceEncoder:
     """`encode(bgr) -> list[EncodedFace]` for every face, largest first."""
 
-    def __init__(self, detector: FaceDetector, embedder: Embedder, refiner: object | None = None) -> None:
+    def __init__(
+        self, detector: FaceDetector, embedder: Embedder, refiner: LandmarkRefiner | None = None
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.refiner = refiner
 
     def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
         if self.refiner is not None:
-            detection = self.refiner.refine(image, detection)  # type: ignore[attr-defined]
+            detection = self.refiner.refine(image, detection)
         return align_face(image, detection, self.embedder.align, self.embedder.crop_size)
 
     def encode(self, image: np.ndarray) -> list[EncodedFace]:

@@ -73,8 +73,8 @@ class Recognizer:
         started = time.perf_counter()
         detections = self.detector.detect(frame.image)
         self.latency.add("detect", (time.perf_counter() - started) * 1e3)
+        self.tracker.expire(frame.ts)  # before matching, so a new person never inherits a stale track
         assigned = self.tracker.update(detections, frame.ts)
-        self.tracker.expire(frame.ts)
         pending = [(t, d) for t, d in assigned if not t.decided]
         good = [(t, d) for t, d in pending if self._passes_quality(frame.image, d)]
         if good:

@@ -12,6 +12,9 @@ from pathlib import Path
 from edgeface.camera.scene import Actor, ActorPhoto, SceneSpec
 from edgeface.detect import FaceDetector
 from edgeface.photos import identity_folders, read_image
+from edgeface.quality import yaw_ratio
+
+FRONTAL_YAW = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +77,12 @@ def build_scenario(
 
 
 def _shown_photos(photos: list[Path], detector: FaceDetector, count: int) -> list[ActorPhoto]:
-    """The last `count` photos with a detectable face, each with its face box for face-centred pasting."""
+    """The last `count` photos with a detectable, roughly frontal face, each with its face box for
+    face-centred pasting (a profile photo would be held back by the quality gate, never decided)."""
     chosen: list[ActorPhoto] = []
     for path in reversed(photos):
         faces = detector.detect(read_image(path))
-        if faces:
+        if faces and yaw_ratio(faces[0]) <= FRONTAL_YAW:
             chosen.append(ActorPhoto(path, tuple(float(v) for v in faces[0].bbox)))  # type: ignore[arg-type]
         if len(chosen) == count:
             break

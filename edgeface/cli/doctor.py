@@ -1,0 +1,91 @@
+"""`edgeface doctor --config FILE`: checks config, models, gallery, camera and broker; says what is wrong."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeface.config import DEFAULT_PATH, Config, load_config
+from edgeface.errors import EdgefaceError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="check a door unit's config, models, gallery, camera, broker"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_PATH, help=f"TOML config (default {DEFAULT_PATH})"
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for camera and broker")
+    parser.set_defaults(func=run)
+
+
+def check_models(config: Config, timeout: float) -> str:
+    from edgeface.daemon_setup import load_models, match_settings
+
+    detector, embedder, refiner = load_models(config)
+    threshold = match_settings(config, embedder.card.raw).threshold
+    detail = f"{embedder.card.name} ({embedder.sha256[:12]}), detector {config.detector.model}, threshold {threshold}"
+    for part in (detector, embedder, refiner):
+        if part is not None:
+            part.close()
+    return detail
+
+
+def check_gallery(config: Config, timeout: float) -> str:
+    from edgeface.daemon_setup import load_gallery
+    from edgeface.modelcard import load_card
+    from edgeface.paths import default_models_dir
+
+    card = load_card((config.embedder.models_dir or default_models_dir()) / config.embedder.card)
+    gallery = load_gallery(config, card.sha256)
+    if len(gallery) == 0:
+        raise EdgefaceError(f"{config.gallery_dir}: empty or missing; every face will be 'unknown'")
+    return f"version {gallery.version}, {len(gallery)} identities"
+
+
+def check_camera(config: Config, timeout: float) -> str:
+    from edgeface.camera import open_source
+    from edgeface.daemon_setup import camera_spec
+
+    with open_source(camera_spec(config)) as source:
+        frame = source.read(timeout=timeout)
+        if frame is None:
+            raise EdgefaceError(f"camera {config.camera.name}: no frame within {timeout:g} s")
+        return f"{frame.image.shape[1]}x{frame.image.shape[0]} frames"
+
+
+def check_broker(config: Config, timeout: float) -> str:
+    host, port = config.mqtt.host, config.mqtt.port
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise EdgefaceError(f"broker {host}:{port} unreachable ({exc}); events will queue on disk") from None
+    return f"{host}:{port} accepts connections"
+
+
+CHECKS: tuple[tuple[str, Callable[[Config, float], str]], ...] = (
+    ("models", check_models),
+    ("gallery", check_gallery),
+    ("camera", check_camera),
+    ("broker", check_broker),
+)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except EdgefaceError as exc:
+        print(f"FAIL config: {exc}")
+        return 1
+    print(f"ok   config: {args.config}")
+    failures = 0
+    for name, check in CHECKS:
+        try:
+            print(f"ok   {name}: {check(config, args.timeout)}")
+        except EdgefaceError as exc:
+            failures += 1
+            print(f"FAIL {name}: {exc}")
+    return 1 if failures else 0
