@@ -1,0 +1,32 @@
+# The two commands a newcomer runs on a fresh machine (README): `make demo` and `make test`.
+# Both install what they need first; `make setup` is shared and idempotent.
+
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+APT_PACKAGES = mosquitto systemd
+
+.PHONY: setup system-packages python-packages models demo test lint
+
+setup: system-packages python-packages models
+
+system-packages:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] || ! command -v systemd-analyze >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+python-packages:
+	$(PIP) install -q -e ".[dev,export]"
+
+models:
+	$(PYTHON) models/recipe.py detectors
+	$(PYTHON) models/recipe.py check
+
+demo: setup
+	edgeface demo
+
+lint:
+	ruff check . && ruff format --check .
+
+test: setup lint
+	$(PYTHON) models/recipe.py verify-embedder
+	$(PYTHON) -m pytest -q
