@@ -135,3 +135,23 @@ def test_read_after_close_is_an_error() -> None:
     source.close()
     with pytest.raises(CameraError, match="read after close"):
         source.read(0.1)
+
+
+def test_camera_unplugged_at_runtime_comes_back_when_plugged_in() -> None:
+    device = EmulatedDevice(SceneSpec(width=160, height=120), fps=50.0)
+    spec = CameraSpec(kind="opencv", device="/dev/video0", width=160, height=120, **FAST)
+    with open_source(spec, capture_factory=device.video_capture) as source:
+        assert len(_collect(source, 5)) == 5
+        device.unplug()
+        deadline = time.monotonic() + 5
+        while source.status().connected and time.monotonic() < deadline:
+            source.read(0.1)
+        down = source.status()
+        for _ in range(5):
+            assert source.read(0.05) is None  # still unplugged: no frames, no exception
+        device.plug()
+        frames = _collect(source, 5)
+        up = source.status()
+    assert not down.connected and "delivered no frame" in (down.last_error or "")
+    assert len(frames) == 5 and frames[0].seq == down.frames  # numbering continues after the outage
+    assert up.connected and up.reconnects == 1 and up.failures >= 2 and up.frames == down.frames + 5

@@ -77,6 +77,14 @@ class EmulatedDevice:
         self.sessions = 0  # successful opens
         self.open_handles = 0
         self.frames = 0  # frames rendered over all sessions; also the scene clock
+        self.plugged = True
+
+    def unplug(self) -> None:
+        """Pull the cable: open handles stop delivering and new opens fail until `plug()`."""
+        self.plugged = False
+
+    def plug(self) -> None:
+        self.plugged = True
 
     def video_capture(self, target: int | str = 0, api: int = cv2.CAP_ANY) -> EmulatedVideoCapture:
         return EmulatedVideoCapture(self, target, api)
@@ -87,7 +95,7 @@ class EmulatedDevice:
     def open(self) -> _Session | None:
         with self._lock:
             self.opens += 1
-            if self.opens <= self.faults.failed_opens:
+            if not self.plugged or self.opens <= self.faults.failed_opens:
                 return None
             self.sessions += 1
             self.open_handles += 1
@@ -103,6 +111,8 @@ class EmulatedDevice:
     def next_image(self, session: _Session) -> np.ndarray | None:
         """The next frame for this session (blocking like hardware), or None when the stream has ended."""
         plan = self.faults
+        if not self.plugged:
+            session.dead = True
         if session.dead:
             return None
         if session.faulty and plan.fail_after is not None and session.served >= plan.fail_after:
