@@ -108,6 +108,14 @@ def fetch_tarball(dest_dir: Path) -> FaceRecSource:
     return verified_tarball(tarball)
 
 
+def cached_tarball(cache_dir: Path) -> FaceRecSource:
+    """The pinned tarball from cache_dir if present and intact, else `npm pack`ed into it."""
+    cached = cache_dir / f"{PACKAGE.lstrip('@').replace('/', '-')}-{VERSION}.tgz"
+    if cached.is_file() and _sha256(cached) == TARBALL_SHA256:
+        return FaceRecSource(tarball=cached, sha256=TARBALL_SHA256)
+    return fetch_tarball(cache_dir)
+
+
 def verified_tarball(tarball: Path) -> FaceRecSource:
     """Check the package tarball against the pinned sha256."""
     if not tarball.is_file():

@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 from edgeface_tools.export import ExportError
 
+from edgeface.runtime import load_interpreter_class
+
 log = logging.getLogger(__name__)
 
 # Tensor types allowed in a full-integer model: int8 activations/weights, int32 biases and shapes.
@@ -97,7 +99,8 @@ def convert_int8(model: Any, calibration: np.ndarray, out: Path) -> Path:
 
 def check_full_integer(content: bytes) -> None:
     """Raise ExportError if any tensor of the model is floating point (a silent float fallback)."""
-    interpreter = tf.lite.Interpreter(model_content=content)
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_content=content)
     floats = [
         f"{t['name']} ({np.dtype(t['dtype']).name})"
         for t in interpreter.get_tensor_details()
@@ -109,5 +112,6 @@ def check_full_integer(content: bytes) -> None:
 
 def op_names(path: Path) -> list[str]:
     """The builtin op names of a .tflite file, in execution order."""
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(path))
     return [op["op_name"] for op in interpreter._get_ops_details()]
