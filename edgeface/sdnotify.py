@@ -57,12 +57,8 @@ class Notifier:
         """Send ``KEY=value`` lines, e.g. ``notify(READY=1, STATUS="running")``; True if sent."""
         if self._sock is None:
             return False
-        lines = []
-        for key, value in fields.items():
-            text = str(value)
-            if "\n" in text:
-                raise ValueError(f"sd_notify {key}: value must be one line, got {text!r}")
-            lines.append(f"{key}={text}")
+        # one line per field: a newline inside a value (an exception text in STATUS=) becomes a space
+        lines = [f"{key}={' '.join(str(value).splitlines())}" for key, value in fields.items()]
         try:
             self._sock.sendto("\n".join(lines).encode(), _address(self._path))
         except OSError as exc:

@@ -71,9 +71,11 @@ def test_a_vanished_socket_is_logged_not_raised(tmp_path: Path, caplog: pytest.L
     assert "sd_notify" in caplog.text
 
 
-def test_multiline_values_are_refused(listener: tuple[str, socket.socket]) -> None:
-    with Notifier(listener[0]) as notifier, pytest.raises(ValueError, match="one line"):
-        notifier.status("a\nREADY=1")
+def test_multiline_values_cannot_inject_fields(listener: tuple[str, socket.socket]) -> None:
+    name, sock = listener
+    with Notifier(name) as notifier:
+        assert notifier.status("camera failed:\nREADY=1")
+    assert _lines(sock) == ["STATUS=camera failed: READY=1"]
 
 
 def test_watchdog_interval() -> None:

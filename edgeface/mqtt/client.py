@@ -79,6 +79,7 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
+        self._final_stats: PublisherStats | None = None
         self._sender: threading.Thread | None = None
         self._spool = Spool(settings.spool_path, settings.spool_max_events)
         try:
@@ -157,7 +158,8 @@ class MqttPublisher:
             self._stopping.set()
             self._work.put(None)
             self._sender.join(timeout=5)
-        left = len(self._spool)
+        self._final_stats = self.stats()
+        left = self._final_stats.pending
         if left:
             log.info("MQTT: %d event(s) stay in the spool for the next start", left)
         self._spool.close()
@@ -217,6 +219,8 @@ class MqttPublisher:
             self._client.unsubscribe(topic_filter)
 
     def stats(self) -> PublisherStats:
+        if self._final_stats is not None:
+            return self._final_stats
         c = self._counts
         return PublisherStats(
             connected=self.connected,
@@ -269,28 +273,33 @@ class MqttPublisher:
     def _sender_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                item = self._work.get(timeout=1.0)
+                items = [self._work.get(timeout=1.0)]
             except queue.Empty:
-                item = _Ack(-1, False)
+                items = []
+            while not self._work.empty():  # this thread is the only consumer
+                items.append(self._work.get_nowait())
             try:
-                while item is not None:
-                    self._handle_ack(item)
-                    item = self._work.get_nowait() if not self._work.empty() else None
+                self._handle_acks([item for item in items if item is not None])
                 self._fill_window()
             except Exception:
                 log.exception("MQTT sender: unexpected error; retrying in 1 s")
                 self._stopping.wait(1.0)
 
-    def _handle_ack(self, ack: _Ack) -> None:
-        spool_id = self._inflight.pop(ack.mid, None)
-        if spool_id is None:
-            return  # a wake-up, or the ack of a status/discovery/gallery-state message
-        self._spool.ack(spool_id)
-        if ack.failed:
-            self._counts["rejected"] += 1
-            log.error("MQTT: broker rejected event (spool id %d); it is deleted, not retried", spool_id)
-        else:
-            self._counts["acked"] += 1
+    def _handle_acks(self, acks: list[_Ack]) -> None:
+        """Delete acknowledged events from the spool, a batch per transaction (one fsync)."""
+        done: list[int] = []
+        for ack in acks:
+            spool_id = self._inflight.pop(ack.mid, None)
+            if spool_id is None:
+                continue  # a wake-up, or the ack of a status/discovery/gallery-state message
+            done.append(spool_id)
+            if ack.failed:
+                self._counts["rejected"] += 1
+                log.error("MQTT: broker rejected event (spool id %d); it is deleted, not retried", spool_id)
+            else:
+                self._counts["acked"] += 1
+        if done:
+            self._spool.ack_many(done)
 
     def _fill_window(self) -> None:
         room = self.settings.max_inflight - len(self._inflight)

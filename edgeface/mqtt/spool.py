@@ -16,6 +16,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -118,13 +119,19 @@ class Spool:
 
     def ack(self, message_id: int) -> bool:
         """Delete an acknowledged message; False if it was already gone (dropped or acked)."""
+        return self.ack_many([message_id]) == 1
+
+    def ack_many(self, message_ids: Sequence[int]) -> int:
+        """Delete several acknowledged messages in one transaction (one fsync); returns how many existed."""
         with self._lock:
             try:
                 with self._transaction():
-                    cursor = self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+                    cursor = self._db.executemany(
+                        "DELETE FROM messages WHERE id = ?", [(i,) for i in message_ids]
+                    )
             except sqlite3.Error as exc:
                 raise SpoolError(f"{self.path}: cannot delete from the MQTT spool ({exc})") from exc
-        return cursor.rowcount > 0
+        return max(cursor.rowcount, 0)
 
     @property
     def dropped(self) -> int:
