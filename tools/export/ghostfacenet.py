@@ -150,7 +150,9 @@ class _Builder:
 
     def prelu(self, x: Any) -> Any:
         alpha = self.km.initializers.Constant(0.25)
-        return self.layers.PReLU(shared_axes=[1, 2], alpha_initializer=alpha, name=self.names("activation"))(x)
+        return self.layers.PReLU(shared_axes=[1, 2], alpha_initializer=alpha, name=self.names("activation"))(
+            x
+        )
 
     def hard_sigmoid(self, x: Any) -> Any:
         name = self.names("activation")
@@ -198,7 +200,10 @@ class _Builder:
         x = self.prelu(self.bn(self.conv(x, stem, kernel=3, stride=config.strides)))
         previous = stem
         for block in BLOCKS:
-            expand, out = make_divisible(block.expand * config.width), make_divisible(block.out * config.width)
+            expand, out = (
+                make_divisible(block.expand * config.width),
+                make_divisible(block.out * config.width),
+            )
             shortcut = out != previous or block.stride != 1
             x = self.bottleneck(x, block, expand, out, shortcut)
             previous = out
@@ -252,6 +257,8 @@ def build_ghostfacenet_v1(
 def randomize_statistics(model: Any, seed: int, sample: Any = None) -> Any:
     """Random BN scales/offsets and PReLU alphas; with `sample`, BN moving statistics taken from it.
 
+    Returns the model to use (a fresh copy when `sample` is given).
+
     For tests and benchmarks of untrained models: with Keras' default BN values every BN is the identity and
     every alpha 0.25, which hides mistakes in weight order and activation functions, and without data-based
     statistics the activations of a random 16-block net grow to ~1e10. Works on Keras 3 and tf_keras models.
@@ -277,6 +284,11 @@ def randomize_statistics(model: Any, seed: int, sample: Any = None) -> Any:
         model(sample, training=True)
         for layer, momentum in zip(norms, momenta, strict=True):
             layer.momentum = momentum
+        # A training-mode call leaves state behind that the TFLite converter cannot freeze (READ_VARIABLE
+        # ops): hand back a fresh copy with the same weights.
+        fresh = type(model).from_config(model.get_config())
+        fresh.set_weights(model.get_weights())
+        return fresh
     return model
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgeface_tools.export import ExportError
 from edgeface_tools.export.ghostfacenet import GhostFaceNetConfig, build, conv_channel_plan
 
@@ -35,7 +34,7 @@ def read_h5_weights(path: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, 
     try:
         with h5py.File(path, "r") as f:
             config = f.attrs.get("model_config")
-            group = f["model_weights"] if "model_weights" in f else f
+            group = f.get("model_weights", f)
             if "layer_names" not in group.attrs:
                 raise ExportError(f"{path}: not a Keras 2 .h5 model or weights file (no layer_names)")
             weights: dict[str, list[np.ndarray]] = {}
@@ -110,7 +109,9 @@ def assign_weights(model: Any, weights: dict[str, list[np.ndarray]], source: str
             expected = [tuple(w.shape) for w in layer.get_weights()]
             got = [tuple(a.shape) for a in arrays]
             if expected != got:
-                raise ExportError(f"{source}: layer {file_name} has weight shapes {got}, {name} needs {expected}")
+                raise ExportError(
+                    f"{source}: layer {file_name} has weight shapes {got}, {name} needs {expected}"
+                )
             layer.set_weights(arrays)
 
 
@@ -118,7 +119,9 @@ def load_h5_checkpoint(path: Path) -> Any:
     """Rebuild the checkpoint's GhostFaceNet in Keras 3 (with Keras 2's hard-sigmoid) and load its weights."""
     weights, config = read_h5_weights(path)
     arch = infer_config(weights, config)
-    log.info("%s: GhostFaceNetV1 width %g, stem stride %d, %d-d", path, arch.width, arch.strides, arch.emb_dim)
+    log.info(
+        "%s: GhostFaceNetV1 width %g, stem stride %d, %d-d", path, arch.width, arch.strides, arch.emb_dim
+    )
     model = build(arch)
     assign_weights(model, weights, str(path))
     return model

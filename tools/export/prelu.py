@@ -1,0 +1,88 @@
+"""Rewrite a Keras model into an exactly equivalent graph whose int8 TFLite model XNNPACK fully delegates.
+
+Measured here (ai-edge-litert 2.3.0, x86): in int8, XNNPACK leaves PRELU, MAXIMUM, MINIMUM and a standalone
+RELU (one whose input is also used elsewhere, so it cannot fuse into the conv before it) to the reference
+kernels, and `Reshape` after global pooling adds SHAPE/STRIDED_SLICE/PACK ops that split the graph in float
+too. Each non-delegated op costs a partition boundary and a slow kernel, which made GhostFaceNet's int8
+model slower than float32. The rewrite:
+
+- `PReLU`            -> a*z + relu((1-a)*z)            (MUL, MUL with fused RELU, ADD)
+- Keras 2 hard-sigmoid clip(0.2z+0.5, 0, 1) -> relu6(1.2z+3)/6  (folds/fuses into the conv before it)
+- `GlobalAveragePooling2D` + `Reshape((1,1,C))` -> pooling with keepdims (a static MEAN)
+- `Flatten` of a (1, 1, C) map -> a static squeeze (no SHAPE/STRIDED_SLICE/PACK ops)
+
+Layers that are not rewritten are shared with the original model (same weights, no copy).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _alpha_per_channel(layer: Any) -> list[float]:
+    import numpy as np
+
+    alpha = np.asarray(layer.get_weights()[0], "float32")
+    if alpha.ndim > 1 and any(d != 1 for d in alpha.shape[:-1]):
+        raise ValueError(f"{layer.name}: PReLU alpha of shape {alpha.shape} is not per channel (shared_axes)")
+    return [float(a) for a in alpha.reshape(-1)]
+
+
+def _pooled_reshape(layer: Any) -> bool:
+    """True for a Reshape to (1, 1, C) fed by GlobalAveragePooling2D (the squeeze-excite pattern)."""
+    import keras
+
+    if not isinstance(layer, keras.layers.Reshape) or len(layer.target_shape) != 3:
+        return False
+    source = layer.input._keras_history.operation
+    return isinstance(source, keras.layers.GlobalAveragePooling2D) and tuple(layer.target_shape[:2]) == (1, 1)
+
+
+def make_delegate_friendly(model: Any) -> Any:
+    """An exactly equivalent Keras 3 model whose int8 conversion has only XNNPACK-delegated ops."""
+    import keras
+    from edgeface_tools.export.ghostfacenet_layers import (
+        AffineReluPReLU,
+        Keras2HardSigmoid,
+        Relu6HardSigmoid,
+        SqueezeSpatial,
+    )
+
+    pooled = {layer.name for layer in model.layers if _pooled_reshape(layer)}
+    rewritten: list[str] = []
+
+    def replace(layer: Any) -> Any:
+        if isinstance(layer, keras.layers.PReLU):
+            new: Any = AffineReluPReLU(_alpha_per_channel(layer), name=layer.name)
+        elif isinstance(layer, Keras2HardSigmoid):
+            new = Relu6HardSigmoid(name=layer.name)
+        elif isinstance(layer, keras.layers.GlobalAveragePooling2D) and not layer.keepdims:
+            if not all(n in pooled for n in _consumers(model, layer)):
+                return layer
+            new = keras.layers.GlobalAveragePooling2D(keepdims=True, name=layer.name)
+        elif layer.name in pooled:
+            new = keras.layers.Identity(name=layer.name)
+        elif isinstance(layer, keras.layers.Flatten) and tuple(layer.input.shape[1:3]) == (1, 1):
+            new = SqueezeSpatial(name=layer.name)
+        else:
+            return layer
+        rewritten.append(type(layer).__name__)
+        return new
+
+    inputs = keras.layers.Input(model.inputs[0].shape[1:], name=model.inputs[0].name)
+    clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=replace)
+    log.info("delegate-friendly rewrite of %s: %d layers replaced", model.name, len(rewritten))
+    return keras.Model(clone.inputs, clone.outputs, name=f"{model.name}_xnnpack")
+
+
+def _consumers(model: Any, layer: Any) -> list[str]:
+    """Names of the layers that take `layer`'s output as an input."""
+    names = []
+    for other in model.layers:
+        for node in other._inbound_nodes:
+            if any(t._keras_history.operation is layer for t in node.input_tensors):
+                names.append(other.name)
+    return names
