@@ -151,3 +151,10 @@ def test_realtime_emulated_source_paces_frames() -> None:
         frames = [source.read(1.0) for _ in range(7)]
     assert all(f is not None for f in frames)
     assert frames[-1].ts - frames[0].ts >= 0.27  # 6 periods of 50 ms, minus scheduling slack
+
+
+def test_emulated_spec_with_a_missing_faces_folder_is_a_camera_error(tmp_path: Path) -> None:
+    from edgeface.camera import CameraError
+
+    with pytest.raises(CameraError, match=r"camera cam0: .*missing"):
+        open_source(CameraSpec(kind="emulated", faces=tmp_path / "missing"))

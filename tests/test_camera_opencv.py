@@ -113,3 +113,17 @@ def test_url_passwords_are_not_in_error_messages() -> None:
     with pytest.raises(CameraError) as error:
         OpenCVSource("rtsp://admin:hunter2@cam/stream", "url", capture_factory=device.video_capture)
     assert "hunter2" not in str(error.value) and "admin:***@cam" in str(error.value)
+
+
+def test_stable_v4l2_paths_use_the_v4l2_backend() -> None:
+    device = EmulatedDevice(SceneSpec(), fps=60.0)
+    apis = []
+
+    def factory(source: int | str, api: int):
+        apis.append(api)
+        return device.video_capture(source, api)
+
+    path = "/dev/v4l/by-id/usb-Logitech_C920-video-index0"
+    with OpenCVSource(path, "device", capture_factory=factory) as source:
+        assert _frames(source, 1)
+    assert apis == [cv2.CAP_V4L2]

@@ -94,7 +94,9 @@ def test_open_source_builds_the_picamera2_source_from_a_spec() -> None:
 
 def test_unplugged_camera_is_a_camera_error_naming_the_camera() -> None:
     device = EmulatedDevice(STATIC, faults=FaultPlan(failed_opens=1))
-    with pytest.raises(CameraError, match=r"camera door: cannot open Raspberry Pi camera 0.*list-cameras"):
+    with pytest.raises(
+        CameraError, match=r"camera door: cannot open Raspberry Pi camera 0.*ribbon cable.*list-cameras"
+    ):
         Picamera2Source(0, name="door", factory=device.picamera2)
 
 

@@ -6,9 +6,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from edgeface.camera.base import FrameSource
+from edgeface.camera.base import CameraError, FrameSource
 from edgeface.camera.reconnect import Backoff, ReconnectingSource
+from edgeface.camera.scene import ActorPhoto, SceneSpec, walk_in_scene
 from edgeface.camera.spec import CameraSpec
+from edgeface.errors import ImageError
+from edgeface.photos import identity_folders
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +22,13 @@ def open_source(
     capture_factory: Callable[[int | str, int], Any] | None = None,
     picamera2_factory: Callable[[int], Any] | None = None,
 ) -> FrameSource:
-    """Open the camera `spec` describes. Live cameras with `spec.reconnect` come wrapped in a
-    ReconnectingSource (opened on the first read, never raising for a transient failure); everything
-    else is opened now and raises CameraError if it cannot be. A missing picamera2 module raises at once. The factories replace `cv2.VideoCapture`
-    and `picamera2.Picamera2` (tests pass the emulated stand-ins)."""
+    """Open the camera `spec` describes.
+
+    Live cameras with `spec.reconnect` come wrapped in a ReconnectingSource (opened on the first read,
+    never raising for a transient failure); everything else is opened now and raises CameraError if it
+    cannot be. A missing picamera2 module raises CameraError at once. The factories replace
+    `cv2.VideoCapture` and `picamera2.Picamera2` (tests pass the emulated stand-ins).
+    """
 
     if spec.kind == "picamera2" and picamera2_factory is None:
         from edgeface.camera.picamera_source import import_picamera2
@@ -80,13 +86,14 @@ def _opencv_target(spec: CameraSpec) -> tuple[str, int | str]:
     return "device", int(device) if isinstance(device, str) and device.isdigit() else device
 
 
-def _scene(spec: CameraSpec) -> Any:
-    from edgeface.camera.scene import ActorPhoto, SceneSpec, walk_in_scene
-    from edgeface.photos import identity_folders
-
+def _scene(spec: CameraSpec) -> SceneSpec:
+    """The spec's scene, or each identity folder's first photo walking in, whole (no face boxes)."""
     if spec.scene is not None:
         return spec.scene
-    folders = identity_folders(spec.faces or ".")
+    try:
+        folders = identity_folders(spec.faces or ".")
+    except ImageError as exc:
+        raise CameraError(f"camera {spec.name}: {exc}") from exc
     people = {name: (ActorPhoto(files[0]),) for name, files in folders.items()}
     base = SceneSpec(width=spec.width, height=spec.height, seed=spec.seed)
     return walk_in_scene(people, scales=(0.5, 0.8), base=base)

@@ -121,7 +121,7 @@ class OpenCVSource(SourceBase):
 
 
 def _is_v4l2(target: int | str | Path, kind: str) -> bool:
-    return kind == "device" and (isinstance(target, int) or str(target).startswith("/dev/video"))
+    return kind == "device" and (isinstance(target, int) or str(target).startswith("/dev/"))
 
 
 def _to_bgr(image: np.ndarray) -> np.ndarray:

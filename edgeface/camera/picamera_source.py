@@ -57,8 +57,8 @@ class Picamera2Source(SourceBase):
             self._camera = make(camera_num)
         except Exception as exc:
             raise CameraError(
-                f"camera {name}: cannot open Raspberry Pi camera {camera_num} ({exc}); check the ribbon cable "
-                "and that `rpicam-hello --list-cameras` lists it"
+                f"camera {name}: cannot open Raspberry Pi camera {camera_num} ({exc}); check the ribbon "
+                "cable and that `rpicam-hello --list-cameras` lists it"
             ) from exc
         try:
             self.lores_format = self._configure(size, lores, fps, buffer_count)
