@@ -131,14 +131,6 @@ class Daemon:
             if not self.recognizer.should_announce(decision, now):
                 log.info("track %d: %s again within the cooldown, not announced", decision.track_id, who)
                 continue
-            log.info(
-                "track %d: %s (score %.3f, margin %.3f, %d frames)",
-                decision.track_id,
-                who,
-                decision.match.score,
-                decision.match.margin,
-                decision.frames,
-            )
             event = recognition_event(
                 device=self.config.device.id,
                 camera=decision.camera,
@@ -151,8 +143,17 @@ class Daemon:
                 latency_ms=(now - decision.frame_ts) * 1e3,
             )
             self.recognizer.latency.add("frame_to_event", (now - decision.frame_ts) * 1e3)
-            self.publisher.publish_event(event)
+            self.publisher.publish_event(event)  # returns once the event is on disk
             self.events_published += 1
+            log.info(
+                "event %s spooled: track %d %s (score %.3f, margin %.3f, %d frames)",
+                event["event_id"],
+                decision.track_id,
+                who,
+                decision.match.score,
+                decision.match.margin,
+                decision.frames,
+            )
 
     def on_gallery_applied(self, index: GalleryIndex) -> None:
         self.publisher.set_status(self.status_info(index))

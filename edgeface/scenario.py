@@ -43,24 +43,28 @@ def build_scenario(
     enrolment: dict[str, list[Path]] = {}
     actors: list[Actor] = []
     expected: dict[int, str] = {}
-    t = 0.5
+    shown: dict[str, list[ActorPhoto]] = {}
     for name in names:
-        photos = folders[name]
-        shown = _shown_photos(photos, detector, shown_per_person)
+        shown[name] = _shown_photos(folders[name], detector, shown_per_person)
         if name in enrolled:
-            enrolment[name] = [p for p in photos if p not in {s.path for s in shown}]
-        for photo in shown:
+            enrolment[name] = [p for p in folders[name] if p not in {s.path for s in shown[name]}]
+    t = 0.5
+    # Round robin, so the same person comes back only after everyone else (beyond the cooldown).
+    for round_index in range(shown_per_person):
+        for name in names:
+            if round_index >= len(shown[name]):
+                continue
             side = -1 if len(actors) % 2 else 1
             actors.append(
                 Actor(
                     label=name,
-                    photos=(photo,),
+                    photos=(shown[name][round_index],),
                     enter=t,
                     exit=t + seconds_per_visit,
                     start=(0.5 + 0.12 * side, 0.48),
                     end=(0.5 - 0.05 * side, 0.45),
-                    start_scale=0.22,
-                    end_scale=0.34,
+                    start_scale=0.3,
+                    end_scale=0.42,
                 )
             )
             expected[len(actors) - 1] = name if name in enrolled else "unknown"
