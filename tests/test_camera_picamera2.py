@@ -131,3 +131,13 @@ def test_stand_in_refuses_rgb_lores_on_vc4_and_held_buffers() -> None:
         request.release()
     camera.close()
     assert device.open_handles == 0
+
+
+def test_yuv420_lores_with_padded_stride_is_cropped_to_its_width() -> None:
+    device = EmulatedDevice(STATIC, fps=60.0)
+    with Picamera2Source(0, (640, 480), (200, 150), factory=Recorder(device, "vc4")) as source:
+        frame = _frames(source, 1)[0]
+        assert source.lores_format == "YUV420"
+    small = cv2.resize(Scene(STATIC).background, (200, 150), interpolation=cv2.INTER_AREA)
+    assert frame.lores.shape == (150, 200, 3)  # stride 256 in the buffer
+    assert np.abs(frame.lores.astype(int) - small.astype(int)).mean() < 3

@@ -52,6 +52,7 @@ class Picamera2Source(SourceBase):
     ) -> None:
         self.name = name
         self._stamper = Stamper(name)
+        self._lores_size = lores
         make = factory if factory is not None else import_picamera2()
         try:
             self._camera = make(camera_num)
@@ -100,8 +101,9 @@ class Picamera2Source(SourceBase):
         finally:
             request.release()
         image = _three_channels(main)
-        if lores is not None and self.lores_format == "YUV420":
-            lores = cv2.cvtColor(lores, cv2.COLOR_YUV2BGR_I420)
+        if lores is not None and self.lores_format == "YUV420" and self._lores_size is not None:
+            # (h * 3/2, stride) planar I420 with any row padding kept: convert, then cut the padding
+            lores = cv2.cvtColor(lores, cv2.COLOR_YUV2BGR_I420)[:, : self._lores_size[0]]
         return self._stamper.frame(image, lores)
 
     @property

@@ -299,7 +299,9 @@ def _to_format(bgr: np.ndarray, stream: dict) -> np.ndarray:
         return image
     if fmt == "BGR888":
         return image[:, :, ::-1].copy()
-    if fmt == "YUV420":
-        return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+    if fmt == "YUV420":  # planar, rows padded to a 64-byte stride, as picamera2 leaves them
+        stride = -(-width // 64) * 64
+        padded = cv2.copyMakeBorder(image, 0, 0, 0, stride - width, cv2.BORDER_REPLICATE)
+        return cv2.cvtColor(padded, cv2.COLOR_BGR2YUV_I420)
     rgb = image[:, :, ::-1] if fmt == "XBGR8888" else image
     return np.dstack([rgb, np.full((height, width), 255, np.uint8)])
