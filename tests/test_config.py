@@ -46,3 +46,11 @@ def test_importing_config_pulls_in_no_heavy_modules() -> None:
     code = "import sys, edgeface.config; print(sorted(m for m in ('cv2','hnswlib','paho') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).parents[1] / "systemd" / "edgeface.toml.example"
+    config = load_config(example)
+    assert config.camera.kind == "picamera2" and config.mqtt.port == 8883

@@ -1,0 +1,149 @@
+"""Pipeline benchmark (DESIGN §10): frames/s, frame-to-event latency, per-stage ms, RSS, start-to-READY.
+
+Offline: 640x480 emulated frames with 0, 1 and 3 faces (visitors replaced every 1.5 s, so tracks keep
+needing decisions) are rendered first, then fed to the recognizer as fast as it takes them.
+Live: the whole daemon (real-time emulated camera at 15 fps, real mosquitto, spool, MQTT events).
+
+    python bench/pipeline.py [--quick] [--out bench/results/pipeline.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, percentiles
+
+from edgeface.camera.emulated import EmulatedSource
+from edgeface.camera.scene import Actor, SceneSpec, locate_faces
+from edgeface.daemon import Daemon
+from edgeface.daemon_setup import config_index_settings, decision_settings, match_settings, quality_settings
+from edgeface.demo import demo_config, enroll, local_broker
+from edgeface.detect import FaceDetector
+from edgeface.embed import Embedder
+from edgeface.faces import FaceEncoder
+from edgeface.gallery import GalleryStore
+from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.landmarks import LandmarkRefiner
+from edgeface.match import Matcher
+from edgeface.paths import DEFAULT_EMBEDDER_CARD, default_models_dir
+from edgeface.photos import identity_folders
+from edgeface.recognize import Recognizer
+from edgeface.scenario import build_scenario
+
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces5"
+SLOTS = {0: (), 1: (0.5,), 3: (0.2, 0.5, 0.8)}
+
+
+def busy_scene(faces_root: Path, detector: FaceDetector, n_faces: int, duration: float) -> SceneSpec:
+    folders = identity_folders(faces_root)
+    photos = [p for files in folders.values() for p in files[-6:]]
+    located = [p for p in locate_faces(photos, detector) if p.face_box is not None]
+    actors, k = [], 0
+    for slot, x in enumerate(SLOTS[n_faces]):
+        t = 0.2 * slot
+        while t < duration:
+            photo = located[k % len(located)]
+            k += 1
+            scale = 0.3 if n_faces == 1 else 0.2
+            actors.append(Actor(f"v{k}", (photo,), t, t + 1.2, (x, 0.5), (x, 0.48), scale, scale * 1.1))
+            t += 1.5
+    return SceneSpec(actors=tuple(actors), duration=duration, noise_sigma=3.0, blur_sigma=(0.0, 0.8), seed=1)
+
+
+def offline(faces_root: Path, n_faces: int, seconds: float, parts: tuple, fps: float = 15.0) -> dict:
+    detector, embedder, refiner, index, config = parts
+    source = EmulatedSource(busy_scene(faces_root, detector, n_faces, seconds), fps=fps, realtime=False)
+    frames = [source.read(1.0) for _ in range(int(seconds * fps))]
+    recognizer = Recognizer(detector, embedder, IndexHolder(index), Matcher(match_settings(config, embedder.card.raw)),
+                            quality_settings(config), decision_settings(config), refiner=refiner)  # fmt: skip
+    per_frame, deciding = [], []
+    started = time.perf_counter()
+    for frame in frames:
+        t0 = time.perf_counter()
+        decisions = recognizer.process(frame)
+        ms = (time.perf_counter() - t0) * 1e3
+        per_frame.append(ms)
+        if decisions:
+            deciding.append(ms)
+    elapsed = time.perf_counter() - started
+    return {
+        "faces": n_faces,
+        "frames": len(frames),
+        "fps": round(len(frames) / elapsed, 1),
+        "frame_ms": percentiles(per_frame),
+        "deciding_frame_ms": percentiles(deciding) if deciding else None,
+        "stage_ms": recognizer.latency.summary(),
+        "decisions": len(deciding),
+    }
+
+
+def live(faces_root: Path, seconds: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp, local_broker(Path(tmp)) as port:
+        models = default_models_dir()
+        encoder = FaceEncoder(
+            FaceDetector(models), Embedder(models / DEFAULT_EMBEDDER_CARD), LandmarkRefiner(models)
+        )
+        scenario = build_scenario(faces_root, encoder.detector, shown_per_person=3)
+        enroll(encoder, scenario, GalleryStore(Path(tmp) / "state" / "gallery"))
+        source = EmulatedSource(scenario.scene, fps=15.0, realtime=True, name="door")
+        daemon = Daemon(demo_config(Path(tmp) / "state", port), source=source)
+        started = time.monotonic()
+        runner = threading.Thread(target=daemon.run)
+        runner.start()
+        daemon.ready.wait(60)
+        ready_s = time.monotonic() - started
+        runner.join(timeout=seconds)
+        daemon.request_stop()
+        runner.join()
+        elapsed = time.monotonic() - started - ready_s
+        return {
+            "camera_fps": 15.0,
+            "processed_fps": round(daemon.frames_processed / elapsed, 1),
+            "dropped_frames": daemon.frames.dropped,
+            "events": daemon.events_published,
+            "start_to_ready_s": round(ready_s, 2),
+            "stage_ms": daemon.recognizer.latency.summary(),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs (under a minute)")
+    parser.add_argument("--faces", type=Path, default=FACES)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    seconds, live_seconds = (4.0, 10.0) if args.quick else (30.0, 60.0)
+    models = default_models_dir()
+    config = demo_config(Path(tempfile.gettempdir()), 1883)
+    encoder = FaceEncoder(
+        FaceDetector(models), Embedder(models / DEFAULT_EMBEDDER_CARD), LandmarkRefiner(models)
+    )
+    scenario = build_scenario(args.faces, encoder.detector)
+    with tempfile.TemporaryDirectory() as tmp:
+        gallery = enroll(encoder, scenario, GalleryStore(Path(tmp)))
+    index = GalleryIndex(gallery, config_index_settings(config))
+    parts = (encoder.detector, encoder.embedder, encoder.refiner, index, config)
+    results = {f"offline_{n}_faces": offline(args.faces, n, seconds, parts) for n in (0, 1, 3)}
+    results["live_daemon"] = live(args.faces, live_seconds)
+    results["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    emit(
+        "pipeline",
+        {"resolution": [640, 480], "offline_seconds": seconds, "live_seconds": live_seconds,
+         "detector": config.detector.model, "refine_landmarks": config.embedder.refine_landmarks,
+         "embedder": encoder.embedder.card.name, "threads": config.embedder.num_threads, "quick": args.quick},
+        results,
+        args.out,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
