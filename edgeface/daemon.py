@@ -86,7 +86,7 @@ class Daemon:
                 matching_allowed=self.sync.matching_allowed if self.sync else (lambda: True),
                 refiner=refiner,
             )
-            source = self._injected_source or open_source(camera_spec(config))
+            source = self.source = self._injected_source or open_source(camera_spec(config))
             stack.callback(source.close)
             self.frames = DropOldestQueue(config.detector.queue_frames)
             self.capture = CaptureThread(source, self.frames, self.stop_event)
@@ -181,12 +181,21 @@ class Daemon:
             dropped_frames=self.frames.dropped,
             uptime_s=uptime,
             extra={
+                "camera": self.camera_status(),
                 "camera_frames": self.capture.captured,
                 "rejected_faces": self.recognizer.rejected_faces,
                 "events": self.events_published,
                 "mqtt": publisher.as_dict(),
             },
         )
+
+    def camera_status(self) -> dict:
+        status = getattr(self.source, "status", None)
+        if status is None:
+            return {"connected": not self.capture.ended.is_set(), "error": self.capture.error}
+        current = status()
+        return {"connected": current.connected, "reconnects": current.reconnects, "failures": current.failures,
+                "last_error": current.last_error}  # fmt: skip
 
     def reload(self) -> None:
         """SIGHUP: re-read the config; decision and quality settings and the on-disk gallery apply now."""

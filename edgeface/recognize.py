@@ -71,7 +71,7 @@ class Recognizer:
         if frame.seq % self.decisions.detect_every:
             return []
         started = time.perf_counter()
-        detections = self.detector.detect(frame.image)
+        detections = self._detect(frame)
         self.latency.add("detect", (time.perf_counter() - started) * 1e3)
         self.tracker.expire(frame.ts)  # before matching, so a new person never inherits a stale track
         assigned = self.tracker.update(detections, frame.ts)
@@ -87,6 +87,20 @@ class Recognizer:
             for (track, _), embedding in zip(good, embeddings, strict=True):
                 track.embeddings.append(embedding)
         return [self._decide(frame, t) for t, _ in pending if self._ready(t, frame.ts)]
+
+    def _detect(self, frame: Frame) -> list[Detection]:
+        """Detect on the low-resolution stream when the camera gives one; boxes map back to `image`."""
+        lores = getattr(frame, "lores", None)
+        if lores is None:
+            return self.detector.detect(frame.image)
+        sx, sy = frame.lores_scale  # type: ignore[attr-defined]
+        scale = np.array([sx, sy], np.float32)
+        return [
+            Detection(
+                (d.bbox[0] * sx, d.bbox[1] * sy, d.bbox[2] * sx, d.bbox[3] * sy), d.keypoints * scale, d.score
+            )
+            for d in self.detector.detect(lores)
+        ]
 
     def _passes_quality(self, image: np.ndarray, detection: Detection) -> bool:
         report = assess(image, detection, self.quality)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import socket
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from edgeface.config import DEFAULT_PATH, Config, load_config
@@ -50,7 +51,8 @@ def check_camera(config: Config, timeout: float) -> str:
     from edgeface.camera import open_source
     from edgeface.daemon_setup import camera_spec
 
-    with open_source(camera_spec(config)) as source:
+    # No reconnect wrapper here: doctor wants the camera's own error, not "no frame yet".
+    with open_source(replace(camera_spec(config), reconnect=False)) as source:
         frame = source.read(timeout=timeout)
         if frame is None:
             raise EdgefaceError(f"camera {config.camera.name}: no frame within {timeout:g} s")
