@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from test_sync_support import FLEET, MODEL, Keys, make_gallery, make_keys
 
 from edgeface.gallery import Gallery, npy_bytes
 from edgeface.sync.apply import DevicePolicy, check_device, materialise
@@ -25,6 +24,7 @@ from edgeface.sync.delta import apply_delta, compute_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import manifest_bytes, parse_manifest
 from edgeface.sync.signing import sign
+from tests.test_sync_support import FLEET, MODEL, Keys, make_gallery, make_keys
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from test_sync_support import FLEET, make_gallery
 
 from edgeface.cli import main
 from edgeface.gallery import GalleryStore
 from edgeface.sync.bundle import read_bundle, verify_bundle
 from edgeface.sync.signing import load_public_key
+from tests.test_sync_support import FLEET, make_gallery
 
 
 @pytest.fixture

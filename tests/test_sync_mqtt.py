@@ -7,23 +7,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_sync_support import (
-    FLEET,
-    PREFIX,
-    Keys,
-    connect,
-    make_gallery,
-    make_keys,
-    read_retained,
-    start_device,
-    wait_for,
-)
 
 from edgeface.errors import BundleError
 from edgeface.gallery import GalleryStore
 from edgeface.sync.build import build_bundle
 from edgeface.sync.mqtt import BrokerOptions
 from edgeface.sync.publish import publish
+from tests.test_sync_support import (
+    FLEET,
+    PREFIX,
+    Keys,
+    connect,
+    make_gallery,
+    make_keys,
+    raw_publish,
+    read_retained,
+    start_device,
+    wait_for,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -153,8 +154,6 @@ def test_delta_on_wrong_base_is_rejected_and_publisher_falls_back(broker, tmp_pa
         delta_from_2 = build_bundle(v3, fleet=FLEET, version=3, key=keys.private, base=v2)
         with pytest.raises(BundleError, match="not every device"):
             _publish(broker, delta_from_2)  # the publisher knows door1 runs 1, not 2
-        from test_sync_support import raw_publish
-
         from edgeface.sync.bundle import unpack_bundle
         from edgeface.sync.chunks import announcement_bytes, split_chunks
 

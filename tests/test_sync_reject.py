@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_sync_support import (
+
+from edgeface.gallery import Gallery
+from edgeface.sync.build import build_bundle
+from edgeface.sync.bundle import Bundle, pack_payload, split_payload, unpack_bundle
+from edgeface.sync.chunks import announcement_bytes, split_chunks
+from edgeface.sync.manifest import manifest_bytes
+from edgeface.sync.signing import sign
+from tests.test_sync_support import (
     FLEET,
     PREFIX,
     Device,
@@ -22,13 +29,6 @@ from test_sync_support import (
     start_device,
     wait_for,
 )
-
-from edgeface.gallery import Gallery
-from edgeface.sync.build import build_bundle
-from edgeface.sync.bundle import Bundle, pack_payload, split_payload, unpack_bundle
-from edgeface.sync.chunks import announcement_bytes, split_chunks
-from edgeface.sync.manifest import manifest_bytes
-from edgeface.sync.signing import sign
 
 pytestmark = pytest.mark.broker
 CHUNK = 4096  # small chunks so a 40-identity payload spans several

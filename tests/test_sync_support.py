@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from conftest import Broker
 
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
@@ -25,6 +24,7 @@ from edgeface.sync.signing import (
     load_public_key,
 )
 from edgeface.sync.updater import IndexUpdater
+from tests.conftest import Broker
 
 MODEL = "ab" * 32
 FLEET = "lobby"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
 from edgeface.sync.build import delta_of, gallery_hashes, rows_gallery
-from edgeface.sync.bundle import MAX_PAYLOAD, Rows
+from edgeface.sync.bundle import MAX_PAYLOAD, Rows, verify_payload
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, rfc3339
@@ -125,3 +125,18 @@ def running_expired(running: Gallery | None, now: datetime | None = None) -> boo
     if not expires:
         return False
     return (now or datetime.now(UTC)) >= datetime.fromisoformat(expires)
+
+
+def apply_payload(
+    store: GalleryStore,
+    policy: DevicePolicy,
+    manifest: Manifest,
+    signature: bytes,
+    payload: bytes,
+    running: Gallery | None,
+) -> tuple[Gallery, str | None]:
+    """Check, verify, build and atomically store a signature-checked bundle; returns it and any warning."""
+    warning = check_device(manifest, policy, running)
+    gallery = materialise(manifest, verify_payload(manifest, payload), running)
+    commit(store, gallery, manifest, signature)
+    return gallery, warning

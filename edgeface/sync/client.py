@@ -18,8 +18,8 @@ from typing import Protocol
 
 from edgeface.errors import GalleryError
 from edgeface.gallery import Gallery, GalleryStore
-from edgeface.sync.apply import DevicePolicy, check_device, commit, is_running, materialise, running_expired
-from edgeface.sync.bundle import MAX_PAYLOAD, check_signature, verify_payload
+from edgeface.sync.apply import DevicePolicy, apply_payload, check_device, is_running, running_expired
+from edgeface.sync.bundle import MAX_PAYLOAD, check_signature
 from edgeface.sync.chunks import Announcement, ChunkAssembler, parse_announcement
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, parse_manifest
@@ -208,10 +208,9 @@ class GallerySyncClient:
                 self._reject(manifest.version, Rejected("apply_failed", f"{type(exc).__name__}: {exc}"))
 
     def _apply(self, manifest: Manifest, signature: bytes, payload: bytes) -> None:
-        warning = check_device(manifest, self.policy, self._running)  # running may have moved on
-        rows = verify_payload(manifest, payload)
-        gallery = materialise(manifest, rows, self._running)
-        commit(self._store, gallery, manifest, signature)
+        gallery, warning = apply_payload(
+            self._store, self.policy, manifest, signature, payload, self._running
+        )
         self._running = gallery
         self._on_gallery(gallery)
         log.info("gallery %d applied (%d identities)", gallery.version, len(gallery))

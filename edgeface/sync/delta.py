@@ -12,7 +12,6 @@ import numpy as np
 
 from edgeface.gallery import Gallery
 
-
 VECTOR_TOLERANCE = 1e-6
 
 
