@@ -17,6 +17,7 @@ Layers that are not rewritten are shared with the original model (same weights, 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -86,3 +87,16 @@ def _consumers(model: Any, layer: Any) -> list[str]:
             if any(t._keras_history.operation is layer for t in node.input_tensors):
                 names.append(other.name)
     return names
+
+
+def delegate_partitions(path: Path, num_threads: int = 1) -> int:
+    """How many XNNPACK partitions the runtime makes of a .tflite file (1 = fully delegated, 0 = none).
+
+    Every op XNNPACK cannot run splits the graph; ai-edge-litert lists one DELEGATE node per partition.
+    """
+    from edgeface.runtime import load_interpreter_class
+
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+    interpreter.allocate_tensors()
+    return sum(1 for op in interpreter._get_ops_details() if op["op_name"] == "DELEGATE")
