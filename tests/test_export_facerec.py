@@ -131,3 +131,28 @@ def test_calibration_crops_are_the_device_preprocessing(faces5: Path, models_dir
     via_export = fidelity.embeddings(card.file, crops)
     via_device, _ = _embed_photos(faces5, models_dir, ("004.jpg",))
     np.testing.assert_allclose(via_export, via_device, atol=1e-5)
+
+
+def test_shipped_int8_is_one_xnnpack_partition() -> None:
+    """int8 AVERAGE_POOL_2D had no XNNPACK kernel; the shortcut is a fixed conv, so nothing falls out."""
+    from edgeface_tools.export import quantize
+
+    partitions, leftovers = quantize.delegate_partitions(load_card(CARD).file)
+    assert (partitions, leftovers) == (1, [])
+
+
+def test_down_block_shortcut_is_avgpool_plus_zero_channels(facerec_weights: dict[str, np.ndarray]) -> None:
+    import keras
+    from edgeface_tools.export import facerecnet
+
+    model = facerecnet.build_facerec(facerec_weights)
+    probe = keras.Model(
+        model.input,
+        [model.get_layer("conv32_3_relu2").output, model.get_layer("conv64_down_shortcut").output],
+    )
+    x = np.random.default_rng(5).uniform(-0.5, 0.5, (1, 150, 150, 3)).astype(np.float32)
+    features, shortcut = (np.asarray(t)[0] for t in probe(x))  # (35, 35, 32) -> (17, 17, 64)
+    avg = features[:34, :34].reshape(17, 2, 17, 2, 32).mean(axis=(1, 3))  # avg-pool 2/2 'valid'
+    expected = np.concatenate([avg, np.zeros_like(avg)], axis=-1)
+    assert shortcut.shape == (17, 17, 64)
+    np.testing.assert_allclose(shortcut, expected, rtol=1e-5, atol=1e-5)

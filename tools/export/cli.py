@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 ARCFACE_TEMPLATE = ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (56.1396, 92.28475))
 GHOSTFACENET_MEAN = (127.5, 127.5, 127.5)  # GhostFaceNets evals.py: (RGB - 127.5) * 0.0078125
 GHOSTFACENET_STD = (128.0, 128.0, 128.0)
-SPEED_RUNS = 50
+SPEED_RUNS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +93,16 @@ def export_embedder(
 
 
 def _speed_section(int8_path: Path, float_path: Path, sample: np.ndarray, command: str) -> dict[str, Any]:
-    from edgeface_tools.export import cards, fidelity
+    from edgeface_tools.export import cards, fidelity, quantize
 
     from edgeface.runtime import load_interpreter_class
 
+    partitions = {}
+    for label, path in (("int8", int8_path), ("float32", float_path)):
+        count, leftovers = quantize.delegate_partitions(path)
+        partitions[label] = {"partitions": count, "not_delegated": leftovers}
+        if leftovers:
+            log.warning("%s: ops outside the XNNPACK delegate: %s", path.name, leftovers)
     timings = fidelity.compare_speed({"int8": int8_path, "float32": float_path}, sample, runs=SPEED_RUNS)
     _, runtime = load_interpreter_class()
     return {
@@ -110,6 +116,7 @@ def _speed_section(int8_path: Path, float_path: Path, sample: np.ndarray, comman
         "runtime": f"{runtime} with the default XNNPACK delegate, runs of both models interleaved",
         "host": cards.host_description(),
         "command": command,
+        "xnnpack": partitions,
     }
 
 

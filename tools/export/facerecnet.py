@@ -3,7 +3,7 @@
 Facts taken from `@vladmandic/face-api` 1.7.15 (`src/faceRecognitionNet/`, MIT): 150x150 RGB input,
 (x - mean RGB) / 255; conv 7x7/2 'valid' + scale + relu; maxpool 3/2 'valid'; residual blocks
 conv-scale-relu-conv-scale + shortcut, relu; "down" blocks use a 3x3/2 'valid' first conv and a shortcut
-avg-pooled 2/2 'valid' and zero-padded in channels, and pad their residual branch with a zero row/column at the
+avg-pooled 2/2 'valid' and zero-padded in channels (built here as one fixed 2x2/2 conv), and pad their residual branch with a zero row/column at the
 bottom/right when it comes out smaller; global average; fc 256 -> 128 without bias.
 
 Every scale layer (per-channel mul + add after a conv with bias) is folded into its conv's kernel and bias,
@@ -176,23 +176,6 @@ def folded_conv(weights: dict[str, np.ndarray], prefix: str) -> tuple[np.ndarray
     return (kernel * mul).astype(np.float32), (bias * mul + add).astype(np.float32)
 
 
-class ChannelZeroPad(keras.layers.Layer):
-    """Append `extra` zero channels (the shortcut of a down block that widens the net)."""
-
-    def __init__(self, extra: int, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.extra = extra
-
-    def call(self, inputs: Any) -> Any:
-        return keras.ops.pad(inputs, [[0, 0], [0, 0], [0, 0], [0, self.extra]])
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (*input_shape[:3], None if input_shape[3] is None else input_shape[3] + self.extra)
-
-    def get_config(self) -> dict[str, object]:
-        return {**super().get_config(), "extra": self.extra}
-
-
 def _conv(x: Any, filters: int, size: int, stride: int, padding: str, name: str) -> Any:
     return keras.layers.Conv2D(filters, size, strides=stride, padding=padding, name=name)(x)
 
@@ -204,14 +187,13 @@ def _block(x: Any, name: str, filters: int, down: bool) -> Any:
     out = _conv(out, filters, 3, 1, "same", f"{name}_conv2")
     shortcut = x
     if down:
-        shortcut = keras.layers.AveragePooling2D(2, 2, padding="valid", name=f"{name}_pool")(x)
+        # avg-pool 2/2 'valid' + zero channels, as one fixed conv (set in _load): int8 AVERAGE_POOL_2D has no
+        # XNNPACK kernel and split the int8 graph into five delegate partitions.
+        shortcut = keras.layers.Conv2D(filters, 2, strides=2, use_bias=False, name=f"{name}_shortcut")(x)
         grow_h = int(shortcut.shape[1]) - int(out.shape[1])
         grow_w = int(shortcut.shape[2]) - int(out.shape[2])
         if grow_h or grow_w:
             out = keras.layers.ZeroPadding2D(((0, grow_h), (0, grow_w)), name=f"{name}_grow")(out)
-        extra = filters - int(shortcut.shape[3])
-        if extra:
-            shortcut = ChannelZeroPad(extra, name=f"{name}_widen")(shortcut)
     out = keras.layers.Add(name=f"{name}_add")([out, shortcut])
     return keras.layers.ReLU(name=f"{name}_relu2")(out)
 
@@ -231,17 +213,25 @@ def build_facerec(weights: dict[str, np.ndarray]) -> keras.Model:
     return model
 
 
+def shortcut_kernel(channels_in: int, channels_out: int) -> np.ndarray:
+    """2x2 kernel of a stride-2 conv equal to avg-pool 2/2 followed by zero-padding the channels."""
+    kernel = np.zeros((2, 2, channels_in, channels_out), np.float32)
+    kernel[:, :, np.arange(channels_in), np.arange(channels_in)] = 0.25
+    return kernel
+
+
 def _load(model: keras.Model, weights: dict[str, np.ndarray]) -> None:
-    used = {"fc"}
+    parts = ("conv/filters", "conv/bias", "scale/weights", "scale/biases")
+    used = {"fc", *(f"conv32_down/{p}" for p in parts)}
     model.get_layer("conv32_down_conv").set_weights(list(folded_conv(weights, "conv32_down")))
-    for name, _, _ in BLOCKS:
+    for name, filters, down in BLOCKS:
         for conv in ("conv1", "conv2"):
             prefix = f"{name}/{conv}"
             model.get_layer(f"{name}_{conv}").set_weights(list(folded_conv(weights, prefix)))
-            used.update(
-                f"{prefix}/{part}" for part in ("conv/filters", "conv/bias", "scale/weights", "scale/biases")
-            )
-    used.update(f"conv32_down/{p}" for p in ("conv/filters", "conv/bias", "scale/weights", "scale/biases"))
+            used.update(f"{prefix}/{part}" for part in parts)
+        if down:
+            channels_in = int(weights[f"{name}/conv1/conv/filters"].shape[2])
+            model.get_layer(f"{name}_shortcut").set_weights([shortcut_kernel(channels_in, filters)])
     model.get_layer("fc").set_weights([weights["fc"]])
     unused = sorted(set(weights) - used)
     if unused:

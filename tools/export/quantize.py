@@ -115,3 +115,30 @@ def op_names(path: Path) -> list[str]:
     interpreter_class, _ = load_interpreter_class()
     interpreter = interpreter_class(model_path=str(path))
     return [op["op_name"] for op in interpreter._get_ops_details()]
+
+
+def delegate_partitions(path: Path, num_threads: int = 2) -> tuple[int, list[str]]:
+    """(number of XNNPACK delegate partitions, op names left outside the delegate) of a .tflite file.
+
+    Read from the interpreter's node list after the default delegate is applied (original nodes first,
+    one DELEGATE node per partition appended). An original node runs outside the delegate when its output
+    is not a partition output but is consumed by a partition, by another such node, or is a model output.
+    1 partition and no leftovers means the whole graph runs in XNNPACK.
+    """
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
+    interpreter.allocate_tensors()
+    nodes = interpreter._interpreter  # no public API exposes the node list
+    count = nodes.NumNodes()
+    names = [nodes.NodeName(i) for i in range(count)]
+    delegates = [i for i in range(count) if names[i] == "DELEGATE"]
+    produced_by_delegate = {int(t) for i in delegates for t in nodes.NodeOutputs(i)}
+    needed = {int(t) for i in delegates for t in nodes.NodeInputs(i)}
+    needed |= {int(d["index"]) for d in interpreter.get_output_details()}
+    leftovers: list[int] = []
+    for i in reversed([i for i in range(count) if names[i] != "DELEGATE"]):
+        outputs = {int(t) for t in nodes.NodeOutputs(i)}
+        if outputs & needed and not outputs & produced_by_delegate:
+            leftovers.append(i)
+            needed |= {int(t) for t in nodes.NodeInputs(i)}
+    return len(delegates), [names[i] for i in sorted(leftovers)]
