@@ -17,8 +17,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import Broker, free_port, make_broker
-from event_schema import validate
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edgeface.mqtt.client import MqttPublisher
@@ -31,6 +29,8 @@ from edgeface.mqtt.payloads import (
 )
 from edgeface.mqtt.settings import MqttSettings
 from edgeface.types import Identity, Match
+from tests.conftest import Broker, free_port, make_broker
+from tests.event_schema import validate
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,10 +323,14 @@ def test_malformed_inbound_messages_do_not_stop_the_loop(
         while not good and time.monotonic() < deadline:
             time.sleep(0.02)
         assert good == [{"version": 7}]
+        publisher.unsubscribe("edgeface/fleet/f1/gallery")
+        time.sleep(0.3)
+        sender.publish("edgeface/fleet/f1/gallery", b'{"version": 8}', qos=1).wait_for_publish(5)
         event = make_event(1)
         publisher.publish_event(event)
         assert collector.wait(has_ids(publisher.topics.events, {event["event_id"]}))
         assert publisher.connected
+    assert good == [{"version": 7}]  # nothing after unsubscribe()
     failures = [r for r in caplog.records if "subscriber callback" in r.getMessage()]
     assert len(failures) == 6 and all(r.levelno == logging.ERROR for r in failures)
 

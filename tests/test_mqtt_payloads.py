@@ -11,7 +11,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from event_schema import validate
 
 from edgeface.errors import ConfigError
 from edgeface.mqtt.discovery import last_person_config
@@ -28,6 +27,7 @@ from edgeface.mqtt.payloads import (
 from edgeface.mqtt.settings import MqttSettings
 from edgeface.mqtt.topics import DeviceTopics, fleet_gallery, fleet_gallery_chunk
 from edgeface.types import Identity, Match
+from tests.event_schema import validate
 
 SHA = "0f" * 32
 

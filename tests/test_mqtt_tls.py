@@ -13,17 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Broker, make_broker
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from event_schema import validate
-from test_mqtt_client import STATUS, Collector, has_ids, make_event, make_settings
 
 from edgeface.errors import ConfigError
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.settings import TlsSettings, read_credentials
+from tests.conftest import Broker, make_broker
+from tests.event_schema import validate
+from tests.test_mqtt_client import STATUS, Collector, has_ids, make_event, make_settings
 
 pytestmark = pytest.mark.broker
 

@@ -80,6 +80,7 @@ class MqttPublisher:
         self._stopping = threading.Event()
         self._closed = False
         self._final_stats: PublisherStats | None = None
+        self._failures = 0  # consecutive failed connection attempts, for quieter logs
         self._sender: threading.Thread | None = None
         self._spool = Spool(settings.spool_path, settings.spool_max_events)
         try:
@@ -98,7 +99,7 @@ class MqttPublisher:
             clean_session=None if v5 else True,
         )
         client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger("edgeface.mqtt.paho"))
+        client.enable_logger(_paho_logger())
         client.max_inflight_messages_set(s.max_inflight + 8)  # the window plus retained state messages
         client.max_queued_messages_set(s.max_inflight + 64)  # hard bound on paho's RAM queue
         client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
@@ -111,6 +112,7 @@ class MqttPublisher:
         client.will_set(self.topics.status, self._status_bytes("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         client.on_message = self._on_unexpected_message
         return client
@@ -243,6 +245,7 @@ class MqttPublisher:
             log.error("MQTT: broker refused the connection: %s", reason)
             return
         self._counts["connects"] += 1
+        self._failures = 0
         log.info("MQTT: connected to %s:%d", self.settings.host, self.settings.port)
         client.publish(self.topics.status, self._status_bytes("online"), qos=1, retain=True)
         if self.settings.ha_discovery:
@@ -262,6 +265,17 @@ class MqttPublisher:
         self._connected.clear()
         if was_connected and not self._closed:
             log.warning("MQTT: disconnected (%s); reconnecting with back-off", reason)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._failures += 1
+        level = logging.WARNING if self._failures in (1, 10) or self._failures % 100 == 0 else logging.DEBUG
+        log.log(
+            level,
+            "MQTT: cannot reach %s:%d (attempt %d); events wait in the spool",
+            self.settings.host,
+            self.settings.port,
+            self._failures,
+        )
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self._work.put(_Ack(mid, bool(getattr(reason, "is_failure", False))))
@@ -323,6 +337,20 @@ class MqttPublisher:
         props.PayloadFormatIndicator = 1
         props.ContentType = "application/json"
         return props
+
+
+class _DropReconnectNoise(logging.Filter):
+    """paho logs an ERROR on every retry while the broker is away; _on_connect_fail says it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+def _paho_logger() -> logging.Logger:
+    logger = logging.getLogger("edgeface.mqtt.paho")
+    if not any(isinstance(f, _DropReconnectNoise) for f in logger.filters):
+        logger.addFilter(_DropReconnectNoise())
+    return logger
 
 
 def _guarded(callback: MessageCallback) -> Callable[[paho.Client, Any, paho.MQTTMessage], None]:

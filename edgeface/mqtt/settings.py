@@ -49,7 +49,7 @@ class MqttSettings:
     ha_discovery_prefix: str = "homeassistant"
     max_inflight: int = 16
     reconnect_min_s: int = 1
-    reconnect_max_s: int = 60
+    reconnect_max_s: int = 30
 
     def __post_init__(self) -> None:
         try:
