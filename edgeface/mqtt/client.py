@@ -153,7 +153,8 @@ class MqttPublisher:
                 info = self._client.publish(
                     self.topics.status, self._status_bytes("offline"), qos=1, retain=True
                 )
-                while self.connected and not info.is_published() and time.monotonic() < deadline:
+                status_deadline = max(deadline, time.monotonic() + 1.0)  # "offline" gets a moment
+                while self.connected and not info.is_published() and time.monotonic() < status_deadline:
                     time.sleep(0.01)
             self._client.disconnect()
             self._client.loop_stop()
