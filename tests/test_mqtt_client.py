@@ -243,7 +243,10 @@ def test_broker_outage_loses_no_event(broker: Broker, collector: Collector, tmp_
             publisher.publish_event(event)
         time.sleep(1.5)
         assert not publisher.connected
-        assert publisher.stats().pending >= 20  # waiting on disk, not in paho's RAM
+        stats = publisher.stats()
+        assert (
+            stats.pending >= 20 and stats.inflight <= publisher.settings.max_inflight
+        )  # on disk, not in RAM
         broker.start()
         after = [make_event(200 + i) for i in range(10)]
         for event in after:

@@ -114,3 +114,15 @@ def test_every_returned_put_survives_sigkill(tmp_path: Path) -> None:
         stored = {int(m.payload) for m in spool.pending(1000)}
     assert set(confirmed) <= stored
     assert stored == set(range(len(stored)))  # no gaps, no torn writes
+
+
+def test_a_corrupt_spool_is_kept_aside_and_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "spool.db"
+    path.write_bytes(b"this is not an SQLite database, it is SD card damage" * 100)
+    with Spool(path, 10) as spool:
+        assert len(spool) == 0
+        spool.put("t", b"after", 1)
+        assert [m.payload for m in spool.pending(5)] == [b"after"]
+    (aside,) = tmp_path.glob("spool.db.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not an SQLite database")
+    assert "corrupt" in caplog.text

@@ -8,6 +8,9 @@ servers, and events are rare (one per track decision), so one fsync per ``put`` 
 Bound: at most ``max_events`` messages. When full, the oldest messages are deleted (oldest-first
 drop policy) and counted in ``dropped``, which is stored in the database and so persists across restarts.
 Ids come from ``AUTOINCREMENT`` and are never reused, so they give the publish order.
+
+A spool file that is not a database any more (SD card damage) is renamed to ``<name>.corrupt-<time>`` and
+replaced by an empty one, with an error in the log: the door keeps working.
 """
 
 from __future__ import annotations
@@ -58,19 +61,44 @@ class Spool:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            with self._transaction():
-                for statement in _SCHEMA:
-                    self._db.execute(statement)
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc) and "malformed" not in str(exc):
+                    raise
+                self._db = self._open_fresh(exc)
         except (OSError, sqlite3.Error) as exc:
             raise SpoolError(
                 f"{self.path}: cannot open the MQTT spool ({exc}); check the directory exists "
                 "and is writable by the service user"
             ) from exc
         self._trim()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            with _Transaction(db):
+                for statement in _SCHEMA:
+                    db.execute(statement)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_fresh(self, exc: Exception) -> sqlite3.Connection:
+        """A corrupt spool (SD card damage) must not stop the door: keep it aside, start an empty one."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{self.path}{suffix}")
+            if part.exists():
+                part.rename(f"{aside}{suffix}")
+        log.error(
+            "MQTT spool %s is corrupt (%s): moved to %s, starting an empty spool", self.path, exc, aside
+        )
+        return self._open()
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
