@@ -17,12 +17,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from edgeface.cli import main
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.sync.build import build_bundle
 from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import BrokerOptions, PahoTransport, make_client
-from edgeface.sync.publish import publish
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import ROOT, Broker, free_port
 from tests.test_mqtt_tls import make_pki
@@ -165,8 +165,14 @@ def test_signed_gallery_flows_over_tls_with_acl(secure, tmp_path: Path) -> None:
     client.connect(broker.host, broker.port)
     client.loop_start()
     try:
-        bundle = build_bundle(make_gallery(30), fleet="lobby", version=1, key=keys.private)
-        publish(_options(broker, pki, "fleet-server"), "edgeface", "lobby", bundle, wait_s=0.3)
+        bundle = tmp_path / "v1.bundle"
+        bundle.write_bytes(build_bundle(make_gallery(30), fleet="lobby", version=1, key=keys.private))
+        credentials = tmp_path / "server.cred"
+        credentials.write_text(f"fleet-server:{USERS['fleet-server']}\n")
+        credentials.chmod(0o600)
+        args = ["gallery", "publish", "--broker", f"{broker.host}:{broker.port}", "--tls-ca", str(pki["ca"])]
+        args += ["--credentials", str(credentials), "--fleet", "lobby", "--state-wait", "0.3", str(bundle)]
+        assert main(args) == 0
         wait_for(lambda: holder.current.gallery.version == 1, 5, "gallery applied over TLS")
         server = _connect(_options(broker, pki, "fleet-server"))
         assert server is not None

@@ -119,13 +119,16 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from edgeface.sync.mqtt import BrokerOptions, read_credentials
+    from edgeface.mqtt.settings import read_credentials
+    from edgeface.sync.mqtt import BrokerOptions
     from edgeface.sync.publish import publish
 
     host, _, port = args.broker.rpartition(":")
     if not host or not port.isdigit():
         raise BundleError(f"--broker: expected HOST:PORT, got {args.broker!r}")
-    user, password = read_credentials(args.credentials) if args.credentials else (None, None)
+    credentials = read_credentials(args.credentials) if args.credentials else None
+    user = credentials.username if credentials else None
+    password = credentials.password if credentials else None
     options = BrokerOptions(host, int(port), "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
     fallback = args.full.read_bytes() if args.full else None
     done = publish(options, args.prefix, args.fleet, args.path.read_bytes(), fallback, args.state_wait)
@@ -182,7 +185,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-ca", type=Path)
     p.add_argument("--tls-cert", type=Path)
     p.add_argument("--tls-key", type=Path)
-    p.add_argument("--credentials", type=Path, help="file with username:password")
+    p.add_argument("--credentials", type=Path, help="file with username:password (or two lines)")
     p.add_argument("--prefix", default="edgeface")
     p.add_argument("--fleet", required=True)
     p.add_argument(

@@ -31,15 +31,6 @@ class BrokerOptions:
     keepalive: int = 30
 
 
-def read_credentials(path: Path) -> tuple[str, str]:
-    """`username:password` on the first line of a file (never logged)."""
-    line = path.read_text().splitlines()[0] if path.exists() else ""
-    user, sep, password = line.partition(":")
-    if not sep or not user:
-        raise ValueError(f"{path}: expected 'username:password' on the first line")
-    return user, password
-
-
 def make_client(options: BrokerOptions) -> mqtt.Client:
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=options.client_id, protocol=mqtt.MQTTv311
