@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.align import align_face
 from edgeface.detect import FaceDetector
 from edgeface.embed import Embedder
+from edgeface.faces import FaceEncoder
+from edgeface.landmarks import LandmarkRefiner
 from edgeface.modelcard import load_card
 from edgeface.photos import read_image
 from edgeface.runtime import TFLiteModel
@@ -90,20 +91,19 @@ def test_shipped_card_validates_against_its_file() -> None:
 
 
 def _embed_photos(faces5: Path, models_dir: Path, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    embedder = Embedder(CARD)
-    detector = FaceDetector(models_dir)
-    crops, labels = [], []
+    """Embeddings through the device's own path: FaceEncoder with the default face-mesh refiner."""
+    encoder = FaceEncoder(FaceDetector(models_dir), Embedder(CARD), LandmarkRefiner(models_dir))
+    vectors, labels = [], []
     try:
         for person in PEOPLE:
             for name in names:
-                image = read_image(faces5 / person / name)
-                detection = max(detector.detect(image), key=lambda d: d.bbox[2] * d.bbox[3])
-                crops.append(align_face(image, detection, embedder.align, embedder.crop_size))
+                path = faces5 / person / name
+                vectors.append(encoder.encode_largest(read_image(path), str(path)).embedding)
                 labels.append(person)
-        return embedder.embed(crops), labels
     finally:
-        detector.close()
-        embedder.close()
+        encoder.close()
+        encoder.refiner.close()
+    return np.stack(vectors), labels
 
 
 def test_shipped_embedder_separates_people(faces5: Path, models_dir: Path) -> None:

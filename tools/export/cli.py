@@ -49,6 +49,7 @@ def export_embedder(
     *,
     min_cosine: float = 0.99,
     models_dir: Path = Path("models"),
+    refine_landmarks: bool = True,
     command: str = "",
     card_extra: dict[str, Any] | None = None,
 ) -> ExportResult:
@@ -57,8 +58,12 @@ def export_embedder(
 
     split = calibration.split_photos(calibration_dir)
     align, input_spec = spec.align_spec(), spec.input_spec()
-    calib, _, calib_skipped = calibration.aligned_crops(split.calibration, align, input_spec, models_dir)
-    held, held_labels, held_skipped = calibration.aligned_crops(split.held_out, align, input_spec, models_dir)
+    calib, _, calib_skipped = calibration.aligned_crops(
+        split.calibration, align, input_spec, models_dir, refine_landmarks
+    )
+    held, held_labels, held_skipped = calibration.aligned_crops(
+        split.held_out, align, input_spec, models_dir, refine_landmarks
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     float_path = quantize.convert_float32(model, out_dir / f"{spec.name}.float32.tflite")
     int8_path = out_dir / f"{spec.name}.int8.tflite"
@@ -76,7 +81,9 @@ def export_embedder(
         "set": f"{set_name}: photos with even index in each identity folder",
         "n": len(calib),
         "skipped": [f"{p.parent.name}/{p.name}" for p in calib_skipped],
-        "preprocessing": "edgeface FaceDetector (largest face) + align_face onto this card's template, "
+        "preprocessing": "edgeface FaceDetector (largest face)"
+        + (" + LandmarkRefiner (face mesh)" if refine_landmarks else "")
+        + " + align_face onto this card's template, "
         "card colour order and (x - mean) / std, as at run time",
     }
     held_set = f"{set_name}: photos with odd index in each identity folder (never used for calibration)"
@@ -146,6 +153,7 @@ def export_facerec(
     name: str = "facerec128",
     min_cosine: float = 0.99,
     models_dir: Path = Path("models"),
+    refine_landmarks: bool = True,
     command: str = "",
     card_extra: dict[str, Any] | None = None,
 ) -> ExportResult:
@@ -163,6 +171,7 @@ def export_facerec(
         out_dir,
         min_cosine=min_cosine,
         models_dir=models_dir,
+        refine_landmarks=refine_landmarks,
         command=command,
         card_extra=card_extra,
     )
@@ -193,7 +202,9 @@ def _statistics_sample(args: argparse.Namespace, count: int = 16) -> np.ndarray:
 
     spec = ghostfacenet_spec("sample", (112, 112), 512, {})
     photos = calibration.split_photos(args.calibration).calibration[:count]
-    crops, _, _ = calibration.aligned_crops(photos, spec.align_spec(), spec.input_spec(), args.models_dir)
+    crops, _, _ = calibration.aligned_crops(
+        photos, spec.align_spec(), spec.input_spec(), args.models_dir, args.refine_landmarks
+    )
     return crops
 
 
@@ -231,6 +242,7 @@ def _run_ghostfacenet(args: argparse.Namespace, command: str) -> ExportResult:
         args.out,
         min_cosine=args.min_cosine,
         models_dir=args.models_dir,
+        refine_landmarks=args.refine_landmarks,
         command=command,
     )
 
@@ -243,6 +255,7 @@ def _run_facerec(args: argparse.Namespace, command: str) -> ExportResult:
         name=args.name or "facerec128",
         min_cosine=args.min_cosine,
         models_dir=args.models_dir,
+        refine_landmarks=args.refine_landmarks,
         command=command,
     )
 
@@ -280,6 +293,13 @@ def _common_options() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder with the device's BlazeFace detector models, used to crop the calibration photos "
         "exactly as at run time (default ./models; fetch with `python models/recipe.py detectors`)",
+    )
+    common.add_argument(
+        "--no-refine-landmarks",
+        dest="refine_landmarks",
+        action="store_false",
+        help="align calibration crops on BlazeFace's coarse keypoints; only for devices configured with "
+        "embedder.refine_landmarks = false (the default refines them with the face mesh, and so does this)",
     )
     return common
 
