@@ -72,9 +72,12 @@ class Broker:
 def make_broker(directory: Path, extra_config: str = "") -> Broker:
     port = free_port()
     config = directory / "mosquitto.conf"
+    # As root, mosquitto drops to the `mosquitto` user and then cannot write its persistence file into
+    # the test's temp dir, forgetting subscriber sessions across a restart.
+    run_as = "user root\n" if os.geteuid() == 0 else ""
     config.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {directory}/\n{extra_config}"
+        f"persistence_location {directory}/\n{run_as}{extra_config}"
     )
     return Broker("127.0.0.1", port, None, config)
 
