@@ -86,6 +86,7 @@ REPRODUCE = {
 
 def _import_tools() -> None:
     """Make `edgeface` and `edgeface_tools` (= tools/) importable from a plain checkout."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(MODELS.parent))
     if importlib.util.find_spec("edgeface_tools") is None:
         spec = importlib.util.spec_from_file_location(

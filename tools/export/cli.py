@@ -93,10 +93,24 @@ def export_embedder(
         calibration=calib_section,
         fidelity={**report.card_entry(held_set), "skipped": len(held_skipped), "min_cosine_gate": min_cosine},
         speed=speed,
+        compute=model_compute(model),
         **(card_extra or {}),
     )
     float_card = cards.write_model_card(spec, float_path, reference_for=int8_path.name, speed=speed)
     return ExportResult(int8_path, float_path, int8_card, float_card, report, speed)
+
+
+def model_compute(model: Any) -> dict[str, Any]:
+    """Parameters and multiply-accumulates per face of the Keras model (convolutions and dense layers)."""
+    macs = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "DepthwiseConv2D"):
+            height, width = (int(d) for d in layer.output.shape[1:3])
+            macs += height * width * int(np.prod(layer.kernel.shape))
+        elif kind == "Dense":
+            macs += int(np.prod(layer.kernel.shape))
+    return {"params": int(model.count_params()), "macs_millions": round(macs / 1e6, 1)}
 
 
 def _speed_section(int8_path: Path, float_path: Path, sample: np.ndarray, command: str) -> dict[str, Any]:
