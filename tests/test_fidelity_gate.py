@@ -153,3 +153,17 @@ def test_cli_writes_model_and_cards_and_refuses_below_the_gate(
     strict = tmp_path / "strict"
     assert cli.main(["facerec", *common, "--out", str(strict), "--min-cosine", "0.99999"]) == 1
     assert not list(strict.glob("*int8*")) and not list(strict.glob(".*int8*"))
+
+
+def test_int8_conversion_refuses_a_float_fallback(tmp_path: Path) -> None:
+    """COS has no int8 kernel: the converter leaves it in float behind a DEQUANTIZE, which must not pass."""
+    import keras
+    from edgeface_tools.export import ExportError, quantize
+
+    inputs = keras.Input((8, 8, 3), batch_size=1)
+    features = keras.layers.Lambda(keras.ops.cos)(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Flatten()(features))
+    calibration = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    with pytest.raises(ExportError, match=r"non-integer tensors: .*Cos \(float32\)"):
+        quantize.convert_int8(model, calibration, tmp_path / "cos.int8.tflite")
+    assert not (tmp_path / "cos.int8.tflite").exists()
