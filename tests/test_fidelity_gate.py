@@ -43,10 +43,9 @@ def _first_per_person(paths: tuple[Path, ...]) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def crops(faces5: Path, models_dir: Path) -> dict[str, np.ndarray]:
-    from edgeface_tools.export import calibration
-    from edgeface_tools.export.cli import facerec_spec
+    from edgeface_tools.export import calibration, facerecnet
 
-    spec = facerec_spec({}, "facerec128")
+    spec = facerecnet.embedder_spec({}, "facerec128")
     split = calibration.split_photos(faces5)
     calib, _, _ = calibration.aligned_crops(
         _first_per_person(split.calibration), spec.align_spec(), spec.input_spec(), models_dir

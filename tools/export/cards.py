@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from edgeface.modelcard import CARD_FORMAT, AlignSpec, InputSpec, sha256_file, write_card
-from edgeface.runtime import TFLiteModel
+from edgeface.runtime import TFLiteModel, load_interpreter_class
+
+log = logging.getLogger(__name__)
 
 ALIGN_POINTS = ("right_eye", "left_eye", "nose_tip", "mouth_center")
 
@@ -89,3 +92,45 @@ def write_model_card(spec: EmbedderSpec, model_path: Path, **sections: Any) -> P
     card_path = model_path.with_suffix(".json")
     write_card(card_path, model_card(spec, model_path, **sections))
     return card_path
+
+
+def compute_section(model: Any) -> dict[str, Any]:
+    """Parameters and multiply-accumulates per face of the Keras model (convolutions and dense layers)."""
+    macs = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "DepthwiseConv2D"):
+            height, width = (int(d) for d in layer.output.shape[1:3])
+            macs += height * width * int(np.prod(layer.kernel.shape))
+        elif kind == "Dense":
+            macs += int(np.prod(layer.kernel.shape))
+    return {"params": int(model.count_params()), "macs_millions": round(macs / 1e6, 1)}
+
+
+def speed_section(
+    int8_path: Path, float_path: Path, sample: np.ndarray, command: str, runs: int = 200
+) -> dict[str, Any]:
+    """ms/face of int8 and float32 measured side by side, and what XNNPACK leaves undelegated in each."""
+    from edgeface_tools.export import fidelity, quantize
+
+    partitions = {}
+    for label, path in (("int8", int8_path), ("float32", float_path)):
+        count, leftovers = quantize.delegate_partitions(path)
+        partitions[label] = {"partitions": count, "not_delegated": leftovers}
+        if leftovers:
+            log.warning("%s: ops outside the XNNPACK delegate: %s", path.name, leftovers)
+    timings = fidelity.compare_speed({"int8": int8_path, "float32": float_path}, sample, runs=runs)
+    _, runtime = load_interpreter_class()
+    return {
+        "int8_ms": round(timings["int8"].ms_median, 3),
+        "float32_ms": round(timings["float32"].ms_median, 3),
+        "int8_ms_p95": round(timings["int8"].ms_p95, 3),
+        "float32_ms_p95": round(timings["float32"].ms_p95, 3),
+        "runs": runs,
+        "batch": 1,
+        "threads": 2,
+        "runtime": f"{runtime} with the default XNNPACK delegate, runs of both models interleaved",
+        "host": host_description(),
+        "command": command,
+        "xnnpack": partitions,
+    }

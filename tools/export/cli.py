@@ -75,7 +75,7 @@ def export_embedder(
         partial.unlink(missing_ok=True)
         raise
     partial.replace(int8_path)
-    speed = _speed_section(int8_path, float_path, held[:1], command)
+    speed = cards.speed_section(int8_path, float_path, held[:1], command, runs=SPEED_RUNS)
     set_name = calibration_dir.resolve().name
     calib_section = {
         "set": f"{set_name}: photos with even index in each identity folder",
@@ -93,70 +93,11 @@ def export_embedder(
         calibration=calib_section,
         fidelity={**report.card_entry(held_set), "skipped": len(held_skipped), "min_cosine_gate": min_cosine},
         speed=speed,
-        compute=model_compute(model),
+        compute=cards.compute_section(model),
         **(card_extra or {}),
     )
     float_card = cards.write_model_card(spec, float_path, reference_for=int8_path.name, speed=speed)
     return ExportResult(int8_path, float_path, int8_card, float_card, report, speed)
-
-
-def model_compute(model: Any) -> dict[str, Any]:
-    """Parameters and multiply-accumulates per face of the Keras model (convolutions and dense layers)."""
-    macs = 0
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind in ("Conv2D", "DepthwiseConv2D"):
-            height, width = (int(d) for d in layer.output.shape[1:3])
-            macs += height * width * int(np.prod(layer.kernel.shape))
-        elif kind == "Dense":
-            macs += int(np.prod(layer.kernel.shape))
-    return {"params": int(model.count_params()), "macs_millions": round(macs / 1e6, 1)}
-
-
-def _speed_section(int8_path: Path, float_path: Path, sample: np.ndarray, command: str) -> dict[str, Any]:
-    from edgeface_tools.export import cards, fidelity, quantize
-
-    from edgeface.runtime import load_interpreter_class
-
-    partitions = {}
-    for label, path in (("int8", int8_path), ("float32", float_path)):
-        count, leftovers = quantize.delegate_partitions(path)
-        partitions[label] = {"partitions": count, "not_delegated": leftovers}
-        if leftovers:
-            log.warning("%s: ops outside the XNNPACK delegate: %s", path.name, leftovers)
-    timings = fidelity.compare_speed({"int8": int8_path, "float32": float_path}, sample, runs=SPEED_RUNS)
-    _, runtime = load_interpreter_class()
-    return {
-        "int8_ms": round(timings["int8"].ms_median, 3),
-        "float32_ms": round(timings["float32"].ms_median, 3),
-        "int8_ms_p95": round(timings["int8"].ms_p95, 3),
-        "float32_ms_p95": round(timings["float32"].ms_p95, 3),
-        "runs": SPEED_RUNS,
-        "batch": 1,
-        "threads": 2,
-        "runtime": f"{runtime} with the default XNNPACK delegate, runs of both models interleaved",
-        "host": cards.host_description(),
-        "command": command,
-        "xnnpack": partitions,
-    }
-
-
-def facerec_spec(source: dict[str, Any], name: str) -> Any:
-    from edgeface_tools.export import facerecnet
-    from edgeface_tools.export.cards import EmbedderSpec
-
-    template = tuple((round(float(x), 4), round(float(y), 4)) for x, y in facerecnet.dlib_chip_template())
-    return EmbedderSpec(
-        name=name,
-        size=(facerecnet.INPUT_SIZE, facerecnet.INPUT_SIZE),
-        color="RGB",
-        mean=facerecnet.MEAN_RGB,
-        std=(facerecnet.STD,) * 3,
-        template=template,
-        dim=facerecnet.EMBEDDING_DIM,
-        normalized=False,
-        source=source,
-    )
 
 
 def export_facerec(
@@ -177,7 +118,7 @@ def export_facerec(
     with tempfile.TemporaryDirectory(prefix="edgeface-npm-") as tmp:
         source = facerecnet.verified_tarball(tarball) if tarball else facerecnet.fetch_tarball(Path(tmp))
         model = facerecnet.build_facerec(facerecnet.read_weights(source.tarball))
-    spec = facerec_spec(source.card_entry(), name)
+    spec = facerecnet.embedder_spec(source.card_entry(), name)
     return export_embedder(
         model,
         spec,

@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 from edgeface_tools.export import ExportError
+from edgeface_tools.export.cards import EmbedderSpec
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,22 @@ def _load(model: keras.Model, weights: dict[str, np.ndarray]) -> None:
     unused = sorted(set(weights) - used)
     if unused:
         raise ExportError(f"weights in the package that the rebuild does not use: {unused}")
+
+
+def embedder_spec(source: dict[str, object], name: str = "facerec128") -> EmbedderSpec:
+    """The card contract of this net: 150x150 RGB, (x - mean RGB) / 255, dlib-chip template, 128-d."""
+    template = tuple((round(float(x), 4), round(float(y), 4)) for x, y in dlib_chip_template())
+    return EmbedderSpec(
+        name=name,
+        size=(INPUT_SIZE, INPUT_SIZE),
+        color="RGB",
+        mean=MEAN_RGB,
+        std=(STD,) * 3,
+        template=template,
+        dim=EMBEDDING_DIM,
+        normalized=False,
+        source=dict(source),
+    )
 
 
 def dlib_chip_template(size: int = INPUT_SIZE, padding: float = 0.25) -> np.ndarray:
