@@ -81,6 +81,7 @@ def host_info() -> dict[str, object]:
         "python": platform.python_version(),
         "numpy": package_version("numpy"),
         "git_commit": _git_commit(),
+        "loadavg_at_end": list(os.getloadavg()),
         "utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 

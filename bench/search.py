@@ -78,9 +78,7 @@ def exact_top1(gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """Ground truth: exact float32 inner-product top-1 (batched)."""
     import numpy as np
 
-    return np.concatenate(
-        [np.argmax(gallery @ queries[i : i + 64].T, axis=0) for i in range(0, len(queries), 64)]
-    )
+    return np.concatenate([np.argmax(gallery @ chunk.T, axis=0) for chunk in np.array_split(queries, 16)])
 
 
 def topk(scores: np.ndarray, k: int) -> np.ndarray:
@@ -104,14 +102,12 @@ def build_numpy(gallery: np.ndarray, dtype: str, chunked: bool = False) -> Built
 
     def make() -> tuple[Search, int, str, dict[str, Any]]:
         store = np.array(gallery, dtype=dtype, copy=True)
+        starts = range(0, len(store), 65536)
         if not chunked:
             return (lambda q: topk(store @ q.astype(dtype), 2)), store.nbytes, "ndarray.nbytes", {}
 
-        def search(q: np.ndarray, rows: int = 65536) -> np.ndarray:
-            scores = np.concatenate(
-                [store[i : i + rows].astype(np.float32) @ q for i in range(0, len(store), rows)]
-            )
-            return topk(scores, 2)
+        def search(q: np.ndarray, rows: int = starts.step) -> np.ndarray:
+            return topk(np.concatenate([store[i : i + rows].astype(np.float32) @ q for i in starts]), 2)
 
         return search, store.nbytes, "ndarray.nbytes (float16 storage, float32 gemv per 65536-row chunk)", {}
 
@@ -127,10 +123,7 @@ def build_faiss(gallery: np.ndarray) -> Built:
         index.add(gallery)
         nbytes = int(index.ntotal) * int(index.code_size)
 
-        def search(q: np.ndarray) -> np.ndarray:
-            return index.search(q[None, :], 2)[1][0]
-
-        return search, nbytes, "ntotal * code_size (flat codes; RSS delta also reported)", {}
+        return (lambda q: index.search(q[None, :], 2)[1][0]), nbytes, "ntotal * code_size (flat codes)", {}
 
     return _measured_build(make)
 
@@ -160,26 +153,29 @@ def build_hnsw(gallery: np.ndarray, ef_construction: int, args: argparse.Namespa
     return sized, holder["index"]
 
 
-def time_queries(search: Search, queries: np.ndarray, budget_s: float, min_queries: int) -> tuple[list, list]:
-    """Latency (ms) and top-1 label per query, one query at a time, until the time budget is spent."""
+def time_queries(search: Search, queries: np.ndarray, budget_s: float, min_queries: int) -> tuple[list, ...]:
+    """Wall and thread-CPU ms and top-1 label per query, one at a time, until the time budget is spent."""
     for q in queries[:3]:
         search(q)  # warm-up
     latencies: list[float] = []
+    cpu: list[float] = []
     labels: list[int] = []
     spent_start = time.perf_counter()
     for q in queries:
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         result = search(q)
         latencies.append((time.perf_counter_ns() - t0) / 1e6)
+        cpu.append((time.thread_time_ns() - c0) / 1e6)
         labels.append(int(result[0]))
         if len(latencies) >= min_queries and time.perf_counter() - spent_start > budget_s:
             break
-    return latencies, labels
+    return latencies, cpu, labels
 
 
-def summarise(built: Built, latencies: list, labels: list, truth: np.ndarray, origin: np.ndarray) -> dict:
+def summarise(built: Built, timings: tuple[list, ...], truth: np.ndarray, origin: np.ndarray) -> dict:
     import numpy as np
 
+    latencies, cpu, labels = timings
     n = len(labels)
     got = np.asarray(labels)
     noisy = origin[:n] >= 0
@@ -189,6 +185,7 @@ def summarise(built: Built, latencies: list, labels: list, truth: np.ndarray, or
         "memory_method": built.memory_method,
         "rss_delta_bytes": built.rss_delta_bytes,
         "latency_ms": percentiles(latencies),
+        "thread_cpu_ms": percentiles(cpu),
         "queries_timed": n,
         "recall_at_1": float(np.mean(got == truth[:n])),
         "recall_at_1_noisy": float(np.mean(got[noisy] == truth[:n][noisy])) if noisy.any() else None,
@@ -234,7 +231,7 @@ def bench_size(n: int, args: argparse.Namespace, history: list[dict]) -> dict:
     for name, build in builders.items():
         log.info("n=%d %s", n, name)
         built = build()
-        out[name] = summarise(built, *time_queries(built.search, queries, args.budget_s, 10), truth, origin)
+        out[name] = summarise(built, time_queries(built.search, queries, args.budget_s, 10), truth, origin)
         del built
         gc.collect()
     ef_c, note = hnsw_ef_construction(n, history, args)
@@ -242,10 +239,8 @@ def bench_size(n: int, args: argparse.Namespace, history: list[dict]) -> dict:
     built, index = build_hnsw(gallery, ef_c, args)
     for ef in args.ef:
         index.set_ef(ef)
-        out[f"hnswlib_ef{ef}"] = summarise(
-            built, *time_queries(built.search, queries, args.budget_s, 10), truth, origin
-        )
-        out[f"hnswlib_ef{ef}"].update(ef=ef, **note)
+        timings = time_queries(built.search, queries, args.budget_s, 10)
+        out[f"hnswlib_ef{ef}"] = {**summarise(built, timings, truth, origin), "ef": ef, **note}
     return out
 
 
@@ -272,6 +267,8 @@ def size_row(s: dict, ef: int, args: argparse.Namespace) -> dict:
         "exact_p99_ms": s[best]["latency_ms"]["p99"],
         "hnsw_p50_ms": hnsw["latency_ms"]["median"],
         "hnsw_p99_ms": hnsw["latency_ms"]["p99"],
+        "exact_thread_cpu_p50_ms": s[best]["thread_cpu_ms"]["median"],
+        "hnsw_thread_cpu_p50_ms": hnsw["thread_cpu_ms"]["median"],
         "hnsw_recall_at_1_noisy": hnsw["recall_at_1_noisy"],
         "hnsw_ef_construction": hnsw["ef_construction"],
         "exact_not_slower": exact_p50 <= hnsw["latency_ms"]["median"],
@@ -375,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     params = {
         "sizes": args.sizes,
         "dim": args.dim,
-        "query": "k=2, batch 1, 1 thread",
+        "query": "k=2, batch 1, 1 thread; latency_ms = wall clock, thread_cpu_ms = CPU time of the calling thread",
+        "loadavg_at_start": list(os.getloadavg()),
         "query_threads_method": "*_NUM_THREADS=1 before numpy import; faiss/hnswlib set_num_threads(1)",
         "build_threads_hnswlib": args.build_threads,
         "noisy_queries": args.queries,
