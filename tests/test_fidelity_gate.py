@@ -166,3 +166,36 @@ def test_int8_conversion_refuses_a_float_fallback(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"non-integer tensors: .*Cos \(float32\)"):
         quantize.convert_int8(model, calibration, tmp_path / "cos.int8.tflite")
     assert not (tmp_path / "cos.int8.tflite").exists()
+
+
+def test_cli_help_documents_inputs_calibration_output_and_gate(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeface_tools.export import cli
+
+    parser = cli.build_parser()
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args(["ghostfacenet", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for option in (
+        "--checkpoint FILE.h5",
+        "--width",
+        "--strides",
+        "--calibration DIR",
+        "--out DIR",
+        "--min-cosine",
+    ):
+        assert option in text
+    # A checkpoint and an architecture are alternatives, and one of them is required.
+    common = ["--calibration", "photos", "--out", "out"]
+    for wrong in (["--checkpoint", "a.h5", "--width", "1.3"], []):
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args(["ghostfacenet", *common, *wrong])
+        assert done.value.code == 2
+    args = parser.parse_args(["ghostfacenet", *common, "--width", "1.3", "--strides", "1"])
+    assert (args.width, args.strides, args.seed, args.min_cosine, args.refine_landmarks) == (
+        1.3,
+        1,
+        0,
+        0.99,
+        True,
+    )
