@@ -2,8 +2,9 @@
 
 Photos -> `edgeface.detect.FaceDetector` (largest face) -> `edgeface.landmarks.LandmarkRefiner` (face-mesh
 keypoints; on by default on the device, `embedder.refine_landmarks`) -> `edgeface.align.align_face` onto the
-model's template -> colour order of the card -> `InputSpec.normalize`, as `edgeface.faces.FaceEncoder` does. Calibrating on anything else (e.g. centre crops
-or another template) was measured to drop int8 fidelity from 0.99 to 0.86.
+model's template -> colour order of the card -> `InputSpec.normalize`, as `edgeface.faces.FaceEncoder`
+does. Calibrating on anything else (e.g. centre crops or another template) was measured to drop int8
+fidelity from 0.99 to 0.86.
 
 Photos are split deterministically into a calibration part and a held-out part by their index inside each
 identity's sorted folder, so fidelity is never measured on crops the quantiser has seen.

@@ -3,8 +3,9 @@
 Facts taken from `@vladmandic/face-api` 1.7.15 (`src/faceRecognitionNet/`, MIT): 150x150 RGB input,
 (x - mean RGB) / 255; conv 7x7/2 'valid' + scale + relu; maxpool 3/2 'valid'; residual blocks
 conv-scale-relu-conv-scale + shortcut, relu; "down" blocks use a 3x3/2 'valid' first conv and a shortcut
-avg-pooled 2/2 'valid' and zero-padded in channels (built here as one fixed 2x2/2 conv), and pad their residual branch with a zero row/column at the
-bottom/right when it comes out smaller; global average; fc 256 -> 128 without bias.
+avg-pooled 2/2 'valid' and zero-padded in channels (built here as one fixed 2x2/2 conv), and pad their
+residual branch with a zero row/column at the bottom/right when it comes out smaller; global average;
+fc 256 -> 128 without bias.
 
 Every scale layer (per-channel mul + add after a conv with bias) is folded into its conv's kernel and bias,
 which is exact and leaves plain CONV_2D ops for the int8 delegate. Weights are stored uint8-affine in the

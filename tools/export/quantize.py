@@ -2,7 +2,8 @@
 
 The int8 model is built with only `TFLITE_BUILTINS_INT8` allowed. That alone does not stop a float fallback:
 for an op without an int8 kernel (e.g. COS) TF 2.21 still emits the op in float behind a DEQUANTIZE, so the
-result is checked for any non-integer tensor and refused with the tensors' names. Weights are quantised per channel (the converter's default), input and output are int8.
+result is checked for any non-integer tensor and refused with the tensors' names. Weights are quantised per
+channel (the converter's default), input and output are int8.
 """
 
 from __future__ import annotations
