@@ -3,14 +3,14 @@
 
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
-APT_PACKAGES = mosquitto systemd
+APT_PACKAGES = mosquitto systemd nodejs npm
 
 .PHONY: setup system-packages python-packages models demo test lint
 
 setup: system-packages python-packages models
 
 system-packages:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] || ! command -v systemd-analyze >/dev/null 2>&1; then \
+	@if { ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; } || ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 

@@ -122,6 +122,10 @@ def make_embedder() -> None:
         f"embedder: wrote {result.int8_path.name} sha256 {sha256(result.int8_path)[:16]}... and "
         f"{result.float_path.name} (git-ignored); fidelity cosine mean {result.fidelity.cosine_mean:.5f}"
     )
+    # The decision threshold belongs to this exact model: measure it again and record it in the card.
+    from edgeface.cli import main as edgeface_cli
+
+    edgeface_cli(["eval", "--folders", str(EMBEDDER_FACES), "--models", str(MODELS), "--record"])
 
 
 def verify_embedder() -> None:
