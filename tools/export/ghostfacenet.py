@@ -310,13 +310,11 @@ def count_params_and_mflops(model: Any) -> tuple[int, float]:
         kind = type(layer).__name__
         if kind not in ("Conv2D", "DepthwiseConv2D", "Dense"):
             continue
-        out_shape = layer.output.shape
         kernel = layer.get_weights()[0]
         if kind == "Dense":
             macs += int(kernel.size)
-        elif kind == "Conv2D":
-            macs += int(out_shape[1]) * int(out_shape[2]) * int(kernel.size)
-        else:
+        else:  # every output position applies the whole kernel once (depthwise kernels are (k, k, C, 1))
+            out_shape = layer.output.shape
             macs += int(out_shape[1]) * int(out_shape[2]) * int(kernel.size)
     return int(model.count_params()), macs / 1e6
 
