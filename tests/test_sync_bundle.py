@@ -161,7 +161,7 @@ def test_delta_round_trip_with_remove_update_add(keys: Keys) -> None:
     verified = verify_bundle(unpack_bundle(data), keys.public)
     policy = DevicePolicy(FLEET, MODEL)
     check_device(verified.manifest, policy, base)
-    applied = materialise(verified.manifest, verified.rows, base)
+    applied = materialise(verified.manifest, verified.rows, base).gallery
     assert applied.ids == new.ids and applied.names[3] == "Renamed" and applied.version == 2
 
 

@@ -45,7 +45,8 @@ def _send(
     raw_publish(broker, version, announcement, sent)
 
 
-def _flip(data: bytes, at: int) -> bytes:
+def _flip(data: bytes | memoryview, at: int) -> bytes:
+    data = bytes(data)
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
-from edgeface.sync.build import delta_of, gallery_hashes, rows_gallery
+from edgeface.sync.build import delta_of, rows_gallery
 from edgeface.sync.bundle import MAX_PAYLOAD, Rows, verify_payload
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, rfc3339
+from edgeface.sync.rawio import encode_rows, npy_view
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,16 @@ def check_device(
     return None
 
 
-def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Gallery:
+@dataclass(frozen=True, slots=True)
+class Materialised:
+    """The gallery to store, with its identities/vectors file bytes already encoded (and verified)."""
+
+    gallery: Gallery
+    identities: bytes | memoryview
+    vectors: bytes | memoryview
+
+
+def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Materialised:
     """The full gallery a verified bundle describes; a delta must reproduce its signed result hashes."""
     info = {
         "fleet": manifest.fleet,
@@ -87,11 +97,13 @@ def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Gall
     }
     if not manifest.is_delta:
         gallery = rows_gallery(manifest, rows)
+        identities, vectors = rows.identities_raw, rows.vectors_raw
     else:
         if running is None or running.version != manifest.base_version:
             raise Rejected("base_mismatch", f"delta needs version {manifest.base_version} to be running")
         gallery = apply_delta(running, delta_of(manifest, rows), manifest.version)
-        identities, vectors = gallery_hashes(gallery)
+        identities = encode_rows(gallery.ids, gallery.names, gallery.samples)
+        vectors = npy_view(gallery.vectors)
         result = manifest.result
         if (  # result is always set for a parsed delta
             result is None
@@ -100,7 +112,7 @@ def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Gall
             or sha256_bytes(vectors) != result.vectors
         ):
             raise Rejected("result_mismatch", "applying the delta does not give the signed result gallery")
-    return Gallery(
+    final = Gallery(
         gallery.ids,
         gallery.names,
         gallery.samples,
@@ -110,12 +122,19 @@ def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Gall
         None,
         info,
     )
+    return Materialised(final, identities, vectors)
 
 
-def commit(store: GalleryStore, gallery: Gallery, manifest: Manifest, signature: bytes) -> None:
-    """Write `gallery` atomically, with the signed manifest beside it for audit."""
+def commit(store: GalleryStore, made: Materialised, manifest: Manifest, signature: bytes) -> None:
+    """Write the gallery atomically (verified bytes as they are), with the signed manifest beside it."""
+    files = {
+        "identities.json": made.identities,
+        "vectors.npy": made.vectors,
+        MANIFEST_FILE: manifest.raw,
+        SIGNATURE_FILE: signature,
+    }
     try:
-        store.save(gallery, {MANIFEST_FILE: manifest.raw, SIGNATURE_FILE: signature})
+        store.save(made.gallery, files)  # type: ignore[arg-type]  # bytes-like views are written as they are
     except OSError as exc:
         raise Rejected("apply_failed", f"writing gallery {manifest.version} failed ({exc})") from exc
 
@@ -132,11 +151,11 @@ def apply_payload(
     policy: DevicePolicy,
     manifest: Manifest,
     signature: bytes,
-    payload: bytes,
+    payload: bytes | memoryview,
     running: Gallery | None,
 ) -> tuple[Gallery, str | None]:
     """Check, verify, build and atomically store a signature-checked bundle; returns it and any warning."""
     warning = check_device(manifest, policy, running)
-    gallery = materialise(manifest, verify_payload(manifest, payload), running)
-    commit(store, gallery, manifest, signature)
-    return gallery, warning
+    made = materialise(manifest, verify_payload(manifest, payload), running)
+    commit(store, made, manifest, signature)
+    return made.gallery, warning

@@ -12,7 +12,8 @@ Payload (also what MQTT chunks carry, concatenated in order)::
 
     u32 big-endian  I                identities JSON length
     I bytes                          identities JSON: [{"id": str, "name": str, "samples": int}, ...]
-    rest                             vectors .npy (float32, shape (count, dim)), read with allow_pickle=False
+    rest                             vectors .npy, C-order little-endian float32 (count, dim); the header is
+                                     checked and the data viewed in place: nothing can be unpickled
 
 Sizes are checked against the declared lengths before anything is parsed; trailing or missing bytes are
 an error. The payload is limited to `max_payload` bytes (default 256 MiB).
@@ -20,17 +21,16 @@ an error. The payload is limited to `max_payload` bytes (default 256 MiB).
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgeface.errors import GalleryError
-from edgeface.gallery import load_npy, sha256_bytes
+from edgeface.gallery import sha256_bytes
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from edgeface.sync.rawio import check_unit_rows, parse_rows, read_npy_f32
 from edgeface.sync.signing import SIGNATURE_BYTES, Ed25519PublicKey, signature_valid
 
 MAGIC = b"EFBUNDL1"
@@ -45,7 +45,7 @@ class Bundle:
 
     manifest: bytes
     signature: bytes
-    payload: bytes
+    payload: bytes | memoryview  # a view into the bundle file's bytes: never copied
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,9 @@ class Rows:
     ids: tuple[str, ...]
     names: tuple[str, ...]
     samples: tuple[int, ...]
-    vectors: np.ndarray
+    vectors: np.ndarray  # read-only view into `vectors_raw`
+    identities_raw: bytes | memoryview  # the verified identities JSON bytes
+    vectors_raw: bytes | memoryview  # the verified .npy bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +67,12 @@ class VerifiedBundle:
     rows: Rows
 
 
-def pack_payload(identities: bytes, vectors: bytes) -> bytes:
+def pack_payload(identities: bytes | memoryview, vectors: bytes | memoryview) -> bytes:
     return _U32.pack(len(identities)) + identities + vectors
 
 
-def split_payload(payload: bytes) -> tuple[bytes, bytes]:
+def split_payload(payload: bytes | memoryview) -> tuple[memoryview, memoryview]:
+    payload = memoryview(payload)
     if len(payload) < _U32.size:
         raise Rejected("payload_invalid", f"payload is {len(payload)} bytes, too short for its header")
     (length,) = _U32.unpack_from(payload)
@@ -98,7 +101,8 @@ def unpack_bundle(data: bytes, max_payload: int = MAX_PAYLOAD) -> Bundle:
         raise Rejected("payload_invalid", "bundle truncated before its payload")
     if len(data) - payload_at > max_payload:
         raise Rejected("oversized", f"payload is {len(data) - payload_at} bytes, limit {max_payload}")
-    return Bundle(data[start : start + length], data[start + length : payload_at], data[payload_at:])
+    view = memoryview(data)
+    return Bundle(data[start : start + length], data[start + length : payload_at], view[payload_at:])
 
 
 def read_bundle(path: Path, max_payload: int = MAX_PAYLOAD) -> Bundle:
@@ -116,13 +120,10 @@ def check_signature(manifest: bytes, signature: bytes, key: Ed25519PublicKey) ->
         raise Rejected("bad_signature", "Ed25519 signature does not verify with the configured public key")
 
 
-def _decode_rows(raw: bytes, expected: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
-    try:
-        rows = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Rejected("payload_invalid", f"identities are not JSON ({exc})") from exc
-    if not isinstance(rows, list) or len(rows) != expected:
-        raise Rejected("payload_invalid", f"identities must be a list of {expected} rows")
+def _decode_rows(raw: memoryview, expected: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    rows = parse_rows(raw)
+    if len(rows) != expected:
+        raise Rejected("payload_invalid", f"identities must be a list of {expected} rows, got {len(rows)}")
     ids, names, samples = [], [], []
     for row in rows:
         if not isinstance(row, dict) or set(row) != {"id", "name", "samples"}:
@@ -142,26 +143,15 @@ def _decode_rows(raw: bytes, expected: int) -> tuple[tuple[str, ...], tuple[str,
     return tuple(ids), tuple(names), tuple(samples)
 
 
-def _decode_vectors(raw: bytes, manifest: Manifest) -> np.ndarray:
-    try:
-        vectors = load_npy(raw, "vectors")
-    except GalleryError as exc:
-        raise Rejected("payload_invalid", str(exc)) from exc
-    if vectors.dtype != np.dtype("<f4") or vectors.shape != (manifest.count, manifest.dim):
-        raise Rejected(
-            "payload_invalid",
-            f"vectors must be little-endian float32 {(manifest.count, manifest.dim)}, "
-            f"got {vectors.dtype} {vectors.shape}",
-        )
-    if not np.isfinite(vectors).all():
-        raise Rejected("payload_invalid", "vectors contain NaN or infinity")
-    norms = np.linalg.norm(vectors, axis=1)
-    if len(norms) and float(np.abs(norms - 1.0).max()) > 1e-3:
-        raise Rejected("payload_invalid", "vectors are not L2-normalised")
+def _decode_vectors(raw: memoryview, manifest: Manifest) -> np.ndarray:
+    vectors = read_npy_f32(raw, manifest.count, manifest.dim)
+    problem = check_unit_rows(vectors)
+    if problem is not None:
+        raise Rejected("payload_invalid", problem)
     return vectors
 
 
-def verify_payload(manifest: Manifest, payload: bytes) -> Rows:
+def verify_payload(manifest: Manifest, payload: bytes | memoryview) -> Rows:
     """Hash and decode a payload against an already signature-checked manifest."""
     identities, vectors = split_payload(payload)
     if sha256_bytes(identities) != manifest.identities:
@@ -169,7 +159,7 @@ def verify_payload(manifest: Manifest, payload: bytes) -> Rows:
     if sha256_bytes(vectors) != manifest.vectors:
         raise Rejected("vectors_sha256", "vectors .npy does not match the manifest's sha256")
     ids, names, samples = _decode_rows(identities, manifest.count)
-    return Rows(ids, names, samples, _decode_vectors(vectors, manifest))
+    return Rows(ids, names, samples, _decode_vectors(vectors, manifest), identities, vectors)
 
 
 def verify_bundle(bundle: Bundle, key: Ed25519PublicKey) -> VerifiedBundle:

@@ -42,13 +42,15 @@ class Announcement:
     chunks: tuple[ChunkSpec, ...]
 
 
-def split_chunks(payload: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
+def split_chunks(payload: bytes | memoryview, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
     if not 0 < chunk_bytes <= CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be in (0, {CHUNK_BYTES}], got {chunk_bytes}")
-    return [payload[i : i + chunk_bytes] for i in range(0, len(payload), chunk_bytes)] or [b""]
+    return [bytes(payload[i : i + chunk_bytes]) for i in range(0, len(payload), chunk_bytes)] or [b""]
 
 
-def announcement_bytes(manifest: bytes, signature: bytes, payload: bytes, chunks: list[bytes]) -> bytes:
+def announcement_bytes(
+    manifest: bytes, signature: bytes, payload: bytes | memoryview, chunks: list[bytes]
+) -> bytes:
     doc = {
         "format": ANNOUNCE_FORMAT,
         "manifest": base64.b64encode(manifest).decode(),
@@ -147,10 +149,11 @@ class ChunkAssembler:
         self._missing.discard(n)
         return self.complete
 
-    def payload(self) -> bytes:
+    def payload(self) -> memoryview:
+        """The reassembled payload (a view of this assembler's buffer: use it, then drop the assembler)."""
         if self._missing:
             raise Rejected("chunk_missing", f"chunks {self.missing[:10]} never arrived")
-        data = bytes(self._buffer)
+        data = memoryview(self._buffer)
         if sha256_bytes(data) != self._spec.sha256:
             raise Rejected("chunk_sha256", "reassembled payload does not match the announced sha256")
         return data

@@ -82,7 +82,7 @@ class GallerySyncClient:
         self._transport: Transport | None = None
         self._lock = threading.RLock()
         self._download: _Download | None = None
-        self._jobs: queue.Queue[tuple[Manifest, bytes, bytes] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[Manifest, bytes, memoryview] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="gallery-sync", daemon=True)
         self._running = self._load_running()
         self._state = self._state_payload(self.running_version, "applied", "running the stored gallery")
@@ -207,7 +207,7 @@ class GallerySyncClient:
                 log.exception("applying gallery %d failed", manifest.version)
                 self._reject(manifest.version, Rejected("apply_failed", f"{type(exc).__name__}: {exc}"))
 
-    def _apply(self, manifest: Manifest, signature: bytes, payload: bytes) -> None:
+    def _apply(self, manifest: Manifest, signature: bytes, payload: memoryview) -> None:
         gallery, warning = apply_payload(
             self._store, self.policy, manifest, signature, payload, self._running
         )

@@ -1,0 +1,239 @@
+"""Gallery sync benchmark: apply time (verify + write + index build), frames dropped during the swap,
+and bundle sizes, full vs a delta with 1% of identities changed.
+
+Apply runs on a worker thread (as `GallerySyncClient` does) while a recognition thread searches
+`IndexHolder.current` at 15 fps; a frame is dropped when its search finishes after the next frame is due.
+
+    python bench/sync.py --quick                               # 1k, 10k at 128-d (< 1 min)
+    python bench/sync.py --out bench/results/sync.json         # 1k, 10k, 100k at 128-d and 512-d
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from _common import emit, package_version, percentiles
+
+log = logging.getLogger("bench.sync")
+FLEET = "bench"
+MODEL = "ab" * 32
+
+
+def make_gallery(n: int, dim: int, seed: int, start: int = 0, version: int = 1):
+    import numpy as np
+
+    from edgeface.gallery import Gallery
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, dim), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = tuple(f"person-{i:07d}" for i in range(start, start + n))
+    return Gallery(
+        ids, tuple(f"Person {i}" for i in range(start, start + n)), (5,) * n, vectors, MODEL, version
+    )
+
+
+def churn(gallery, fraction: float, seed: int):
+    """Remove half of `fraction` of the identities and add as many new ones."""
+    import numpy as np
+
+    from edgeface.gallery import Gallery
+
+    k = max(2, round(len(gallery) * fraction))
+    gone = set(gallery.ids[: k // 2])
+    kept = gallery.remove(gone)
+    new = make_gallery(k - k // 2, gallery.dim, seed, start=10_000_000)
+    return Gallery(
+        kept.ids + new.ids,
+        kept.names + new.names,
+        kept.samples + new.samples,
+        np.vstack([kept.vectors, new.vectors]),
+        MODEL,
+        gallery.version + 1,
+    )
+
+
+class Recognizer(threading.Thread):
+    """Searches the current index once per frame at `fps`; counts frames that missed their deadline."""
+
+    def __init__(self, holder, fps: float, queries) -> None:
+        super().__init__(name="recognizer", daemon=True)
+        self.holder, self.period, self.queries = holder, 1.0 / fps, queries
+        self.stop = threading.Event()
+        self.latencies: list[float] = []
+        self.frames = self.dropped = 0
+
+    def run(self) -> None:
+        due = time.perf_counter()
+        while not self.stop.is_set():
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            started = time.perf_counter()
+            self.holder.current.search(self.queries[self.frames % len(self.queries)][None], k=2)
+            finished = time.perf_counter()
+            self.latencies.append((finished - started) * 1000)
+            self.frames += 1
+            missed = int((finished - due) // self.period)  # frames whose slot passed while we were late
+            self.dropped += missed
+            due += self.period * (missed + 1)
+
+
+def apply_once(bundle: bytes, store, holder, running, key):
+    """The device's apply path, stage by stage; returns (gallery, seconds per stage)."""
+    from edgeface.index import GalleryIndex
+    from edgeface.sync.apply import DevicePolicy, check_device, commit, materialise
+    from edgeface.sync.bundle import check_signature, unpack_bundle, verify_payload
+    from edgeface.sync.manifest import parse_manifest
+
+    t0 = time.perf_counter()
+    parts = unpack_bundle(bundle, max_payload=1 << 30)
+    check_signature(parts.manifest, parts.signature, key)
+    manifest = parse_manifest(parts.manifest)
+    check_device(manifest, DevicePolicy(FLEET, MODEL, max_payload=1 << 30), running)
+    rows = verify_payload(manifest, parts.payload)
+    t1 = time.perf_counter()
+    made = materialise(manifest, rows, running)
+    commit(store, made, manifest, parts.signature)
+    gallery = made.gallery
+    t2 = time.perf_counter()
+    index = GalleryIndex(gallery)
+    holder.swap(index)
+    t3 = time.perf_counter()
+    stages = {"verify_s": t1 - t0, "write_s": t2 - t1, "index_s": t3 - t2, "total_s": t3 - t0}
+    return gallery, stages | {"index_kind": index.kind}
+
+
+def timed_apply(bundle: bytes, store, holder, running, key, fps: float) -> tuple[object, dict]:
+    recognizer = Recognizer(holder, fps, running.vectors[:64])
+    recognizer.start()
+    time.sleep(0.3)
+    out: dict = {}
+
+    def work() -> None:
+        out["gallery"], out["stages"] = apply_once(bundle, store, holder, running, key)
+
+    worker = threading.Thread(target=work, name="gallery-apply")
+    worker.start()
+    worker.join()
+    time.sleep(0.3)
+    recognizer.stop.set()
+    recognizer.join()
+    stats = out["stages"] | {
+        "frames": recognizer.frames,
+        "frames_dropped": recognizer.dropped,
+        "search_ms_max": max(recognizer.latencies),
+        "search_ms_p95": percentiles(recognizer.latencies)["p95"],
+    }
+    return out["gallery"], stats
+
+
+def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> dict:
+    from edgeface.gallery import GalleryStore
+    from edgeface.index import GalleryIndex, IndexHolder
+    from edgeface.sync.build import build_bundle
+
+    base = make_gallery(n, dim, seed=n + dim)
+    t = time.perf_counter()
+    full = build_bundle(base, fleet=FLEET, version=1, key=private)
+    build_full_s = time.perf_counter() - t
+    runs: list[dict] = []
+    delta_runs: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for repeat in range(args.repeats):
+            store = GalleryStore(Path(tmp) / f"r{repeat}")
+            seed_gallery = make_gallery(min(n, 1000), dim, seed=7, start=20_000_000).with_version(0)
+            holder = IndexHolder(GalleryIndex(seed_gallery))
+            running, stats = timed_apply(full, store, holder, seed_gallery, public, args.fps)
+            runs.append(stats)
+            changed = churn(base, 0.01, seed=repeat)
+            delta = build_bundle(changed, fleet=FLEET, version=2, key=private, base=running)
+            running, stats = timed_apply(delta, store, holder, running, public, args.fps)
+            delta_runs.append(stats)
+            log.info(
+                "n=%d dim=%d repeat %d: full %.2f s, delta %.2f s",
+                n,
+                dim,
+                repeat,
+                runs[-1]["total_s"],
+                stats["total_s"],
+            )
+    full_1pct = build_bundle(changed, fleet=FLEET, version=2, key=private)
+    return {
+        "n": n,
+        "dim": dim,
+        "index_kind": runs[-1]["index_kind"],
+        "bundle_bytes": {
+            "full": len(full),
+            "full_after_1pct_change": len(full_1pct),
+            "delta_1pct": len(delta),
+        },
+        "build_full_s": build_full_s,
+        "apply_full": _summary(runs),
+        "apply_delta_1pct": _summary(delta_runs),
+    }
+
+
+def _summary(runs: list[dict]) -> dict:
+    out = {key: percentiles([r[key] for r in runs]) for key in ("verify_s", "write_s", "index_s", "total_s")}
+    out["frames"] = sum(r["frames"] for r in runs)
+    out["frames_dropped"] = sum(r["frames_dropped"] for r in runs)
+    out["search_ms_max"] = max(r["search_ms_max"] for r in runs)
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1k and 10k at 128-d, one repeat")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--dims", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fps", type=float, default=15.0)
+    parser.add_argument(
+        "--tmp", type=Path, default=None, help="directory for the gallery stores (a real disk)"
+    )
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.dims, args.repeats = [1000, 10_000], [128], 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    cases = [
+        bench_case(n, dim, args, private, private.public_key())
+        for dim in args.dims
+        for n in sorted(args.sizes)
+    ]
+    params = {
+        "sizes": args.sizes,
+        "dims": args.dims,
+        "repeats": args.repeats,
+        "fps": args.fps,
+        "dropped_frame": "a 15 fps search slot that passed before the previous search finished",
+        "apply_thread": "worker thread; recognition thread searches IndexHolder.current meanwhile",
+        "delta": "1% churn: half of it removed identities, half new ones",
+        "index_settings": "IndexSettings() defaults (exact below 20k, hnswlib M=16 ef_construction=200 1 thread)",
+        "quick": args.quick,
+        "versions": {k: package_version(k) for k in ("numpy", "hnswlib", "cryptography")},
+    }
+    emit("sync", params, {"cases": cases}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
