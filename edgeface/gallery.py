@@ -179,7 +179,7 @@ class GalleryStore:
         staging = versions / f".staging-{gallery.version:012d}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        files = gallery_files(gallery) | (extra_files or {})
+        files = gallery_files(gallery, extra_files) | (extra_files or {})
         for name, data in files.items():
             _write_synced(staging / name, data)
         fsync_dir(staging)
@@ -204,9 +204,14 @@ class GalleryStore:
             shutil.rmtree(versions / name, ignore_errors=True)
 
 
-def gallery_files(gallery: Gallery) -> dict[str, bytes]:
-    identities = gallery.identities_json()
-    vectors = npy_bytes(gallery.vectors.astype(np.float32))
+def gallery_files(gallery: Gallery, encoded: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    """The files of a version directory; `encoded` may already hold this gallery's "identities.json" and
+    "vectors.npy" bytes (e.g. a verified bundle's), so a large gallery is not encoded a second time."""
+    encoded = encoded or {}
+    identities = encoded["identities.json"] if "identities.json" in encoded else gallery.identities_json()
+    vectors = (
+        encoded["vectors.npy"] if "vectors.npy" in encoded else npy_bytes(gallery.vectors.astype(np.float32))
+    )
     manifest = {
         "format": "edgeface-gallery/1",
         "version": gallery.version,
