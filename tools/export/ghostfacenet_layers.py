@@ -41,24 +41,24 @@ class _ConstantPerChannel(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="edgeface")
 class AffineReluPReLU(_ConstantPerChannel):
-    """PReLU(z) = a*z + relu((1-a)*z), written with ops that XNNPACK runs in int8.
+    """PReLU(z) = z + relu((a-1)*z) for alpha <= 1, written with ops that XNNPACK runs in int8.
 
-    Exact for every alpha <= 1 (then 1-a >= 0 and relu((1-a)z) = (1-a)relu(z)); channels with alpha > 1 use
-    a*z - relu((a-1)*z). TFLite gets MUL, MUL with a fused RELU, and ADD (SUB/MUL for mixed signs): all
-    delegated in int8, unlike PRELU, MAXIMUM and a standalone RELU.
+    For z > 0 the relu term is 0; for z < 0 it adds (a-1)z, giving a*z. Channels with alpha > 1 use
+    z - relu((1-a)*z). TFLite gets one MUL by a constant with a fused RELU and one ADD (SUB; a sign MUL
+    for mixed alphas): delegated in int8, unlike PRELU, MAXIMUM and a standalone RELU, and z itself is not
+    requantised on the way.
     """
 
     def call(self, inputs: Any) -> Any:
         import numpy as np
 
         alpha = np.asarray(self.alpha, "float32")
-        gain = np.abs(1.0 - alpha)
-        positive = keras.ops.relu(inputs * gain)
+        negative = keras.ops.relu(inputs * -np.abs(1.0 - alpha))
         if np.all(alpha <= 1.0):
-            return inputs * alpha + positive
+            return inputs + negative
         if np.all(alpha >= 1.0):
-            return inputs * alpha - positive
-        return inputs * alpha + positive * np.sign(1.0 - alpha).astype("float32")
+            return inputs - negative
+        return inputs + negative * np.sign(1.0 - alpha).astype("float32")
 
 
 @keras.saving.register_keras_serializable(package="edgeface")
