@@ -53,7 +53,7 @@ def busy_scene(faces_root: Path, detector: FaceDetector, n_faces: int, duration:
             k += 1
             scale = 0.3 if n_faces == 1 else 0.2
             actors.append(Actor(f"v{k}", (photo,), t, t + 1.2, (x, 0.5), (x, 0.48), scale, scale * 1.1))
-            t += 1.5
+            t += 1.8  # 0.6 s without a face between visitors: one person does not become the next
     return SceneSpec(actors=tuple(actors), duration=duration, noise_sigma=3.0, blur_sigma=(0.0, 0.8), seed=1)
 
 
@@ -61,6 +61,7 @@ def offline(faces_root: Path, n_faces: int, seconds: float, parts: tuple, fps: f
     detector, embedder, refiner, index, config = parts
     source = EmulatedSource(busy_scene(faces_root, detector, n_faces, seconds), fps=fps, realtime=False)
     frames = [source.read(1.0) for _ in range(int(seconds * fps))]
+    detector = FaceDetector(default_models_dir(), pad_retry=False)  # as the daemon runs it
     recognizer = Recognizer(detector, embedder, IndexHolder(index), Matcher(match_settings(config, embedder.card.raw)),
                             quality_settings(config), decision_settings(config), refiner=refiner)  # fmt: skip
     per_frame, deciding = [], []

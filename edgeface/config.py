@@ -60,6 +60,8 @@ class DetectorConfig:
     model: str = bounded("full", choices=("full", "short"))
     min_score: float = bounded(0.5, 0.05, 0.99)
     every_n_frames: int = bounded(1, 1, 30)
+    # Re-run on a bordered frame when nothing is found: needed for tight photo crops, wasted on camera frames.
+    pad_retry: bool = False
     queue_frames: int = bounded(2, 1, 64)  # frames waiting for detection; the oldest is dropped beyond it
 
 

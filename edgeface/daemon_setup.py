@@ -31,7 +31,11 @@ def load_models(config: Config) -> tuple[FaceDetector, Embedder, LandmarkRefiner
     threads = config.embedder.num_threads
     embedder = Embedder(models / config.embedder.card, num_threads=threads)
     detector = FaceDetector(
-        models, model=config.detector.model, num_threads=threads, min_score=config.detector.min_score
+        models,
+        model=config.detector.model,
+        num_threads=threads,
+        min_score=config.detector.min_score,
+        pad_retry=config.detector.pad_retry,
     )
     refiner = LandmarkRefiner(models, num_threads=threads) if config.embedder.refine_landmarks else None
     return detector, embedder, refiner

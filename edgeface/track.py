@@ -18,7 +18,7 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
 class IouTracker:
     """`update(detections, ts) -> [(track, detection)]`; greedy best-IoU assignment, tracks expire."""
 
-    def __init__(self, min_iou: float = 0.3, max_age_s: float = 0.7) -> None:
+    def __init__(self, min_iou: float = 0.3, max_age_s: float = 0.4) -> None:
         self.min_iou = min_iou
         self.max_age_s = max_age_s
         self.tracks: dict[int, Track] = {}
