@@ -7,7 +7,7 @@ All runners are created first and timed round-robin (one block of invocations pe
 numbers are side by side under the same machine load. Time per face includes input quantisation and output
 dequantisation (`edgeface.runtime.TFLiteModel.run`), as on the device.
 
-    python bench/embedder.py --quick                         # CI smoke, < 1 min
+    python bench/embedder.py --quick                         # CI smoke, ~1 min (export dominates)
     python bench/embedder.py --out bench/results/embedder.json
 """
 
@@ -181,7 +181,11 @@ def model_facts(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repeats (CI smoke, < 1 min)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few repeats, no original float32 GhostFaceNet (CI smoke, ~1 min)",
+    )
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-ghostfacenet", action="store_true", help="only the carded models")

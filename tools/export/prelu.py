@@ -26,6 +26,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from edgeface_tools.export import ExportError
+
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +36,10 @@ def _alpha_per_channel(layer: Any) -> list[float]:
 
     alpha = np.asarray(layer.get_weights()[0], "float32")
     if alpha.ndim > 1 and any(d != 1 for d in alpha.shape[:-1]):
-        raise ValueError(f"{layer.name}: PReLU alpha of shape {alpha.shape} is not per channel (shared_axes)")
+        raise ExportError(
+            f"{layer.name}: PReLU alpha of shape {alpha.shape} is not per channel; the delegate-friendly "
+            "rewrite needs PReLU(shared_axes=[1, 2])"
+        )
     return [float(a) for a in alpha.reshape(-1)]
 
 
