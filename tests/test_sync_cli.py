@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
-from edgeface.cli import main
+from edgeface.cli import build_parser, main
+from edgeface.cli.common import load_encoder
 from edgeface.gallery import GalleryStore
 from edgeface.sync.bundle import read_bundle, verify_bundle
 from edgeface.sync.signing import load_public_key
@@ -91,3 +94,33 @@ def test_build_delta_against_a_full_bundle(tmp_path: Path, keypair) -> None:
     assert verified.manifest.base_version == 1 and verified.manifest.remove == (v1.ids[0],)
     assert verified.manifest.count == 0 and verified.manifest.result.count == 99
     assert delta.stat().st_size < full.stat().st_size / 20
+
+
+def test_build_from_photo_folders_with_the_device_encoder(
+    tmp_path: Path, keypair, faces5: Path, models_dir: Path
+) -> None:
+    private, public = keypair
+    root = tmp_path / "people"
+    people = sorted(p.name for p in faces5.iterdir() if p.is_dir())
+    for person in people:
+        (root / person).mkdir(parents=True)
+        for photo in sorted((faces5 / person).glob("*.jpg"))[:3]:
+            (root / person / photo.name).symlink_to(photo)
+    out = tmp_path / "photos.bundle"
+    args = ["gallery", "build", "--folders", str(root), "--fleet", FLEET, "--version", "1"]
+    assert main([*args, "--models", str(models_dir), "--key", str(private), "--out", str(out)]) == 0
+    verified = verify_bundle(read_bundle(out), load_public_key(public))
+    card = json.loads((models_dir / "facerec128.int8.json").read_text())
+    assert verified.manifest.model_sha256 == card["sha256"]
+    assert verified.rows.ids == tuple(people) and verified.manifest.dim == card["output"]["dim"]
+    assert all(s >= 2 for s in verified.rows.samples)
+    encoder = load_encoder(
+        build_parser().parse_args([*args, "--models", str(models_dir), "--key", "k", "--out", "o"])
+    )
+    try:  # a photo not used for enrolment is nearest to its own person's bundled vector
+        for k, person in enumerate(people):
+            held_out = sorted((faces5 / person).glob("*.jpg"))[10]
+            face = encoder.encode_largest(cv2.imread(str(held_out)), str(held_out))
+            assert int(np.argmax(verified.rows.vectors @ face.embedding)) == k, held_out
+    finally:
+        encoder.close()

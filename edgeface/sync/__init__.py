@@ -8,5 +8,6 @@ Device wiring (the daemon)::
 
 Modules: `manifest` (the signed JSON), `bundle` (container + stateless checks), `signing` (Ed25519),
 `delta`, `build` and `publish` (server side), `chunks` (MQTT announcement and chunking), `apply` (device
-checks + atomic write), `client` (the device state machine), `mqtt` (paho binding), `updater` (index swap).
+checks + atomic write), `rawio` (large payloads without long GIL holds), `client` (the device state
+machine), `mqtt` (paho binding), `updater` (index swap).
 """

@@ -7,14 +7,13 @@ client's own worker thread, so neither the network loop nor recognition waits fo
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from edgeface.errors import GalleryError
 from edgeface.gallery import Gallery, GalleryStore
@@ -29,9 +28,12 @@ log = logging.getLogger(__name__)
 
 
 class Transport(Protocol):
+    """What the client needs from an MQTT connection (QoS 1 everywhere)."""
+
     def subscribe(self, topic: str) -> None: ...
     def unsubscribe(self, topic: str) -> None: ...
-    def publish(self, topic: str, payload: bytes, retain: bool) -> None: ...
+    def publish_state(self, state: Mapping[str, Any]) -> None:
+        """Retained on `{prefix}/{device}/gallery/state`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,11 @@ class GallerySyncClient:
         self._jobs: queue.Queue[tuple[Manifest, bytes, memoryview] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="gallery-sync", daemon=True)
         self._running = self._load_running()
-        self._state = self._state_payload(self.running_version, "applied", "running the stored gallery")
+        self._state = self._state_payload(
+            self._running.version if self._running else None,
+            "applied",
+            "running the stored gallery" if self._running else "no gallery stored yet",
+        )
         self._worker.start()
 
     # --- status for the daemon -------------------------------------------------------------------
@@ -208,6 +214,8 @@ class GallerySyncClient:
                 self._reject(manifest.version, Rejected("apply_failed", f"{type(exc).__name__}: {exc}"))
 
     def _apply(self, manifest: Manifest, signature: bytes, payload: memoryview) -> None:
+        if is_running(manifest, self._running):  # re-delivered while it was being applied
+            return
         gallery, warning = apply_payload(
             self._store, self.policy, manifest, signature, payload, self._running
         )
@@ -248,7 +256,7 @@ class GallerySyncClient:
 
     def _publish_state(self, state: dict) -> None:
         if self._transport is not None:
-            self._transport.publish(self.config.state_topic, json.dumps(state).encode(), True)
+            self._transport.publish_state(state)
 
     def _require_transport(self) -> Transport:
         if self._transport is None:

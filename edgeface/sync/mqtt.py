@@ -1,19 +1,26 @@
-"""A thin paho-mqtt 2.x binding for `GallerySyncClient` (one connection of its own, or a shared client).
+"""Bindings of `GallerySyncClient` to MQTT connections.
 
-`PahoTransport.attach_to(client, sync)` wires a paho client the daemon already owns; `connect_client(...)`
-makes one (TLS and username/password optional) for tools and tests.
+`PublisherTransport.attach_to(publisher, sync)` shares the daemon's `MqttPublisher` connection (preferred on a
+device); `PahoTransport.attach_to(client, sync)` wires any paho 2.x client; `make_client(BrokerOptions)` makes
+one (TLS and username/password optional) for tools and tests.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
 from edgeface.sync.client import GallerySyncClient
+
+if TYPE_CHECKING:
+    from edgeface.mqtt.client import MqttPublisher
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +58,9 @@ def make_client(options: BrokerOptions) -> mqtt.Client:
 class PahoTransport:
     """`Transport` over a paho client; QoS 1 for everything gallery sync sends and receives."""
 
-    def __init__(self, client: mqtt.Client) -> None:
+    def __init__(self, client: mqtt.Client, state_topic: str) -> None:
         self.client = client
+        self.state_topic = state_topic
 
     def subscribe(self, topic: str) -> None:
         self.client.subscribe(topic, qos=1)
@@ -60,13 +68,13 @@ class PahoTransport:
     def unsubscribe(self, topic: str) -> None:
         self.client.unsubscribe(topic)
 
-    def publish(self, topic: str, payload: bytes, retain: bool) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain)
+    def publish_state(self, state: Mapping[str, Any]) -> None:
+        self.client.publish(self.state_topic, json.dumps(state).encode(), qos=1, retain=True)
 
     @classmethod
     def attach_to(cls, client: mqtt.Client, sync: GallerySyncClient) -> PahoTransport:
         """Route `client`'s connect and gallery messages to `sync` (keeps other callbacks working)."""
-        transport = cls(client)
+        transport = cls(client, sync.config.state_topic)
         sync.attach(transport)
         previous_connect = client.on_connect
 
@@ -85,4 +93,31 @@ class PahoTransport:
         client.message_callback_add(
             sync.config.gallery_topic + "/+/+", lambda c, u, m: sync.on_message(m.topic, m.payload)
         )
+        return transport
+
+
+class PublisherTransport:
+    """`Transport` over the daemon's `edgeface.mqtt.client.MqttPublisher`, so sync shares its one connection.
+
+    The publisher re-subscribes and re-publishes the retained gallery state after every reconnect itself.
+    """
+
+    def __init__(self, publisher: MqttPublisher, sync: GallerySyncClient) -> None:
+        self.publisher = publisher
+        self.sync = sync
+
+    def subscribe(self, topic: str) -> None:
+        self.publisher.subscribe(topic, self.sync.on_message, qos=1)
+
+    def unsubscribe(self, topic: str) -> None:
+        self.publisher.unsubscribe(topic)
+
+    def publish_state(self, state: Mapping[str, Any]) -> None:
+        self.publisher.publish_gallery_state(state)
+
+    @classmethod
+    def attach_to(cls, publisher: MqttPublisher, sync: GallerySyncClient) -> PublisherTransport:
+        transport = cls(publisher, sync)
+        sync.attach(transport)
+        sync.on_connect()  # subscriptions and state persist across the publisher's reconnects
         return transport

@@ -1,0 +1,55 @@
+"""Gallery sync sharing the daemon's `MqttPublisher` connection (the device wiring), on a real mosquitto."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeface.gallery import Gallery, GalleryStore
+from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.mqtt.client import MqttPublisher
+from edgeface.sync.build import build_bundle
+from edgeface.sync.client import GallerySyncClient, SyncConfig
+from edgeface.sync.mqtt import BrokerOptions, PublisherTransport
+from edgeface.sync.publish import publish
+from edgeface.sync.updater import IndexUpdater
+from tests.conftest import Broker
+from tests.test_mqtt_client import STATUS, make_settings
+from tests.test_sync_support import FLEET, MODEL, PREFIX, make_gallery, make_keys, read_retained, wait_for
+
+pytestmark = pytest.mark.broker
+
+
+def test_sync_over_the_daemons_publisher_survives_a_broker_restart(broker: Broker, tmp_path: Path) -> None:
+    keys = make_keys(tmp_path / "keys")
+    holder = IndexHolder(GalleryIndex(Gallery.empty(128, MODEL)))
+    with IndexUpdater(holder) as updater, MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+        assert publisher.wait_connected(5)
+        sync = GallerySyncClient(
+            SyncConfig(FLEET, "door1", MODEL, PREFIX),
+            keys.public,
+            GalleryStore(tmp_path / "g"),
+            updater.submit,
+        )
+        PublisherTransport.attach_to(publisher, sync)
+        try:
+            options = BrokerOptions(broker.host, broker.port)
+            v1 = make_gallery(20)
+            publish(
+                options, PREFIX, FLEET, build_bundle(v1, fleet=FLEET, version=1, key=keys.private), wait_s=0.3
+            )
+            wait_for(lambda: holder.current.gallery.version == 1, 5, "v1 live through the publisher")
+            broker.stop()
+            broker.start()  # persistence keeps the retained messages; the publisher reconnects and resubscribes
+            assert publisher.wait_connected(10)
+            v2 = v1.remove({v1.ids[0]}).with_version(2)
+            publish(
+                options, PREFIX, FLEET, build_bundle(v2, fleet=FLEET, version=2, key=keys.private), wait_s=0.3
+            )
+            wait_for(lambda: holder.current.gallery.version == 2, 5, "v2 live after the reconnect")
+            assert v1.ids[0] not in holder.current.gallery.ids
+            state = read_retained(broker, f"{PREFIX}/door1/gallery/state")
+            assert state["status"] == "applied" and state["version"] == 2
+        finally:
+            sync.close()
