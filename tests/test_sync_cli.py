@@ -94,6 +94,10 @@ def test_build_delta_against_a_full_bundle(tmp_path: Path, keypair) -> None:
     assert verified.manifest.base_version == 1 and verified.manifest.remove == (v1.ids[0],)
     assert verified.manifest.count == 0 and verified.manifest.result.count == 99
     assert delta.stat().st_size < full.stat().st_size / 20
+    by_version = tmp_path / "v2-by-version.delta"
+    assert _build(store.root, private, by_version, 2, "--base", "1") == 0
+    again = verify_bundle(read_bundle(by_version), load_public_key(public)).manifest
+    assert again.base_version == 1 and again.result == verified.manifest.result
 
 
 def test_build_from_photo_folders_with_the_device_encoder(

@@ -8,8 +8,13 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeface.errors import BundleError, EdgefaceError
+
+if TYPE_CHECKING:
+    from edgeface.gallery import Gallery
+    from edgeface.sync.signing import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,22 @@ def _enroll_folders(root: Path, model_args: argparse.Namespace):
         encoder.close()
 
 
+def _load_base(args: argparse.Namespace, public_key: Ed25519PublicKey) -> Gallery:
+    """`--base` is a full bundle file, a gallery directory, or a version number kept in the `--gallery` store."""
+    from edgeface.sync.build import load_source_gallery
+
+    if args.base.isdigit():
+        if not args.gallery:
+            raise BundleError("--base VERSION needs --gallery (the store that keeps that version)")
+        directory = args.gallery / "versions" / f"{int(args.base):012d}"
+        if not directory.is_dir():
+            raise BundleError(
+                f"--base {args.base}: {directory} does not exist (the store keeps few versions)"
+            )
+        return load_source_gallery(directory)
+    return load_source_gallery(Path(args.base), public_key)
+
+
 def _build(args: argparse.Namespace) -> int:
     from edgeface.sync.build import build_bundle, load_source_gallery
     from edgeface.sync.signing import load_private_key
@@ -56,7 +77,7 @@ def _build(args: argparse.Namespace) -> int:
     gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
     if not len(gallery):
         raise BundleError("the gallery is empty: nothing to publish")
-    base = load_source_gallery(args.base, key.public_key()) if args.base else None
+    base = _load_base(args, key.public_key()) if args.base else None
     data = build_bundle(
         gallery, fleet=args.fleet, version=args.version, key=key, expires_days=args.expires, base=base
     )
@@ -162,7 +183,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--expires", type=float, default=None, metavar="DAYS")
     p.add_argument(
-        "--base", type=Path, default=None, help="full bundle or gallery dir: build a delta against it"
+        "--base",
+        default=None,
+        metavar="PATH_OR_VERSION",
+        help="build a delta against a full bundle, a gallery dir, or a version kept in the --gallery store",
     )
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
