@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,7 +61,8 @@ def busy_scene(faces_root: Path, detector: FaceDetector, n_faces: int, duration:
 def offline(faces_root: Path, n_faces: int, seconds: float, parts: tuple, fps: float = 15.0) -> dict:
     detector, embedder, refiner, index, config = parts
     source = EmulatedSource(busy_scene(faces_root, detector, n_faces, seconds), fps=fps, realtime=False)
-    frames = [source.read(1.0) for _ in range(int(seconds * fps))]
+    # Rendered ahead of time, so stamp each frame with its scene time, as a live camera would.
+    frames = [replace(source.read(1.0), ts=i / fps) for i in range(int(seconds * fps))]
     detector = FaceDetector(default_models_dir(), pad_retry=False)  # as the daemon runs it
     recognizer = Recognizer(detector, embedder, IndexHolder(index), Matcher(match_settings(config, embedder.card.raw)),
                             quality_settings(config), decision_settings(config), refiner=refiner)  # fmt: skip
