@@ -11,10 +11,14 @@ import pytest
 from edgeface.errors import BundleError
 from edgeface.gallery import GalleryStore
 from edgeface.sync.build import build_bundle
+from edgeface.sync.bundle import unpack_bundle
+from edgeface.sync.chunks import announcement_bytes, split_chunks
+from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import BrokerOptions
 from edgeface.sync.publish import publish
 from tests.test_sync_support import (
     FLEET,
+    MODEL,
     PREFIX,
     Keys,
     connect,
@@ -119,8 +123,18 @@ def test_restarted_device_starts_from_its_stored_gallery(broker, tmp_path: Path,
     wait_for(lambda: device.sync.running_version == 1, 5, "v1")
     device.close()
     broker.stop()  # offline: the device must still come up with version 1
-    again = GalleryStore(tmp_path / "door1").load()
-    assert again.version == 1 and len(again) == 10
+    store = GalleryStore(tmp_path / "door1")
+    offline = GallerySyncClient(SyncConfig(FLEET, "door1", MODEL, PREFIX), keys.public, store, lambda g: None)
+    try:
+        assert offline.gallery is not None and offline.gallery.version == 1 and len(offline.gallery) == 10
+        assert offline.running_version == 1 and offline.matching_allowed() and not offline.expired
+    finally:
+        offline.close()
+    other_model = GallerySyncClient(SyncConfig(FLEET, "door1", "cd" * 32), keys.public, store, lambda g: None)
+    try:  # a gallery made for another embedder is never used
+        assert other_model.gallery is None and other_model.running_version == 0
+    finally:
+        other_model.close()
 
 
 def test_delta_is_applied_on_its_base(broker, tmp_path: Path, keys: Keys) -> None:
@@ -154,9 +168,6 @@ def test_delta_on_wrong_base_is_rejected_and_publisher_falls_back(broker, tmp_pa
         delta_from_2 = build_bundle(v3, fleet=FLEET, version=3, key=keys.private, base=v2)
         with pytest.raises(BundleError, match="not every device"):
             _publish(broker, delta_from_2)  # the publisher knows door1 runs 1, not 2
-        from edgeface.sync.bundle import unpack_bundle
-        from edgeface.sync.chunks import announcement_bytes, split_chunks
-
         parts = unpack_bundle(delta_from_2)  # force it out anyway: the device must refuse it
         chunks = split_chunks(parts.payload)
         raw_publish(

@@ -229,10 +229,19 @@ class GallerySyncClient:
         if not self._store.exists():
             return None
         try:
-            return self._store.load()
+            gallery = self._store.load()
         except GalleryError:
             log.exception("stored gallery unreadable; starting without one")
             return None
+        if gallery.model_sha256 != self.config.model_sha256:
+            log.error(
+                "stored gallery %d was made for model %s, this device runs %s: ignoring it until a new bundle",
+                gallery.version,
+                gallery.model_sha256[:12],
+                self.config.model_sha256[:12],
+            )
+            return None
+        return gallery
 
     def _reject(self, version: int | None, exc: Rejected) -> None:
         log.warning("gallery %s rejected: %s (keeping %d)", version, exc.reason, self.running_version)
