@@ -69,7 +69,9 @@ class DetectorConfig:
 class EmbedderConfig:
     models_dir: Path | None = None
     card: str = "facerec128.int8.json"
-    num_threads: int = bounded(2, 1, 16)
+    # 1: bench/results/embedder.json measured int8 1.06 ms/face with 1 thread vs 1.18 ms with 2 (XNNPACK),
+    # and the daemon's capture and MQTT threads want the second core.
+    num_threads: int = bounded(1, 1, 16)
     refine_landmarks: bool = True  # +5 ms/face, TAR@FAR1e-2 up 8 points (README, `edgeface eval`)
 
 
