@@ -233,6 +233,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     args = parse_args(argv)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy is imported
+        os.environ.setdefault(var, "1")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -254,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         "apply_thread": "worker thread; recognition thread searches IndexHolder.current meanwhile",
         "delta": "1% churn: half of it removed identities, half new ones",
         "index_settings": "IndexSettings() defaults (exact below 20k, hnswlib M=16 ef_construction=200 1 thread)",
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "gil_note": "hnswlib add_items releases the GIL (a 5 ms sleeper thread saw <= 7 ms gaps during a 20k "
+        "x 512 build), so drops during index_s are CPU contention on this shared 2-CPU host, not the GIL",
         "quick": args.quick,
         "versions": {k: package_version(k) for k in ("numpy", "hnswlib", "cryptography")},
     }

@@ -78,29 +78,39 @@ def _check_store(root: Path, last_version: int) -> int:
     return loaded.version
 
 
+def _run_child(command: list[str], env: dict[str, str], kill_after: float | None) -> tuple[bool, float]:
+    """Run one child; SIGKILL it `kill_after` s after READY (None: let it finish). (finished?, seconds)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"READY\n"
+    started = time.monotonic()
+    if kill_after is not None:
+        time.sleep(kill_after)
+        process.send_signal(signal.SIGKILL)
+    out = process.stdout.read()
+    process.wait(timeout=30)
+    return b"DONE" in out, time.monotonic() - started
+
+
 def test_sigkill_during_apply_always_leaves_a_complete_gallery(tmp_path: Path) -> None:
     keys = make_keys(tmp_path / "keys")
     root = tmp_path / "gallery"
     rng = random.Random(1234)
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1])])}
-    version, killed_mid_apply = 0, 0
     bundles = tmp_path / "bundles"
     bundles.mkdir()
+    command = [sys.executable, __file__, str(root), str(bundles), str(keys.public_path)]
+    _ensure_bundles(bundles, keys.private_path, 1)
+    finished, window = _run_child(command, env, None)  # calibrate: how long PER_CHILD applies take here
+    assert finished
+    version, killed_mid_apply = _check_store(root, 0), 0
     for _ in range(KILLS):
         _ensure_bundles(bundles, keys.private_path, version + 1)
-        command = [sys.executable, __file__, str(root), str(bundles), str(keys.public_path)]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
-        assert process.stdout is not None
-        assert process.stdout.readline() == b"READY\n"
-        time.sleep(rng.uniform(0.0, 0.2))
-        process.send_signal(signal.SIGKILL)
-        out = process.stdout.read()
-        process.wait(timeout=10)
-        killed_mid_apply += b"DONE" not in out
-        if GalleryStore(root).exists():
-            version = _check_store(root, version)
+        finished, _ = _run_child(command, env, rng.uniform(0.0, window))
+        killed_mid_apply += not finished
+        version = _check_store(root, version)
     assert killed_mid_apply >= KILLS // 2, f"only {killed_mid_apply} kills landed during apply"
-    assert version > 1, "no bundle was ever completed: the kill window is too short to test anything"
+    assert version > PER_CHILD, "no bundle completed after calibration: nothing was tested"
 
 
 if __name__ == "__main__":
