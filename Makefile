@@ -15,7 +15,10 @@ system-packages:
 	fi
 
 python-packages:
-	$(PIP) install -q -e ".[dev,export]"
+	$(PIP) install -q -e ".[dev,export,bench]"
+	# face_recognition 1.3.0 requires a package named `dlib`; dlib-bin (bench extra) provides the module
+	# without compiling, so the peer itself is installed without its dependency list.
+	$(PIP) install -q --no-deps face_recognition==1.3.0
 
 models:
 	$(PYTHON) models/recipe.py detectors

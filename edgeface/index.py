@@ -19,10 +19,10 @@ from edgeface.types import SearchHit
 @dataclass(frozen=True, slots=True)
 class IndexSettings:
     kind: str = "auto"  # "auto" | "hnsw" | "exact"
-    exact_below: int = 20_000  # "auto": exact matmul below this many identities (bench/search.py)
+    exact_below: int = 10_000  # "auto": exact matmul below this many identities (bench/results/search.json)
     m: int = 16
     ef_construction: int = 200
-    ef: int = 64
+    ef: int = 256
     rerank: int = 8
     num_threads: int = 1
 
