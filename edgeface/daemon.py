@@ -16,6 +16,7 @@ import edgeface
 from edgeface.camera import FrameSource, open_source
 from edgeface.config import Config, load_config
 from edgeface.daemon_setup import (
+    SyncParts,
     camera_spec,
     config_index_settings,
     decision_settings,
@@ -50,6 +51,7 @@ class Daemon:
         self.events_published = 0
         self.started = time.monotonic()
         self.ready = threading.Event()
+        self.sync: SyncParts | None = None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -166,6 +168,7 @@ class Daemon:
             gallery_version=index.gallery.version,
             gallery_count=len(index.gallery),
             model_name=self.model_name,
+            gallery_expired=bool(self.sync and self.sync.client.expired),
             model_sha256=index.gallery.model_sha256,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgeface.camera import CameraSpec
@@ -22,6 +23,8 @@ from edgeface.recognize import DecisionSettings
 
 if TYPE_CHECKING:
     from edgeface.mqtt.client import MqttPublisher
+    from edgeface.sync.client import GallerySyncClient
+    from edgeface.sync.updater import IndexUpdater
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +143,52 @@ def mqtt_settings(config: Config) -> MqttSettings:
     )
 
 
+@dataclass
+class SyncParts:
+    """The fleet gallery client and the index updater it feeds; closed together."""
+
+    client: GallerySyncClient
+    updater: IndexUpdater
+
+    def matching_allowed(self) -> bool:
+        return self.client.matching_allowed()
+
+    def close(self) -> None:
+        self.client.close()
+        self.updater.close()
+
+
 def start_sync(
     config: Config,
     publisher: MqttPublisher,
     holder: IndexHolder,
     model_sha256: str,
     on_applied: Callable[[GalleryIndex], None],
-) -> object | None:
-    if not config.sync.enabled:
+) -> SyncParts | None:
+    """Fleet sync over the daemon's own MQTT connection: verified bundles are stored atomically, then
+    a worker builds the new index and swaps it in (recognition keeps using the old one meanwhile)."""
+    if not config.sync.enabled or config.sync.public_key is None:
         return None
-    raise ConfigError("sync.enabled: gallery sync wiring is not available in this build yet")
+    from edgeface.sync.client import GallerySyncClient
+    from edgeface.sync.client import SyncConfig as ClientSyncConfig
+    from edgeface.sync.mqtt import PublisherTransport
+    from edgeface.sync.signing import load_public_key
+    from edgeface.sync.updater import IndexUpdater
+
+    updater = IndexUpdater(
+        holder, config_index_settings(config), on_swapped=lambda index, _: on_applied(index)
+    )
+    client = GallerySyncClient(
+        ClientSyncConfig(
+            fleet=config.device.fleet,
+            device_id=config.device.id,
+            model_sha256=model_sha256,
+            prefix=config.mqtt.prefix,
+            expiry=config.sync.expiry_policy,
+        ),
+        load_public_key(config.sync.public_key),
+        GalleryStore(config.gallery_dir),
+        on_gallery=updater.apply,  # on the sync worker thread: verify, store, build, swap
+    )
+    PublisherTransport.attach_to(publisher, client)
+    return SyncParts(client, updater)

@@ -74,7 +74,7 @@ def make_broker(directory: Path, extra_config: str = "") -> Broker:
     config = directory / "mosquitto.conf"
     # As root, mosquitto drops to the `mosquitto` user and then cannot write its persistence file into
     # the test's temp dir, forgetting subscriber sessions across a restart.
-    run_as = "user root\n" if os.geteuid() == 0 else ""
+    run_as = "user root\n" if os.geteuid() == 0 and "\nuser " not in f"\n{extra_config}" else ""
     config.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
         f"persistence_location {directory}/\n{run_as}{extra_config}"

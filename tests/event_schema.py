@@ -90,7 +90,11 @@ STATUS = {
             "type": "object",
             "additionalProperties": False,
             "required": ["version", "count"],
-            "properties": {"version": _VERSION, "count": {"type": "integer", "minimum": 0}},
+            "properties": {
+                "version": _VERSION,
+                "count": {"type": "integer", "minimum": 0},
+                "expired": {"type": "boolean"},
+            },
         },
         "model": {
             "type": "object",

@@ -366,7 +366,7 @@ def test_retained_gallery_state_metrics_and_status_update(
     validate("gallery_state", by_topic["edgeface/door1/gallery/state"])
     assert by_topic["edgeface/door1/gallery/state"]["version"] == 4
     validate("status", by_topic["edgeface/door1/status"])
-    assert by_topic["edgeface/door1/status"]["gallery"] == {"version": 4, "count": 6}
+    assert by_topic["edgeface/door1/status"]["gallery"] == {"version": 4, "count": 6, "expired": False}
     (received,) = collector.payloads("edgeface/door1/metrics")
     validate("metrics", received)
     assert received["mqtt_pending"] == 0

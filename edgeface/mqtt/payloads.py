@@ -42,6 +42,7 @@ class StatusInfo:
     gallery_count: int
     model_name: str
     model_sha256: str
+    gallery_expired: bool = False  # fleet sync under `warn`: still matching, and saying so
 
 
 def status_payload(state: str, info: StatusInfo, when: datetime | None = None) -> dict[str, Any]:
@@ -51,7 +52,11 @@ def status_payload(state: str, info: StatusInfo, when: datetime | None = None) -
         "state": state,
         "ts": rfc3339(when),
         "version": info.version,
-        "gallery": {"version": info.gallery_version, "count": info.gallery_count},
+        "gallery": {
+            "version": info.gallery_version,
+            "count": info.gallery_count,
+            "expired": info.gallery_expired,
+        },
         "model": {"name": info.model_name, "sha256": info.model_sha256},
     }
 
