@@ -118,3 +118,31 @@ def test_percentiles_match_linear_interpolation() -> None:
     assert stats["p95"] == pytest.approx(95.05)
     assert stats["p99"] == pytest.approx(99.01)
     assert stats["n"] == 100
+
+
+def test_pipeline_quick_prints_design_json(faces5: Path) -> None:
+    results = run_bench("pipeline.py", "--faces", str(faces5))["results"]
+    for faces in (0, 1, 3):
+        assert results[f"offline_{faces}_faces"]["fps"] > 0
+    assert results["offline_3_faces"]["decisions"] > 0, "visitors in the busy scene must get decided"
+    assert results["live_daemon"]["events"] > 0
+
+
+def test_sync_quick_prints_design_json() -> None:
+    assert run_bench("sync.py")["results"]
+
+
+def test_edgeface_eval_uses_the_same_split_as_the_peers(faces5: Path) -> None:
+    import numpy as np
+    from edgeface_tools.evaluation import split_80_20 as edgeface_split
+
+    from edgeface.photos import identity_folders
+
+    folders = identity_folders(faces5)
+    paths = [p for name in sorted(folders) for p in folders[name]]
+    labels = np.asarray([i for i, name in enumerate(sorted(folders)) for _ in folders[name]])
+    common = load_common()
+    for seed in range(10):
+        gallery, _ = common.split_80_20(folders, seed)
+        mask, _ = edgeface_split(labels, seed)
+        assert {p for p, m in zip(paths, mask, strict=True) if m} == {p for v in gallery.values() for p in v}
