@@ -109,13 +109,21 @@ def export_ghostfacenet(out: Path, n_cal: int, quick: bool) -> dict[str, Path]:
     return {p.stem: p for p in sorted(out.glob("ghostfacenet_*.tflite"))}
 
 
-def time_round_robin(configs: list[Config], rounds: int, per_round: int) -> dict[str, list[float]]:
-    """ms per face for each config; runners timed in turn, `per_round` invocations each per round."""
+def time_round_robin(
+    configs: list[Config], rounds: int, per_round: int, runtime: str | None = None
+) -> dict[str, list[float]]:
+    """ms per face for each config; runners timed in turn, `per_round` invocations each per round.
+
+    `runtime` picks the TFLite runtime by name (`edgeface.runtime`); None keeps its preference order.
+    """
     import numpy as np
 
     from edgeface.runtime import TFLiteModel
 
-    runners = {c.key: TFLiteModel(c.path, num_threads=c.threads, use_xnnpack=c.xnnpack) for c in configs}
+    runners = {
+        c.key: TFLiteModel(c.path, num_threads=c.threads, runtime=runtime, use_xnnpack=c.xnnpack)
+        for c in configs
+    }
     samples: dict[str, list[float]] = {key: [] for key in runners}
     try:
         rng = np.random.default_rng(0)
