@@ -16,7 +16,8 @@ slower here, an artefact of co-resident thread pools, not of the runtime), then 
 under tflite-runtime; the passes alternate `--passes` times so both runtimes see the same machine load.
 Both embed the same real faces (central crops of /work/shared/data/faces5 photos, normalised per the model
 card) through `edgeface.runtime.TFLiteModel`, and the per-face cosine between the runtimes is reported
-(pass: every cosine >= 0.9999).
+(pass: built-in kernels agree to >= 0.9999; with XNNPACK, at least as well as ai-edge-litert's own XNNPACK
+and built-in kernels agree with each other, since tflite-runtime 2.14 does not delegate the int8 model).
 """
 
 from __future__ import annotations
@@ -254,7 +255,16 @@ def main(argv: list[str] | None = None) -> int:
         agreement = cosines(work, "reference", cand_tags)
         within = delegate_agreement(work, {REFERENCE: "reference", CANDIDATE: cand_tags[0]})
     stats, ratio = summarise(samples)
-    matched = all(v["min"] >= MIN_COSINE for v in agreement.values())
+    # The loader is proven on the same kernels: built-in (reference) kernels must agree to MIN_COSINE. With
+    # XNNPACK on, tflite-runtime 2.14 does not delegate int8 and runs the reference kernels, while
+    # ai-edge-litert's XNNPACK int8 kernels round differently; that case must agree as well as
+    # ai-edge-litert agrees with itself across its two kernel sets.
+    own = within[REFERENCE]
+    matched = all(
+        v["min"]
+        >= (MIN_COSINE if key.endswith("|builtin") else min(MIN_COSINE, own[key.split("|")[0]]) - 1e-6)
+        for key, v in agreement.items()
+    )
     params = {
         "quick": args.quick,
         "batch": 1,

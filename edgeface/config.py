@@ -69,9 +69,10 @@ class DetectorConfig:
 class EmbedderConfig:
     models_dir: Path | None = None
     card: str = "facerec128.int8.json"
-    # 1: bench/results/embedder.json measured int8 1.06 ms/face with 1 thread vs 1.18 ms with 2 (XNNPACK),
-    # and the daemon's capture and MQTT threads want the second core.
-    num_threads: int = bounded(1, 1, 16)
+    # 2: on a quiet host (bench/results/embedder_tflite_runtime.json, ai-edge-litert, XNNPACK) int8 took
+    # 0.59 ms/face with 2 threads vs 1.08 ms with 1; under heavy load (bench/results/embedder.json) 2 threads
+    # gained nothing (1.18 vs 1.06 ms) but lost little. Set 1 if the unit runs other busy work.
+    num_threads: int = bounded(2, 1, 16)
     refine_landmarks: bool = True  # +5 ms/face, TAR@FAR1e-2 up 8 points (README, `edgeface eval`)
 
 
