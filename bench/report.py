@@ -70,6 +70,30 @@ def embedder_table() -> list[str]:
     return rows
 
 
+def runtimes_table() -> list[str]:
+    doc = load("embedder_tflite_runtime")
+    res = doc["results"]
+    rows = [
+        "**Runtimes side by side**, facerec128 ms/face (`python bench/embedder_runtimes.py --tflite-python "
+        "/tmp/tflrt/bin/python`; tflite-runtime 2.14 in its own numpy<2 venv; quieter host than the table above)",
+        "",
+        "| model / threads / kernels | ai-edge-litert | tflite-runtime | ratio |",
+        "| --- | --- | --- | --- |",
+    ]
+    ours, theirs = res["ms_per_face"]["ai-edge-litert"], res["ms_per_face"]["tflite-runtime"]
+    for key in ours:
+        rows.append(f"| {key.replace('|', ' / ')} | {ms(ours[key]['median'])} | {ms(theirs[key]['median'])} | "
+                    f"{theirs[key]['median'] / ours[key]['median']:.2f}x |")  # fmt: skip
+    parts = res["xnnpack_partitions"]["tflite-runtime"]
+    rows += [
+        "",
+        f"tflite-runtime 2.14 delegates none of the int8 model to XNNPACK (partitions: {parts}), so on 32-bit "
+        "Pi OS float32 with XNNPACK may beat int8; embeddings agree with ai-edge-litert's "
+        f"(check passed: {res['embeddings_match']}).",
+    ]
+    return rows
+
+
 def pipeline_table() -> list[str]:
     res = load("pipeline")["results"]
     rows = [
@@ -150,7 +174,7 @@ def render() -> str:
     host = load("pipeline")["host"]
     lines = [f"Measured on: {host.get('cpu_model', host.get('cpu', '?'))}, {host.get('cpu_count')} cores; "
              "machines here are shared and noisy, so compare ratios from one run, not absolute numbers.", ""]  # fmt: skip
-    for part in (peer_table, embedder_table, pipeline_table, search_table, sync_table):
+    for part in (peer_table, embedder_table, runtimes_table, pipeline_table, search_table, sync_table):
         lines += [*part(), ""]
     return "\n".join(lines).rstrip() + "\n"
 

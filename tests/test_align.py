@@ -41,7 +41,9 @@ def test_rejects_mismatched_point_sets() -> None:
 
 def test_align_face_puts_keypoints_on_template() -> None:
     image = np.zeros((300, 400, 3), np.uint8)
-    points = np.array([[170.0, 130.0], [230.0, 130.0], [200.0, 165.0], [200.0, 200.0], [150, 140], [250, 140]])
+    points = np.array(
+        [[170.0, 130.0], [230.0, 130.0], [200.0, 165.0], [200.0, 200.0], [150, 140], [250, 140]]
+    )
     for x, y in points[:4]:
         image[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2] = 255
     detection = Detection((150, 100, 100, 120), points.astype(np.float32), 0.9)

@@ -43,7 +43,9 @@ def test_importing_config_pulls_in_no_heavy_modules() -> None:
     import subprocess
     import sys
 
-    code = "import sys, edgeface.config; print(sorted(m for m in ('cv2','hnswlib','paho') if m in sys.modules))"
+    code = (
+        "import sys, edgeface.config; print(sorted(m for m in ('cv2','hnswlib','paho') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -39,7 +39,10 @@ def make_card(tmp_path, models_dir, **overrides) -> object:
         "file": "model.tflite",
         "sha256": sha256_file(model),
         "input": {"size": [192, 192], "color": "RGB", "mean": 0, "std": 255, "dtype": "float32"},
-        "align": {"template": [[60, 80], [130, 80], [96, 120], [96, 150]], "points": ["right_eye", "left_eye", "nose_tip", "mouth_center"]},
+        "align": {
+            "template": [[60, 80], [130, 80], [96, 120], [96, 150]],
+            "points": ["right_eye", "left_eye", "nose_tip", "mouth_center"],
+        },
         "output": {"dim": 128, "normalized": False},
     } | overrides
     path = tmp_path / "model.json"
@@ -52,7 +55,13 @@ def test_card_whose_tensors_do_not_match_is_refused(tmp_path, models_dir) -> Non
     with pytest.raises(ModelError, match=r"output dim 1404 != card output\.dim 128"):
         Embedder(make_card(tmp_path, models_dir))
     with pytest.raises(ModelError, match="input shape"):
-        Embedder(make_card(tmp_path, models_dir, input={"size": [112, 112], "color": "RGB", "mean": 0, "std": 1, "dtype": "float32"}))
+        Embedder(
+            make_card(
+                tmp_path,
+                models_dir,
+                input={"size": [112, 112], "color": "RGB", "mean": 0, "std": 1, "dtype": "float32"},
+            )
+        )
 
 
 def test_card_sha256_mismatch_is_refused(tmp_path, models_dir) -> None:
