@@ -10,7 +10,9 @@ Live: the whole daemon (real-time emulated camera at 15 fps, real mosquitto, spo
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -120,7 +122,7 @@ def live(faces_root: Path, seconds: float) -> dict:
 
 
 def current_rss_mb() -> float:
-    """Resident memory of this process now (the live daemon; the offline runs' frames are freed by then)."""
+    """Resident memory of this process now (the live-daemon child: models, gallery, camera, MQTT)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
@@ -134,7 +136,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (under a minute)")
     parser.add_argument("--faces", type=Path, default=FACES)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--live-only", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.live_only:  # the child process below: a fresh interpreter, so its RSS is the daemon's own
+        print(json.dumps(live(args.faces, args.live_only)))
+        return
     seconds, live_seconds = (4.0, 10.0) if args.quick else (30.0, 60.0)
     models = default_models_dir()
     config = demo_config(Path(tempfile.gettempdir()), 1883)
@@ -147,12 +153,13 @@ def main() -> None:
     index = GalleryIndex(gallery, config_index_settings(config))
     parts = (encoder.detector, encoder.embedder, encoder.refiner, index, config)
     results = {f"offline_{n}_faces": offline(args.faces, n, seconds, parts) for n in (0, 1, 3)}
-    import gc
-
-    gc.collect()
-    results["live_daemon"] = live(args.faces, live_seconds)
-    # The peak includes the offline runs' pre-rendered frames (~0.9 MB each), so it is not the daemon's size.
-    results["peak_rss_mb_including_prerendered_frames"] = round(
+    child = subprocess.run(
+        [sys.executable, __file__, "--faces", str(args.faces), "--live-only", str(live_seconds)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    results["live_daemon"] = json.loads(child.stdout)
+    # The offline runs' peak includes their pre-rendered frames (~0.9 MB each): not the daemon's size.
+    results["offline_peak_rss_mb_including_prerendered_frames"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
     )
     emit(

@@ -119,7 +119,7 @@ def pipeline_table() -> list[str]:
         f"Live daemon (real-time emulated camera at {live['camera_fps']:.0f} fps, real mosquitto, on-disk spool): "
         f"{live['processed_fps']} frames/s processed, {live['dropped_frames']} dropped, {live['events']} events, "
         f"frame-to-event latency p50 {ms(f2e['p50'])} ms / p95 {ms(f2e['p95'])} ms, start to READY "
-        f"{live['start_to_ready_s']} s, process RSS {live.get('rss_mb_while_running', '?')} MB.",
+        f"{live['start_to_ready_s']} s, daemon process RSS {live.get('rss_mb_while_running', '?')} MB (its own interpreter).",
     ]
     return rows
 
