@@ -68,6 +68,8 @@ class DetectorConfig:
 @dataclass(frozen=True, slots=True)
 class EmbedderConfig:
     models_dir: Path | None = None
+    # int8, not float32: bench/results/embedder.json measured 1.06 vs 4.36 ms/face (1 thread, XNNPACK) at
+    # cosine 0.9996 to float32 and equal verification AUC (card `fidelity`); GhostFaceNet has no weights here.
     card: str = "facerec128.int8.json"
     # 2: on a quiet host (bench/results/embedder_tflite_runtime.json, ai-edge-litert, XNNPACK) int8 took
     # 0.59 ms/face with 2 threads vs 1.08 ms with 1; under heavy load (bench/results/embedder.json) 2 threads
