@@ -145,7 +145,7 @@ def mqtt_settings(config: Config) -> MqttSettings:
 
 @dataclass
 class SyncParts:
-    """The fleet gallery client and the index updater it feeds; closed together."""
+    """The fleet gallery client and the index updater it feeds."""
 
     client: GallerySyncClient
     updater: IndexUpdater
@@ -155,7 +155,6 @@ class SyncParts:
 
     def close(self) -> None:
         self.client.close()
-        self.updater.close()
 
 
 def start_sync(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgeface.errors import ModelError
@@ -63,7 +62,3 @@ class Embedder:
 
     def close(self) -> None:
         self._model.close()
-
-
-def to_rgb(bgr: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

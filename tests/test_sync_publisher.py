@@ -24,13 +24,14 @@ pytestmark = pytest.mark.broker
 def test_sync_over_the_daemons_publisher_survives_a_broker_restart(broker: Broker, tmp_path: Path) -> None:
     keys = make_keys(tmp_path / "keys")
     holder = IndexHolder(GalleryIndex(Gallery.empty(128, MODEL)))
-    with IndexUpdater(holder) as updater, MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+    updater = IndexUpdater(holder)  # as the daemon wires it: the index is built on the sync worker
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
         assert publisher.wait_connected(5)
         sync = GallerySyncClient(
             SyncConfig(FLEET, "door1", MODEL, PREFIX),
             keys.public,
             GalleryStore(tmp_path / "g"),
-            updater.submit,
+            updater.apply,
         )
         PublisherTransport.attach_to(publisher, sync)
         try:

@@ -7,7 +7,7 @@ pooled over held-out splits, at a chosen false-accept rate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,6 +205,3 @@ def plot_roc(curves: dict, path: Path, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-ProgressFactory = Callable[[Iterable, int], Iterable]

@@ -12,11 +12,12 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from edgeface.errors import GalleryError
 from edgeface.gallery import Gallery, GalleryStore
+from edgeface.mqtt.payloads import gallery_state_payload
+from edgeface.mqtt.topics import DeviceTopics, fleet_gallery
 from edgeface.sync.apply import DevicePolicy, apply_payload, check_device, is_running, running_expired
 from edgeface.sync.bundle import MAX_PAYLOAD, check_signature
 from edgeface.sync.chunks import Announcement, ChunkAssembler, parse_announcement
@@ -48,14 +49,14 @@ class SyncConfig:
 
     @property
     def gallery_topic(self) -> str:
-        return f"{self.prefix}/fleet/{self.fleet}/gallery"
+        return fleet_gallery(self.prefix, self.fleet)
 
     def chunk_topic(self, version: int, n: int | str) -> str:
         return f"{self.gallery_topic}/{version}/{n}"
 
     @property
     def state_topic(self) -> str:
-        return f"{self.prefix}/{self.device_id}/gallery/state"
+        return DeviceTopics(self.prefix, self.device_id).gallery_state
 
 
 @dataclass(slots=True)
@@ -248,16 +249,8 @@ class GallerySyncClient:
         self._set_state(self._state_payload(version, "rejected", exc.reason))
 
     def _state_payload(self, version: int | None, status: str, reason: str | None) -> dict:
-        ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return {
-            "version": version,
-            "status": status,
-            "reason": reason,
-            "ts": ts,
-            "running": self.running_version,
-            "fleet": self.config.fleet,
-            "expired": self.expired,
-        }
+        extra = {"running": self.running_version, "fleet": self.config.fleet, "expired": self.expired}
+        return gallery_state_payload(version, status, reason) | extra
 
     def _set_state(self, state: dict) -> None:
         self._state = state
