@@ -27,13 +27,14 @@ from edgeface.camera.emulated import EmulatedSource
 from edgeface.camera.scene import Actor, SceneSpec, locate_faces
 from edgeface.daemon import Daemon
 from edgeface.daemon_setup import config_index_settings, decision_settings, match_settings, quality_settings
-from edgeface.demo import demo_config, enroll, local_broker
+from edgeface.demo import demo_config, enroll
 from edgeface.detect import FaceDetector
 from edgeface.embed import Embedder
 from edgeface.faces import FaceEncoder
 from edgeface.gallery import GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.landmarks import LandmarkRefiner
+from edgeface.localbroker import local_broker
 from edgeface.match import Matcher
 from edgeface.paths import DEFAULT_EMBEDDER_CARD, default_models_dir
 from edgeface.photos import identity_folders

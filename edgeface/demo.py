@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,51 +23,15 @@ from edgeface.config import Config, parse_config
 from edgeface.daemon import Daemon
 from edgeface.detect import FaceDetector
 from edgeface.embed import Embedder
-from edgeface.errors import EdgefaceError
 from edgeface.faces import FaceEncoder
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.landmarks import LandmarkRefiner
+from edgeface.localbroker import local_broker
 from edgeface.paths import DEFAULT_EMBEDDER_CARD, default_models_dir
 from edgeface.photos import read_image
 from edgeface.scenario import Scenario, build_scenario
 
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def local_broker(workdir: Path) -> Iterator[int]:
-    """A mosquitto on a free loopback port (required: `apt-get install mosquitto`)."""
-    binary = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if binary is None:
-        raise EdgefaceError(
-            "the demo needs a local MQTT broker: install mosquitto (apt-get install mosquitto)"
-        )
-    port = free_port()
-    config = workdir / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise EdgefaceError("mosquitto did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def enroll(encoder: FaceEncoder, scenario: Scenario, store: GalleryStore) -> Gallery:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from edgeface.localbroker import free_port, start_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -33,12 +32,6 @@ def models_dir() -> Path:
     return MODELS
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Broker:
     host: str
@@ -47,20 +40,7 @@ class Broker:
     config: Path
 
     def start(self) -> None:
-        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.process = subprocess.Popen(
-            [mosquitto, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {self.process.stderr.read().decode()}") from None
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening within 10 s")
+        self.process = start_mosquitto(self.config, self.port)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
