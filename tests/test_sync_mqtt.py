@@ -143,6 +143,9 @@ def test_delta_is_applied_on_its_base(broker, tmp_path: Path, keys: Keys) -> Non
         v1 = make_gallery(200)
         _publish(broker, build_bundle(v1, fleet=FLEET, version=1, key=keys.private))
         wait_for(lambda: device.sync.running_version == 1, 5, "v1")
+        # The server chooses a delta from the devices' retained state: let the broker hold the v1 state first.
+        topic = device.sync.config.state_topic
+        wait_for(lambda: (read_retained(broker, topic) or {}).get("running") == 1, 5, "retained state v1")
         v2 = v1.remove({v1.ids[0], v1.ids[1]}).enroll("newcomer", "New Comer", make_gallery(1, 500).vectors)
         delta = build_bundle(v2, fleet=FLEET, version=2, key=keys.private, base=v1)
         full = build_bundle(v2, fleet=FLEET, version=2, key=keys.private)
