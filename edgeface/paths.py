@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 DEFAULT_EMBEDDER_CARD = "facerec128.int8.json"
 
 
 def default_models_dir() -> Path:
-    """$EDGEFACE_MODELS, else the source checkout's models/, else the packaged system location."""
+    """$EDGEFACE_MODELS, else the models installed with the package (`edgeface.models`, = models/ here)."""
     if env := os.environ.get("EDGEFACE_MODELS"):
         return Path(env)
-    checkout = Path(__file__).resolve().parents[1] / "models"
-    if checkout.is_dir():
-        return checkout
-    return Path("/usr/share/edgeface/models")
+    return Path(str(resources.files("edgeface.models")))

