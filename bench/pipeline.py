@@ -26,17 +26,12 @@ from _common import emit, percentiles
 from edgeface.camera.emulated import EmulatedSource
 from edgeface.camera.scene import Actor, SceneSpec, locate_faces
 from edgeface.daemon import Daemon
-from edgeface.daemon_setup import config_index_settings, decision_settings, match_settings, quality_settings
+from edgeface.daemon_setup import decision_settings, quality_settings
 from edgeface.demo import demo_config, enroll
-from edgeface.detect import FaceDetector
-from edgeface.embed import Embedder
-from edgeface.faces import FaceEncoder
+from edgeface.faces import Detects
 from edgeface.gallery import GalleryStore
-from edgeface.index import GalleryIndex, IndexHolder
-from edgeface.landmarks import LandmarkRefiner
 from edgeface.localbroker import local_broker
-from edgeface.match import Matcher
-from edgeface.paths import DEFAULT_EMBEDDER_CARD, default_models_dir
+from edgeface.parts import Parts, build_encoder, build_parts
 from edgeface.photos import identity_folders
 from edgeface.recognize import Recognizer
 from edgeface.scenario import build_scenario
@@ -45,7 +40,7 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces5"
 SLOTS = {0: (), 1: (0.5,), 3: (0.2, 0.5, 0.8)}
 
 
-def busy_scene(faces_root: Path, detector: FaceDetector, n_faces: int, duration: float) -> SceneSpec:
+def busy_scene(faces_root: Path, detector: Detects, n_faces: int, duration: float) -> SceneSpec:
     folders = identity_folders(faces_root)
     photos = [p for files in folders.values() for p in files[-6:]]
     located = [p for p in locate_faces(photos, detector) if p.face_box is not None]
@@ -61,14 +56,15 @@ def busy_scene(faces_root: Path, detector: FaceDetector, n_faces: int, duration:
     return SceneSpec(actors=tuple(actors), duration=duration, noise_sigma=3.0, blur_sigma=(0.0, 0.8), seed=1)
 
 
-def offline(faces_root: Path, n_faces: int, seconds: float, parts: tuple, fps: float = 15.0) -> dict:
-    detector, embedder, refiner, index, config = parts
-    source = EmulatedSource(busy_scene(faces_root, detector, n_faces, seconds), fps=fps, realtime=False)
+def offline(faces_root: Path, n_faces: int, seconds: float, parts: Parts, fps: float = 15.0) -> dict:
+    source = EmulatedSource(
+        busy_scene(faces_root, parts.encoder.detector, n_faces, seconds), fps=fps, realtime=False
+    )
     # Rendered ahead of time, so stamp each frame with its scene time, as a live camera would.
     frames = [replace(source.read(1.0), ts=i / fps) for i in range(int(seconds * fps))]
-    detector = FaceDetector(default_models_dir(), pad_retry=False)  # as the daemon runs it
-    recognizer = Recognizer(detector, embedder, IndexHolder(index), Matcher(match_settings(config, embedder.card.raw)),
-                            quality_settings(config), decision_settings(config), refiner=refiner)  # fmt: skip
+    config = parts.config
+    recognizer = Recognizer(parts.encoder, parts.index, parts.matcher(), quality_settings(config),
+                            decision_settings(config))  # fmt: skip
     per_frame, deciding = [], []
     started = time.perf_counter()
     for frame in frames:
@@ -92,12 +88,10 @@ def offline(faces_root: Path, n_faces: int, seconds: float, parts: tuple, fps: f
 
 def live(faces_root: Path, seconds: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp, local_broker(Path(tmp)) as port:
-        models = default_models_dir()
-        encoder = FaceEncoder(
-            FaceDetector(models), Embedder(models / DEFAULT_EMBEDDER_CARD), LandmarkRefiner(models)
-        )
+        encoder = build_encoder(demo_config(Path(tmp) / "state", port), photos=True)
         scenario = build_scenario(faces_root, encoder.detector, shown_per_person=3)
         enroll(encoder, scenario, GalleryStore(Path(tmp) / "state" / "gallery"))
+        encoder.close()
         source = EmulatedSource(scenario.scene, fps=15.0, realtime=True, name="door")
         daemon = Daemon(demo_config(Path(tmp) / "state", port), source=source)
         started = time.monotonic()
@@ -143,16 +137,13 @@ def main() -> None:
         print(json.dumps(live(args.faces, args.live_only)))
         return
     seconds, live_seconds = (4.0, 10.0) if args.quick else (30.0, 60.0)
-    models = default_models_dir()
     config = demo_config(Path(tempfile.gettempdir()), 1883)
-    encoder = FaceEncoder(
-        FaceDetector(models), Embedder(models / DEFAULT_EMBEDDER_CARD), LandmarkRefiner(models)
-    )
+    encoder = build_encoder(config, photos=True)
     scenario = build_scenario(args.faces, encoder.detector)
     with tempfile.TemporaryDirectory() as tmp:
         gallery = enroll(encoder, scenario, GalleryStore(Path(tmp)))
-    index = GalleryIndex(gallery, config_index_settings(config))
-    parts = (encoder.detector, encoder.embedder, encoder.refiner, index, config)
+    encoder.close()
+    parts = build_parts(config, gallery=gallery)  # the camera face path, as the daemon builds it
     results = {f"offline_{n}_faces": offline(args.faces, n, seconds, parts) for n in (0, 1, 3)}
     child = subprocess.run(
         [sys.executable, __file__, "--faces", str(args.faces), "--live-only", str(live_seconds)],
@@ -167,7 +158,7 @@ def main() -> None:
         "pipeline",
         {"resolution": [640, 480], "offline_seconds": seconds, "live_seconds": live_seconds,
          "detector": config.detector.model, "refine_landmarks": config.embedder.refine_landmarks,
-         "embedder": encoder.embedder.card.name, "threads": config.embedder.num_threads, "quick": args.quick},
+         "embedder": parts.embedder.card.name, "flip": config.embedder.flip, "threads": config.embedder.num_threads, "quick": args.quick},
         results,
         args.out,
     )  # fmt: skip

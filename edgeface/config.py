@@ -7,6 +7,7 @@ full key path. Importing this module pulls in no cv2, hnswlib or paho.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -76,6 +77,9 @@ class EmbedderConfig:
     # gained nothing (1.18 vs 1.06 ms) but lost little. Set 1 if the unit runs other busy work.
     num_threads: int = bounded(2, 1, 16)
     refine_landmarks: bool = True  # +5 ms/face, TAR@FAR1e-2 up 8 points (README, `edgeface eval`)
+    # Average each crop's embedding with its mirror image's: galleries are enrolled this way, so probes must
+    # be too (bench/results/face_path.json: one more embedder call per undecided face).
+    flip: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +95,17 @@ class GalleryConfig:
 
 @dataclass(frozen=True, slots=True)
 class MatchConfig:
-    threshold: float | None = bounded(None, -1.0, 1.0)  # None: the embedder card's `decision.threshold`
+    # None: the gallery's own calibration (made when it was enrolled or built), else the card's fallback.
+    threshold: float | None = bounded(None, -1.0, 1.0)
     margin: float | None = bounded(None, 0.0, 1.0)
     min_frames: int = bounded(3, 1, 100)
     max_wait_ms: int = bounded(1500, 50, 60_000)
     cooldown_s: float = bounded(10.0, 0.0, 3600.0)
+    # A track decided `unknown` is searched again this often while its person stays (better frames may come).
+    recheck_s: float = bounded(1.0, 0.1, 60.0)
+    # A decided track's face is compared with the face it was decided on this often; a different person
+    # standing in the same spot gets a fresh decision.
+    reverify_s: float = bounded(1.0, 0.1, 60.0)
     min_face_px: int = bounded(40, 8, 2000)
     min_sharpness: float = bounded(20.0, 0.0)
     max_yaw: float = bounded(0.6, 0.0, 1.0)
@@ -169,8 +179,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(f"{key}: must be true or false, got {value!r}")
         return value
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a number, finite, got {value!r}")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):

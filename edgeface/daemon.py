@@ -13,26 +13,17 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import edgeface
+from edgeface.announce import Announcer
 from edgeface.camera import FrameSource, open_source
 from edgeface.config import Config, load_config
-from edgeface.daemon_setup import (
-    SyncParts,
-    camera_spec,
-    config_index_settings,
-    decision_settings,
-    load_gallery,
-    load_models,
-    match_settings,
-    mqtt_settings,
-    quality_settings,
-    start_sync,
-)
+from edgeface.daemon_setup import SyncParts, camera_spec, decision_settings, quality_settings, start_sync
 from edgeface.errors import EdgefaceError
 from edgeface.frames import CaptureThread, DropOldestQueue
+from edgeface.gallery import GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
-from edgeface.match import Matcher
-from edgeface.mqtt.client import MqttPublisher
+from edgeface.logsafe import printable
 from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload, recognition_event
+from edgeface.parts import build_parts, build_publisher, decision_rule, index_settings
 from edgeface.recognize import Decision, Recognizer
 from edgeface.sdnotify import Notifier, watchdog_interval
 
@@ -53,6 +44,10 @@ class Daemon:
         self.ready = threading.Event()
         self.sync: SyncParts | None = None
 
+    @property
+    def index(self) -> IndexHolder:
+        return self.parts.index
+
     def request_stop(self) -> None:
         self.stop_event.set()
 
@@ -64,30 +59,37 @@ class Daemon:
         with ExitStack() as stack:
             self.notifier = stack.enter_context(Notifier())
             self.notifier.status("loading models")
-            detector, embedder, refiner = load_models(config)
-            self.model_name = embedder.card.name
-            stack.callback(detector.close)
-            stack.callback(embedder.close)
-            gallery = load_gallery(config, embedder.sha256)
-            self.index = IndexHolder(GalleryIndex(gallery, config_index_settings(config)))
-            self.publisher = MqttPublisher(mqtt_settings(config), self.status_info())
+            parts = self.parts = build_parts(config)
+            stack.callback(parts.close)
+            self.model_name = parts.embedder.card.name
+            log.info(
+                "decision: threshold %.4f (%s: %s)",
+                parts.rule.threshold,
+                parts.rule.source,
+                parts.rule.detail,
+            )
+            self.publisher = build_publisher(config, self.status_info())
             stack.callback(self.publisher.close)
             self.publisher.start()
             self.sync = start_sync(
-                config, self.publisher, self.index, embedder.sha256, self.on_gallery_applied
+                config,
+                self.publisher,
+                parts.index,
+                parts.embedder.sha256,
+                self.on_gallery_applied,
+                index_settings(config),
             )
             if self.sync is not None:
                 stack.callback(self.sync.close)
             self.recognizer = Recognizer(
-                detector,
-                embedder,
-                self.index,
-                Matcher(match_settings(config, embedder.card.raw)),
+                parts.encoder,
+                parts.index,
+                parts.matcher(),
                 quality_settings(config),
                 decision_settings(config),
                 matching_allowed=self.sync.matching_allowed if self.sync else (lambda: True),
-                refiner=refiner,
             )
+            self.announcer = Announcer(config.match.cooldown_s)
             source = self.source = self._injected_source or open_source(camera_spec(config))
             stack.callback(source.close)
             self.frames = DropOldestQueue(config.detector.queue_frames)
@@ -96,6 +98,7 @@ class Daemon:
             stack.callback(self.capture.join, 5.0)
             stack.callback(self.stop_event.set)
             self.publisher.wait_connected(timeout=5.0)  # not fatal: the spool holds events meanwhile
+            gallery = parts.gallery
             self.notifier.ready(f"running, gallery v{gallery.version} ({len(gallery)} identities)")
             self.ready.set()
             self.loop()
@@ -130,9 +133,11 @@ class Daemon:
         for decision in decisions:
             now = time.monotonic()
             who = decision.match.identity.id if decision.match.identity else "unknown"
-            if not self.recognizer.should_announce(decision, now):
-                log.info("track %d: %s again within the cooldown, not announced", decision.track_id, who)
+            verdict = self.announcer.consider(decision, now)
+            if not verdict.announce:
+                log.info("track %d: %s, not announced", decision.track_id, printable(verdict.reason))
                 continue
+            latency_ms = (now - decision.frame_ts) * 1e3
             event = recognition_event(
                 device=self.config.device.id,
                 camera=decision.camera,
@@ -141,28 +146,36 @@ class Daemon:
                 frames=decision.frames,
                 bbox=decision.bbox,
                 gallery_version=decision.gallery_version,
-                model_sha256=self.recognizer.embedder.sha256,
-                latency_ms=(now - decision.frame_ts) * 1e3,
+                model_sha256=self.parts.embedder.sha256,
+                latency_ms=latency_ms,
+                corrects=verdict.corrects,
             )
-            self.recognizer.latency.add("frame_to_event", (now - decision.frame_ts) * 1e3)
+            self.recognizer.latency.add("frame_to_event", latency_ms)
             self.publisher.publish_event(event)  # returns once the event is on disk
+            self.announcer.announced(decision, event["event_id"], now)
             self.events_published += 1
             log.info(
-                "event %s spooled: track %d %s (score %.3f, margin %.3f, %d frames)",
+                "event %s spooled: track %d %s%s (score %.3f, margin %.3f, %d frames)",
                 event["event_id"],
                 decision.track_id,
-                who,
+                printable(who),
+                " (corrects an unknown)" if verdict.corrects else "",
                 decision.match.score,
                 decision.match.margin,
                 decision.frames,
             )
 
     def on_gallery_applied(self, index: GalleryIndex) -> None:
+        """A synced gallery is live: its own calibration now decides (unless the config sets a threshold)."""
+        self.parts.rule = decision_rule(self.config, index.gallery, self.parts.embedder)
+        self.recognizer.reconfigure(
+            self.parts.matcher(), quality_settings(self.config), decision_settings(self.config)
+        )
         self.publisher.set_status(self.status_info(index))
         log.info("gallery v%d active: %d identities", index.gallery.version, len(index.gallery))
 
     def status_info(self, index: GalleryIndex | None = None) -> StatusInfo:
-        index = index or self.index.current
+        index = index or self.parts.index.current
         return StatusInfo(
             version=edgeface.__version__,
             gallery_version=index.gallery.version,
@@ -187,36 +200,40 @@ class Daemon:
                 "camera": self.camera_status(),
                 "camera_frames": self.capture.captured,
                 "rejected_faces": self.recognizer.rejected_faces,
+                "reverified_resets": self.recognizer.reverified_resets,
+                "decision": self.parts.rule.as_dict(),
                 "events": self.events_published,
                 "mqtt": publisher.as_dict(),
             },
         )
 
     def camera_status(self) -> dict:
-        status = getattr(self.source, "status", None)
-        if status is None:
+        current = self.source.status()
+        if current is None:
             return {"connected": not self.capture.ended.is_set(), "error": self.capture.error}
-        current = status()
         return {"connected": current.connected, "reconnects": current.reconnects, "failures": current.failures,
                 "last_error": current.last_error}  # fmt: skip
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config; decision and quality settings and the on-disk gallery apply now."""
+        """SIGHUP: re-read the config and the on-disk gallery; if either is bad, keep running on the old."""
         if self.config_path is None:
             return
         self.notifier.reloading()
         try:
             config = load_config(self.config_path)
+            gallery = GalleryStore(config.gallery_dir).load()
+            index = self.parts.use_gallery(gallery, config)
         except EdgefaceError as exc:
-            log.error("reload refused, keeping the running config: %s", exc)
+            log.error("reload refused, keeping the running config and gallery: %s", exc)
             self.notifier.ready("running (reload refused)")
             return
         self.config = config
-        card = self.recognizer.embedder.card.raw
-        self.recognizer.matcher = Matcher(match_settings(config, card))
-        self.recognizer.quality = quality_settings(config)
-        self.recognizer.decisions = decision_settings(config)
-        gallery = load_gallery(config, self.recognizer.embedder.sha256)
-        self.index.swap(GalleryIndex(gallery, config_index_settings(config)))
-        log.info("config reloaded from %s", self.config_path)
+        self.recognizer.reconfigure(self.parts.matcher(), quality_settings(config), decision_settings(config))
+        self.publisher.set_status(self.status_info(index))
+        log.info(
+            "config reloaded from %s: threshold %.4f (%s)",
+            self.config_path,
+            self.parts.rule.threshold,
+            self.parts.rule.source,
+        )
         self.notifier.ready("running (reloaded)")

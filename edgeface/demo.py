@@ -18,16 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.calibration import DEFAULT_TARGET_FPIR
 from edgeface.camera.emulated import EmulatedSource
 from edgeface.config import Config, parse_config
 from edgeface.daemon import Daemon
-from edgeface.detect import FaceDetector
-from edgeface.embed import Embedder
 from edgeface.faces import FaceEncoder
 from edgeface.gallery import Gallery, GalleryStore
-from edgeface.landmarks import LandmarkRefiner
 from edgeface.localbroker import local_broker
-from edgeface.paths import DEFAULT_EMBEDDER_CARD, default_models_dir
+from edgeface.parts import build_encoder
 from edgeface.photos import read_image
 from edgeface.scenario import Scenario, build_scenario
 
@@ -35,11 +33,13 @@ log = logging.getLogger(__name__)
 
 
 def enroll(encoder: FaceEncoder, scenario: Scenario, store: GalleryStore) -> Gallery:
+    """Enrol as `edgeface enroll` does: the photo face path, then the gallery's own calibration."""
     gallery = Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
     for identity, photos in scenario.enrolment.items():
         embeddings = [f.embedding for p in photos for f in encoder.encode(read_image(p))[:1]]
         gallery = gallery.enroll(identity, identity.title(), np.stack(embeddings))
-    gallery = gallery.with_version(1)
+    card = encoder.embedder.card.decision
+    gallery = gallery.with_version(1).calibrated(DEFAULT_TARGET_FPIR, 0.0, card.shape if card else None)
     store.save(gallery)
     return gallery
 
@@ -88,6 +88,7 @@ def summarise(daemon: Daemon, collector: EventCollector, scenario: Scenario, ela
     matches = [e for e in events if e["decision"] == "match"]
     expected_ids = sorted(v for v in scenario.expected.values() if v != "unknown")
     latency = daemon.recognizer.latency.summary().get("frame_to_event", {})
+    rule = daemon.parts.rule
     return {
         "summary": {
             "events": len(events),
@@ -96,6 +97,8 @@ def summarise(daemon: Daemon, collector: EventCollector, scenario: Scenario, ela
             "matched_ids": sorted(e["identity"]["id"] for e in matches),
             "expected_matches": expected_ids,
             "expected_strangers": list(scenario.strangers),
+            "threshold": rule.threshold,
+            "threshold_source": rule.source,
             "fps": round(daemon.frames_processed / elapsed, 1),
             "dropped_frames": daemon.frames.dropped,
             "p95_latency_ms": latency.get("p95"),
@@ -112,12 +115,9 @@ def _run_capturing(daemon: Daemon, failure: list[BaseException]) -> None:
 
 
 def run_demo(faces: Path, seconds: float | None, strangers: int = 1) -> dict:
-    models = default_models_dir()
     with tempfile.TemporaryDirectory(prefix="edgeface-demo-") as tmp, local_broker(Path(tmp)) as port:
         state = Path(tmp) / "state"
-        encoder = FaceEncoder(
-            FaceDetector(models), Embedder(models / DEFAULT_EMBEDDER_CARD), LandmarkRefiner(models)
-        )
+        encoder = build_encoder(demo_config(state, port), photos=True)
         scenario = build_scenario(faces, encoder.detector, strangers=strangers)
         gallery = enroll(encoder, scenario, GalleryStore(state / "gallery"))
         encoder.close()

@@ -3,7 +3,9 @@
 On disk a gallery root holds `versions/<n>/` directories and a `current` symlink that is replaced
 atomically (new symlink + rename + directory fsync). A version directory holds `identities.json`,
 `vectors.npy` (the aggregated vectors the index uses), `sums.npy` (sums of normalised enrolment
-embeddings, so enrolling more photos later stays exact) and `gallery.json` (its manifest).
+embeddings, so enrolling more photos later stays exact), `enrolment.npy` + `enrolment_labels.npy` (each
+enrolment embedding and its identity row, so the open-set threshold is re-calibrated whenever someone is
+enrolled) and `gallery.json` (its manifest, with the calibration under `decision`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from edgeface.calibration import Calibration, TailShape, calibrate
 from edgeface.embed import l2_normalize
 from edgeface.errors import GalleryError
 
@@ -31,6 +34,9 @@ class Gallery:
     version: int = 0
     sums: np.ndarray | None = field(default=None, repr=False)
     manifest: dict = field(default_factory=dict, repr=False)
+    enrolment: np.ndarray | None = field(default=None, repr=False)  # (M, D) every enrolment embedding
+    enrolment_labels: np.ndarray | None = field(default=None, repr=False)  # (M,) identity row of each
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -44,6 +50,12 @@ class Gallery:
             )
         if len(set(self.ids)) != n:
             raise GalleryError("gallery: identity ids are not unique")
+        if (self.enrolment is None) != (self.enrolment_labels is None) or (
+            self.enrolment is not None
+            and self.enrolment_labels is not None
+            and (len(self.enrolment) != len(self.enrolment_labels) or self.enrolment.shape[1:] != (self.dim,))
+        ):
+            raise GalleryError("gallery: enrolment embeddings and their labels disagree")
 
     @property
     def dim(self) -> int:
@@ -69,6 +81,10 @@ class Gallery:
             else self.vectors * np.asarray(self.samples, np.float32)[:, None]
         )
         ids, names, samples = list(self.ids), list(self.names), list(self.samples)
+        row = ids.index(identity) if identity in ids else len(ids)
+        kept, kept_labels = self._enrolment_rows()
+        enrolment = np.vstack([kept, embeddings]).astype(np.float32)
+        enrolment_labels = np.concatenate([kept_labels, np.full(len(embeddings), row, np.int32)])
         if identity in ids:
             i = ids.index(identity)
             sums = sums.copy()
@@ -88,11 +104,30 @@ class Gallery:
             self.model_sha256,
             self.version,
             sums.astype(np.float32),
+            enrolment=enrolment,
+            enrolment_labels=enrolment_labels,
         )
+
+    def _enrolment_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.enrolment is None or self.enrolment_labels is None:
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int32)
+        return self.enrolment, self.enrolment_labels
+
+    def calibrated(self, target_fpir: float, margin: float, prior: TailShape | None) -> Gallery:
+        """This gallery with its open-set threshold chosen on its own enrolment photos (None if too few)."""
+        embeddings, labels = self._enrolment_rows()
+        calibration = calibrate(embeddings, labels, target_fpir, margin, prior) if len(labels) else None
+        return replace(self, calibration=calibration)
 
     def remove(self, identities: set[str]) -> Gallery:
         keep = [i for i, x in enumerate(self.ids) if x not in identities]
         pick = np.asarray(keep, np.int64)
+        enrolment, labels = None, None
+        if self.enrolment is not None and self.enrolment_labels is not None:
+            new_row = np.full(len(self.ids), -1, np.int64)
+            new_row[pick] = np.arange(len(pick))
+            rows = new_row[self.enrolment_labels] >= 0
+            enrolment, labels = self.enrolment[rows], new_row[self.enrolment_labels[rows]].astype(np.int32)
         return Gallery(
             tuple(self.ids[i] for i in keep),
             tuple(self.names[i] for i in keep),
@@ -101,12 +136,12 @@ class Gallery:
             self.model_sha256,
             self.version,
             None if self.sums is None else self.sums[pick],
+            enrolment=enrolment,
+            enrolment_labels=labels,
         )
 
     def with_version(self, version: int) -> Gallery:
-        return Gallery(
-            self.ids, self.names, self.samples, self.vectors, self.model_sha256, version, self.sums
-        )
+        return replace(self, version=version, manifest={})
 
     def identities_json(self) -> bytes:
         rows = [
@@ -222,6 +257,8 @@ def gallery_files(gallery: Gallery, encoded: dict[str, bytes] | None = None) -> 
         "identities": sha256_bytes(identities),
         "vectors": sha256_bytes(vectors),
     } | {k: v for k, v in gallery.manifest.items() if k not in {"identities", "vectors", "count", "dim"}}
+    if gallery.calibration is not None:
+        manifest["decision"] = gallery.calibration.as_dict()
     files = {
         "identities.json": identities,
         "vectors.npy": vectors,
@@ -229,6 +266,9 @@ def gallery_files(gallery: Gallery, encoded: dict[str, bytes] | None = None) -> 
     }
     if gallery.sums is not None:
         files["sums.npy"] = npy_bytes(gallery.sums.astype(np.float32))
+    if gallery.enrolment is not None and gallery.enrolment_labels is not None:
+        files["enrolment.npy"] = npy_bytes(gallery.enrolment.astype(np.float32))
+        files["enrolment_labels.npy"] = npy_bytes(gallery.enrolment_labels.astype(np.int32))
     return files
 
 
@@ -246,9 +286,14 @@ def read_gallery_dir(directory: Path) -> Gallery:
         raise GalleryError(f"{directory}: identities/vectors do not match the manifest's sha256")
     rows = json.loads(identities_raw)
     vectors = load_npy(vectors_raw, str(directory / "vectors.npy")).astype(np.float32)
-    sums_path = directory / "sums.npy"
-    sums = load_npy(sums_path.read_bytes(), str(sums_path)) if sums_path.exists() else None
-    extra = {k: v for k, v in manifest.items() if k not in {"format", "version", "model_sha256"}}
+    sums = _optional_npy(directory / "sums.npy")
+    enrolment = _optional_npy(directory / "enrolment.npy")
+    enrolment_labels = _optional_npy(directory / "enrolment_labels.npy")
+    extra = {k: v for k, v in manifest.items() if k not in {"format", "version", "model_sha256", "decision"}}
+    try:
+        calibration = Calibration.from_dict(manifest["decision"]) if manifest.get("decision") else None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GalleryError(f"{directory}: gallery.json has a malformed decision ({exc!r})") from exc
     return Gallery(
         tuple(r["id"] for r in rows),
         tuple(r["name"] for r in rows),
@@ -258,4 +303,11 @@ def read_gallery_dir(directory: Path) -> Gallery:
         int(manifest["version"]),
         sums,
         extra,
+        enrolment=None if enrolment is None else enrolment.astype(np.float32),
+        enrolment_labels=None if enrolment_labels is None else enrolment_labels.astype(np.int32),
+        calibration=calibration,
     )
+
+
+def _optional_npy(path: Path) -> np.ndarray | None:
+    return load_npy(path.read_bytes(), str(path)) if path.exists() else None

@@ -6,11 +6,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeface.errors import ModelError
+
+if TYPE_CHECKING:
+    from edgeface.decision import CardDecision
 
 CARD_FORMAT = "edgeface-model/1"
 
@@ -55,7 +58,8 @@ class ModelCard:
     output_dim: int
     output_normalized: bool
     align: AlignSpec | None
-    raw: dict[str, Any] = field(repr=False)
+    decision: CardDecision | None = None  # the fallback threshold model (embedders)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def verify_file(self) -> None:
         """Raise ModelError unless the model file exists and its sha256 matches the card."""
@@ -89,6 +93,8 @@ def _tuple3(value: Any) -> tuple[float, ...]:
 
 def load_card(card_path: str | Path) -> ModelCard:
     """Parse and validate a card; the model file is resolved relative to the card."""
+    from edgeface.decision import CardDecision
+
     path = Path(card_path)
     try:
         raw = json.loads(path.read_text())
@@ -119,6 +125,7 @@ def load_card(card_path: str | Path) -> ModelCard:
             align=AlignSpec(np.asarray(align["template"], np.float64), tuple(align["points"]))
             if align
             else None,
+            decision=CardDecision.from_dict(raw["decision"], str(path)) if "decision" in raw else None,
             raw=raw,
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -1,26 +1,33 @@
-"""Per-frame recognition: detect -> track -> quality gate -> align + embed undecided tracks -> decide.
+"""Per-frame recognition: detect -> track -> quality gate -> embed (the shared face path) -> decide.
 
 Synchronous and free of threads and I/O, so it is tested frame by frame; the daemon drives it.
+
+A track gets one decision after `min_frames` good faces (or `max_wait_s`). After that:
+- a track decided `unknown` is searched again every `recheck_s` on its most recent faces while the person
+  stays; if it becomes a `match`, one correction is emitted and the track is settled;
+- every decided track is re-verified every `reverify_s`: its current face is compared with the faces it was
+  decided on, and a different person who stepped into the same spot starts a fresh track and decision.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
-from edgeface.align import align_face
-from edgeface.detect import FaceDetector
-from edgeface.embed import Embedder
+from edgeface.embed import l2_normalize
+from edgeface.faces import FaceEncoder
 from edgeface.index import IndexHolder
-from edgeface.landmarks import LandmarkRefiner
 from edgeface.match import Matcher
 from edgeface.quality import QualitySettings, assess
 from edgeface.stats import LatencyWindow
 from edgeface.track import IouTracker
 from edgeface.types import Detection, Frame, Match, Track
+
+RECENT_FACES = 5  # faces a re-check decides on
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +36,8 @@ class DecisionSettings:
     max_wait_s: float = 1.5
     cooldown_s: float = 10.0
     detect_every: int = 1
+    recheck_s: float = 1.0
+    reverify_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,32 +49,34 @@ class Decision:
     bbox: tuple[float, float, float, float]
     frame_ts: float  # monotonic capture time of the frame that completed the decision
     gallery_version: int
+    embedding: np.ndarray = field(repr=False)  # the track's mean embedding the decision was made on
+    kind: Literal["first", "correction"] = "first"
 
 
 class Recognizer:
     def __init__(
         self,
-        detector: FaceDetector,
-        embedder: Embedder,
+        encoder: FaceEncoder,
         index: IndexHolder,
         matcher: Matcher,
         quality: QualitySettings,
         decisions: DecisionSettings,
         matching_allowed: Callable[[], bool] = lambda: True,
-        refiner: LandmarkRefiner | None = None,
     ) -> None:
-        self.detector = detector
-        self.embedder = embedder
+        self.encoder = encoder
         self.index = index
-        self.matcher = matcher
-        self.quality = quality
-        self.decisions = decisions
         self.matching_allowed = matching_allowed
-        self.refiner = refiner
         self.tracker = IouTracker()
         self.latency = LatencyWindow()
         self.rejected_faces = 0
-        self._announced: dict[tuple[str, str], float] = {}
+        self.reverified_resets = 0
+        self.reconfigure(matcher, quality, decisions)
+
+    def reconfigure(self, matcher: Matcher, quality: QualitySettings, decisions: DecisionSettings) -> None:
+        """New decision rule and settings (SIGHUP or a new gallery); tracks in flight keep their state."""
+        self.matcher = matcher
+        self.quality = quality
+        self.decisions = decisions
 
     def process(self, frame: Frame) -> list[Decision]:
         if frame.seq % self.decisions.detect_every:
@@ -75,32 +86,42 @@ class Recognizer:
         self.latency.add("detect", (time.perf_counter() - started) * 1e3)
         self.tracker.expire(frame.ts)  # before matching, so a new person never inherits a stale track
         assigned = self.tracker.update(detections, frame.ts)
-        pending = [(t, d) for t, d in assigned if not t.decided]
-        good = [(t, d) for t, d in pending if self._passes_quality(frame.image, d)]
+        due = [(t, d) for t, d in assigned if self._needs_face(t, frame.ts)]
+        good = [(t, d) for t, d in due if self._passes_quality(frame.image, d)]
         if good:
             started = time.perf_counter()
-            crops = [
-                align_face(frame.image, d, self.embedder.align, self.embedder.crop_size) for _, d in good
-            ]
-            embeddings = self.embedder.embed(crops)
+            embeddings = self.encoder.embed_faces(frame.image, [d for _, d in good])
             self.latency.add("embed", (time.perf_counter() - started) * 1e3)
-            for (track, _), embedding in zip(good, embeddings, strict=True):
-                track.embeddings.append(embedding)
-        return [self._decide(frame, t) for t, _ in pending if self._ready(t, frame.ts)]
+            good = [(self._take_face(t, e, frame.ts), d) for (t, d), e in zip(good, embeddings, strict=True)]
+        out = []
+        for track, _ in good:
+            decision = self._maybe_decide(frame, track)
+            if decision is not None:
+                out.append(decision)
+        for track, _ in assigned:
+            if track.decision is None and track not in (t for t, _ in good) and self._ready(track, frame.ts):
+                out.append(self._decide(frame, track, "first"))
+        return out
 
     def _detect(self, frame: Frame) -> list[Detection]:
         """Detect on the low-resolution stream when the camera gives one; boxes map back to `image`."""
-        lores = getattr(frame, "lores", None)
-        if lores is None:
-            return self.detector.detect(frame.image)
-        sx, sy = frame.lores_scale  # type: ignore[attr-defined]
+        detector = self.encoder.detector
+        if frame.lores is None:
+            return detector.detect(frame.image)
+        sx, sy = frame.lores_scale
         scale = np.array([sx, sy], np.float32)
         return [
             Detection(
                 (d.bbox[0] * sx, d.bbox[1] * sy, d.bbox[2] * sx, d.bbox[3] * sy), d.keypoints * scale, d.score
             )
-            for d in self.detector.detect(lores)
+            for d in detector.detect(frame.lores)
         ]
+
+    def _needs_face(self, track: Track, ts: float) -> bool:
+        """Undecided tracks embed every frame; decided ones only when a re-check or re-verify is due."""
+        if track.decision is None:
+            return True
+        return ts - track.last_check >= min(self.decisions.recheck_s, self.decisions.reverify_s)
 
     def _passes_quality(self, image: np.ndarray, detection: Detection) -> bool:
         report = assess(image, detection, self.quality)
@@ -108,20 +129,50 @@ class Recognizer:
             self.rejected_faces += 1
         return report.ok
 
+    def _take_face(self, track: Track, embedding: np.ndarray, ts: float) -> Track:
+        """Add a face to its track, or, if a decided track's face is now someone else's, restart it."""
+        if track.decision is not None:
+            track.last_check = ts
+            reference = l2_normalize(np.mean(track.decided_on, axis=0))
+            if float(reference @ embedding) < self.matcher.settings.threshold:
+                self.reverified_resets += 1
+                track = self.tracker.restart(track, ts)
+        track.embeddings.append(embedding)
+        return track
+
+    def _maybe_decide(self, frame: Frame, track: Track) -> Decision | None:
+        if track.decision is None:
+            return self._decide(frame, track, "first") if self._ready(track, frame.ts) else None
+        if track.decision.decision == "unknown" and not track.corrected:
+            match = self._search(track.embeddings[-RECENT_FACES:])
+            if match.decision == "match":
+                track.corrected = True
+                return self._decision(frame, track, match, "correction")
+        return None
+
     def _ready(self, track: Track, ts: float) -> bool:
         if not track.embeddings:
             return False
         waited = ts - track.first_seen >= self.decisions.max_wait_s
         return len(track.embeddings) >= self.decisions.min_frames or waited
 
-    def _decide(self, frame: Frame, track: Track) -> Decision:
+    def _search(self, embeddings: list[np.ndarray]) -> Match:
         started = time.perf_counter()
-        index = self.index.current
-        match = self.matcher.decide(index, np.stack(track.embeddings))
+        match = self.matcher.decide(self.index.current, np.stack(embeddings))
         self.latency.add("search", (time.perf_counter() - started) * 1e3)
         if match.decision == "match" and not self.matching_allowed():
             match = Match("unknown", None, match.score, match.margin, match.threshold)
-        track.decided = True
+        return match
+
+    def _decide(self, frame: Frame, track: Track, kind: Literal["first", "correction"]) -> Decision:
+        return self._decision(frame, track, self._search(track.embeddings), kind)
+
+    def _decision(
+        self, frame: Frame, track: Track, match: Match, kind: Literal["first", "correction"]
+    ) -> Decision:
+        track.decision = match
+        track.decided_on = list(track.embeddings)
+        track.last_check = frame.ts
         return Decision(
             frame.camera,
             track.track_id,
@@ -129,16 +180,7 @@ class Recognizer:
             len(track.embeddings),
             track.bbox,
             frame.ts,
-            index.gallery.version,
+            self.index.current.gallery.version,
+            l2_normalize(np.mean(track.embeddings, axis=0)),
+            kind,
         )
-
-    def should_announce(self, decision: Decision, now: float) -> bool:
-        """False for a repeat match of the same identity on the same camera within the cooldown."""
-        if decision.match.identity is None:
-            return True
-        key = (decision.camera, decision.match.identity.id)
-        last = self._announced.get(key)
-        if last is not None and now - last < self.decisions.cooldown_s:
-            return False
-        self._announced[key] = now
-        return True

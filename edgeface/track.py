@@ -55,6 +55,14 @@ class IouTracker:
                 assigned.append((track, detection))
         return assigned
 
+    def restart(self, track: Track, ts: float) -> Track:
+        """Replace a track by a fresh one at the same place (someone else now stands there)."""
+        del self.tracks[track.track_id]
+        fresh = Track(self._next_id, track.bbox, ts, ts, frames_seen=1)
+        self.tracks[fresh.track_id] = fresh
+        self._next_id += 1
+        return fresh
+
     def expire(self, ts: float) -> list[Track]:
         """Remove and return the tracks not seen for max_age_s."""
         gone = [t for t in self.tracks.values() if ts - t.last_seen > self.max_age_s]

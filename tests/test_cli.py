@@ -23,12 +23,32 @@ def enrolled(tmp_path_factory, faces5, models_dir):
 def test_identify_prints_one_json_line_per_face(enrolled, faces5, capsys) -> None:
     capsys.readouterr()
     probe = faces5 / "baejun" / "020.jpg"
-    assert main(["identify", "--gallery", str(enrolled), "--json", str(probe)]) == 0
+    # An explicit threshold wins over the two-person gallery's own (deliberately cautious) calibration.
+    assert main(["identify", "--gallery", str(enrolled), "--json", "--threshold", "0.95", str(probe)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 1
     row = rows[0]
-    assert set(row) == {"image", "bbox", "decision", "identity", "score", "margin"}
+    assert set(row) == {
+        "image",
+        "bbox",
+        "decision",
+        "identity",
+        "score",
+        "margin",
+        "threshold",
+        "threshold_source",
+    }
     assert row["decision"] == "match" and row["identity"] == {"id": "baejun", "name": "Bae Jun"}
+    assert row["threshold"] == 0.95 and row["threshold_source"] == "config"
+
+
+def test_identify_uses_the_gallery_calibration_by_default(enrolled, faces5, capsys) -> None:
+    capsys.readouterr()
+    main(["identify", "--gallery", str(enrolled), "--json", str(faces5 / "baejun" / "020.jpg")])
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    recorded = json.loads((enrolled / "current" / "gallery.json").read_text())["decision"]
+    assert row["threshold_source"] == "gallery" and row["threshold"] == round(recorded["threshold"], 4)
+    assert recorded["target_fpir"] == 0.01 and recorded["n_impostor"] == 16 and recorded["n_genuine"] == 16
 
 
 def test_stranger_is_unknown(enrolled, faces5, capsys) -> None:

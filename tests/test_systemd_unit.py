@@ -144,7 +144,7 @@ def test_sysusers_and_tmpfiles_create_user_and_directories(tmp_path: Path) -> No
 
 def test_example_config_is_valid() -> None:
     from edgeface.config import load_config
-    from edgeface.daemon_setup import mqtt_settings
+    from edgeface.parts import mqtt_settings
 
     config = load_config(SYSTEMD / "edgeface.toml.example")
     settings = mqtt_settings(config)

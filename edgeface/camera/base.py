@@ -32,6 +32,19 @@ class EndOfStream(CameraError):
     """A finite source (video file, image folder, scripted scene) has no more frames. Not transient."""
 
 
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """A snapshot for status and metrics."""
+
+    name: str
+    connected: bool
+    frames: int
+    reconnects: int  # successful reopens after a loss
+    failures: int  # failed opens and lost streams
+    last_error: str | None
+    dropped: int  # frames the inner sources dropped because the reader was behind
+
+
 @runtime_checkable
 class FrameSource(Protocol):
     """Anything that yields camera frames. `read` returns None when no frame arrived within `timeout` s."""
@@ -39,6 +52,10 @@ class FrameSource(Protocol):
     name: str
 
     def read(self, timeout: float) -> Frame | None: ...
+
+    def status(self) -> CameraStatus | None:
+        """Connection health, for sources that reconnect; None for sources that cannot lose a device."""
+        ...
 
     def close(self) -> None: ...
 
@@ -49,24 +66,15 @@ class FrameSource(Protocol):
     ) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class DualFrame(Frame):
-    """A frame with a second, low-resolution copy of the same exposure (picamera2 `lores` stream).
-
-    Detect on `lores`, crop from `image`; `lores_scale` maps lores pixel coordinates to main ones.
-    """
-
-    lores: np.ndarray | None = None
-
-    @property
-    def lores_scale(self) -> tuple[float, float]:
-        if self.lores is None:
-            return (1.0, 1.0)
-        return (self.image.shape[1] / self.lores.shape[1], self.image.shape[0] / self.lores.shape[0])
+# A frame with a low-resolution copy is a plain `Frame` with `lores` set (kept as a name for callers).
+DualFrame = Frame
 
 
 class SourceBase:
     """Context-manager plumbing shared by the sources: `with source: ...` closes it."""
+
+    def status(self) -> CameraStatus | None:
+        return None
 
     name: str = "cam0"
 

@@ -16,23 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgeface.camera.base import CameraError, EndOfStream, FrameSource, SourceBase
+from edgeface.camera.base import CameraError, CameraStatus, EndOfStream, FrameSource, SourceBase
 from edgeface.types import Frame
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class CameraStatus:
-    """A snapshot for status and metrics."""
-
-    name: str
-    connected: bool
-    frames: int
-    reconnects: int  # successful reopens after a loss
-    failures: int  # failed opens and lost streams
-    last_error: str | None
-    dropped: int  # frames the inner sources dropped because the reader was behind
 
 
 @dataclass(frozen=True, slots=True)

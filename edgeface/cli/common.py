@@ -1,4 +1,4 @@
-"""Options and object construction shared by several verbs."""
+"""Options shared by the photo verbs, turned into a config for `edgeface.parts` (the one builder)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeface.paths import DEFAULT_EMBEDDER_CARD, default_models_dir
+from edgeface.config import Config, parse_config
+from edgeface.paths import DEFAULT_EMBEDDER_CARD
 
 if TYPE_CHECKING:
     from edgeface.faces import FaceEncoder
@@ -15,13 +16,19 @@ if TYPE_CHECKING:
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models")
     group.add_argument(
-        "--models", type=Path, default=None, help="model folder (default: $EDGEFACE_MODELS or models/)"
+        "--models",
+        type=Path,
+        default=None,
+        help="model folder (default: $EDGEFACE_MODELS or the installed models)",
     )
     group.add_argument(
         "--embedder", type=Path, default=None, help=f"embedder card (default: {DEFAULT_EMBEDDER_CARD})"
     )
     group.add_argument(
-        "--detector", choices=["full", "short"], default="full", help="BlazeFace range (default: full)"
+        "--detector",
+        choices=["full", "short"],
+        default="full",
+        help="BlazeFace range tried first (default: full)",
     )
     group.add_argument("--threads", type=int, default=2, help="TFLite threads (default: 2)")
     group.add_argument(
@@ -30,20 +37,40 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="align on BlazeFace's coarse keypoints instead of face-mesh refined ones (measured less accurate)",
     )
+    group.add_argument(
+        "--no-flip",
+        dest="flip",
+        action="store_false",
+        help="embed each face once instead of averaging it with its mirror image (measured less accurate)",
+    )
+
+
+def photo_config(args: argparse.Namespace, gallery: Path | None = None) -> Config:
+    """The config the photo verbs run with: the same parser and defaults as the daemon's."""
+    embedder: dict[str, object] = {
+        "num_threads": args.threads,
+        "refine_landmarks": args.refine_landmarks,
+        "flip": args.flip,
+    }
+    if args.embedder is not None:
+        embedder["card"] = str(Path(args.embedder).resolve())  # an absolute card path wins over models_dir
+    if args.models is not None:
+        embedder["models_dir"] = str(args.models)
+    raw: dict[str, dict[str, object]] = {"embedder": embedder, "detector": {"model": args.detector}}
+    if gallery is not None:
+        raw["gallery"] = {"dir": str(gallery)}
+    match: dict[str, object] = {}
+    if getattr(args, "threshold", None) is not None:
+        match["threshold"] = args.threshold
+    if getattr(args, "margin", None) is not None:
+        match["margin"] = args.margin
+    if match:
+        raw["match"] = match
+    return parse_config(raw)
 
 
 def load_encoder(args: argparse.Namespace) -> FaceEncoder:
-    from edgeface.detect import FaceDetector
-    from edgeface.embed import Embedder
-    from edgeface.faces import FaceEncoder
+    """The photo face path (detector cascade, refinement, flip averaging) built by `edgeface.parts`."""
+    from edgeface.parts import build_encoder
 
-    models = args.models or default_models_dir()
-    card = args.embedder or models / DEFAULT_EMBEDDER_CARD
-    embedder = Embedder(card, num_threads=args.threads)
-    detector = FaceDetector(models, model=args.detector, num_threads=args.threads)
-    refiner = None
-    if args.refine_landmarks:
-        from edgeface.landmarks import LandmarkRefiner
-
-        refiner = LandmarkRefiner(models, num_threads=args.threads)
-    return FaceEncoder(detector, embedder, refiner)
+    return build_encoder(photo_config(args), photos=True)

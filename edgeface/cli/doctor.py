@@ -24,27 +24,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def check_models(config: Config, timeout: float) -> str:
-    from edgeface.daemon_setup import load_models, match_settings
+    from edgeface.parts import build_encoder
 
-    detector, embedder, refiner = load_models(config)
-    threshold = match_settings(config, embedder.card.raw).threshold
-    detail = f"{embedder.card.name} ({embedder.sha256[:12]}), detector {config.detector.model}, threshold {threshold}"
-    for part in (detector, embedder, refiner):
-        if part is not None:
-            part.close()
-    return detail
+    encoder = build_encoder(config)
+    try:
+        card = encoder.embedder.card
+        return (
+            f"{card.name} ({card.sha256[:12]}), detector {config.detector.model}, flip {config.embedder.flip}"
+        )
+    finally:
+        encoder.close()
 
 
 def check_gallery(config: Config, timeout: float) -> str:
-    from edgeface.daemon_setup import load_gallery
-    from edgeface.modelcard import load_card
-    from edgeface.paths import default_models_dir
+    from edgeface.parts import build_parts
 
-    card = load_card((config.embedder.models_dir or default_models_dir()) / config.embedder.card)
-    gallery = load_gallery(config, card.sha256)
-    if len(gallery) == 0:
-        raise EdgefaceError(f"{config.gallery_dir}: empty or missing; every face will be 'unknown'")
-    return f"version {gallery.version}, {len(gallery)} identities"
+    parts = build_parts(config)
+    try:
+        gallery, rule = parts.gallery, parts.rule
+        if len(gallery) == 0:
+            raise EdgefaceError(f"{config.gallery_dir}: empty or missing; every face will be 'unknown'")
+        return f"version {gallery.version}, {len(gallery)} identities, threshold {rule.threshold:.4f} ({rule.source})"
+    finally:
+        parts.close()
 
 
 def check_camera(config: Config, timeout: float) -> str:

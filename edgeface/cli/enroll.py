@@ -1,4 +1,8 @@
-"""`edgeface enroll`: add people to a gallery from photos; every photo without a usable face is named."""
+"""`edgeface enroll`: add people to a gallery from photos, then re-calibrate its open-set threshold.
+
+Every photo without a usable face is named, and so is a photo with several faces unless `--largest-face`
+says which one to take. If any photo fails, nothing is written (exit 1).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.calibration import DEFAULT_TARGET_FPIR
 from edgeface.cli.common import add_model_options, load_encoder
-from edgeface.errors import EdgefaceError, GalleryError, ImageError, NoFaceError
+from edgeface.errors import EdgefaceError, GalleryError, ImageError
 from edgeface.faces import FaceEncoder
 from edgeface.gallery import Gallery, GalleryStore
+from edgeface.logsafe import printable
 from edgeface.photos import identity_folders, read_image
 
 log = logging.getLogger(__name__)
@@ -24,52 +30,106 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--id", dest="identity", help="identity id for the IMAGE arguments")
     parser.add_argument("--name", help="display name (default: the id)")
     parser.add_argument("--folders", type=Path, help="enroll every sub-folder of this folder as one identity")
+    parser.add_argument(
+        "--largest-face", action="store_true", help="enroll the largest face of a photo with several faces"
+    )
+    parser.add_argument(
+        "--target-fpir",
+        type=float,
+        default=DEFAULT_TARGET_FPIR,
+        help="share of strangers the calibrated threshold may match to anyone (default 0.01)",
+    )
     parser.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
     add_model_options(parser)
     parser.set_defaults(func=run)
 
 
-def embed_photos(encoder: FaceEncoder, paths: list[Path]) -> tuple[np.ndarray, list[str]]:
-    """Embeddings of the largest face of each photo, and a reason for each photo that gave none."""
+def embed_photo(encoder: FaceEncoder, path: Path, largest: bool) -> np.ndarray:
+    """The embedding of the photo's face; ImageError naming the photo if it has none, or several."""
+    faces = encoder.encode(read_image(path))
+    if not faces:
+        raise ImageError(f"{path}: no face found")
+    if len(faces) > 1 and not largest:
+        raise ImageError(f"{path}: {len(faces)} faces found; pass --largest-face to enroll the largest")
+    return faces[0].embedding
+
+
+def embed_photos(
+    encoder: FaceEncoder, paths: list[Path], largest: bool = False
+) -> tuple[np.ndarray, list[str]]:
+    """Embeddings of the photos that gave one face, and a reason for each photo that did not."""
     embeddings, problems = [], []
     for path in paths:
         try:
-            embeddings.append(encoder.encode_largest(read_image(path), source=str(path)).embedding)
-        except (ImageError, NoFaceError) as exc:
+            embeddings.append(embed_photo(encoder, path, largest))
+        except ImageError as exc:
             problems.append(str(exc))
     dim = encoder.embedder.dim
     return (np.stack(embeddings) if embeddings else np.zeros((0, dim), np.float32)), problems
 
 
-def run(args: argparse.Namespace) -> int:
+def people_of(args: argparse.Namespace) -> dict[str, tuple[str, list[Path]]]:
     if bool(args.folders) == bool(args.identity):
         raise EdgefaceError("give either --folders ROOT, or --id ID with IMAGE paths")
     if args.identity and not args.images:
         raise EdgefaceError("--id needs at least one IMAGE")
-    people = (
-        {name: (name, files) for name, files in identity_folders(args.folders).items()}
-        if args.folders
-        else {args.identity: (args.name or args.identity, list(args.images))}
-    )
-    encoder = load_encoder(args)
-    store = GalleryStore(args.gallery)
+    if not 0.0 < args.target_fpir < 1.0:
+        raise EdgefaceError(f"--target-fpir: must be in (0, 1), got {args.target_fpir}")
+    if args.folders:
+        return {name: (name, files) for name, files in identity_folders(args.folders).items()}
+    return {args.identity: (args.name or args.identity, list(args.images))}
+
+
+def current_gallery(store: GalleryStore, encoder: FaceEncoder) -> Gallery:
+    if store.root.exists() and not store.root.is_dir():
+        raise GalleryError(f"{store.root}: --gallery must be a folder, and this is a file")
     gallery = store.load() if store.exists() else Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
     if gallery.model_sha256 != encoder.embedder.sha256:
         raise GalleryError(
-            f"{args.gallery}: gallery was made with another embedder ({gallery.model_sha256[:12]}...)"
+            f"{store.root}: gallery was made with another embedder ({gallery.model_sha256[:12]}...)"
         )
-    skipped = 0
-    for identity, (name, files) in people.items():
-        embeddings, problems = embed_photos(encoder, files)
+    return gallery
+
+
+def run(args: argparse.Namespace) -> int:
+    people = people_of(args)
+    encoder = load_encoder(args)
+    try:
+        store = GalleryStore(args.gallery)
+        gallery = current_gallery(store, encoder)
+        problems: list[str] = []
+        for identity, (name, files) in people.items():
+            embeddings, failed = embed_photos(encoder, files, args.largest_face)
+            problems += failed
+            if len(embeddings) == 0:
+                problems.append(f"{identity}: none of {len(files)} photos had a usable face")
+                continue
+            gallery = gallery.enroll(identity, name, embeddings)
+            print(f"enrolled {printable(identity)}: {len(embeddings)} of {len(files)} photos")
+    finally:
+        encoder.close()
+    if problems:
         for problem in problems:
-            print(f"skipped: {problem}", file=sys.stderr)
-        skipped += len(problems)
-        if len(embeddings) == 0:
-            print(f"not enrolled: {identity}: none of {len(files)} photos had a usable face", file=sys.stderr)
-            continue
-        gallery = gallery.enroll(identity, name, embeddings)
-        print(f"enrolled {identity}: {len(embeddings)} of {len(files)} photos")
-    store.save(gallery.with_version(gallery.version + 1))
-    print(f"gallery {args.gallery}: {len(gallery)} identities, version {gallery.version + 1}")
-    encoder.close()
-    return 1 if skipped else 0
+            print(f"not enrolled: {printable(problem, 400)}", file=sys.stderr)
+        print(
+            f"gallery {args.gallery}: unchanged ({len(problems)} problems; fix or remove those photos)",
+            file=sys.stderr,
+        )
+        return 1
+    prior = encoder.embedder.card.decision.shape if encoder.embedder.card.decision else None
+    gallery = gallery.with_version(gallery.version + 1).calibrated(args.target_fpir, 0.0, prior)
+    store.save(gallery)
+    print(f"gallery {args.gallery}: {len(gallery)} identities, version {gallery.version}")
+    print(calibration_line(gallery))
+    return 0
+
+
+def calibration_line(gallery: Gallery) -> str:
+    c = gallery.calibration
+    if c is None:
+        return "threshold: the gallery is too small to calibrate; the embedder card's fallback applies"
+    dir_text = f"{c.est_dir:.3f}" if c.est_dir is not None else "n/a (one photo per person)"
+    return (
+        f"threshold {c.threshold:.4f} for FPIR {c.target_fpir:g}: estimated FPIR {c.est_fpir:.4f}, DIR {dir_text} "
+        f"({c.n_impostor} impostor and {c.n_genuine} genuine scores, {c.identities} identities)"
+    )

@@ -24,8 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--far", type=float, default=1e-2, help="false-accept rate for the threshold (default 0.01)"
     )
+    parser.add_argument("--record", action="store_true", help="write the accuracy into the embedder's card")
     parser.add_argument(
-        "--record", action="store_true", help="write the threshold and accuracy into the embedder's card"
+        "--open-set",
+        action="store_true",
+        help="DIR/FPIR: half the identities enrolled with k=1 and k=5 photos, the rest strangers",
     )
     add_model_options(parser)
     parser.set_defaults(func=run)
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.plot:
         plot_roc(curves, args.plot, f"{encoder.embedder.card.name} on {args.folders.name}")
+    if args.open_set:
+        report["open_set"] = open_set_report(data, encoder.embedder.card.decision, seeds)
     if args.record:
         record_in_card(encoder.embedder.card.path, encoder.embedder.card.raw, report)
     print(json.dumps(report, indent=2) if args.json else summary(report))
@@ -94,16 +99,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_set_report(data, card, seeds) -> dict:
+    from edgeface_tools.openset import open_set
+
+    found = data.found
+    embeddings, labels = data.embeddings[found], data.labels[found]
+    fixed = (0.93, 0.95, 0.967)
+    return {
+        "protocol": "half the identities enrolled (k photos each, the rest of their photos are genuine probes), "
+        "the other half strangers (every photo a probe); default rule = the gallery's own calibration for "
+        "FPIR 0.01, else the card's fallback",
+        "results": [open_set(embeddings, labels, card, k, seeds, fixed) for k in (1, 5)],
+    }
+
+
 def record_in_card(card_path: Path, raw: dict, report: dict) -> None:
     result = report["duplicates_removed_set"]
     raw = dict(raw)
-    raw["decision"] = {
-        "threshold": round(result["threshold"]["value"], 4),
-        "margin": 0.0,
-        "far": result["threshold"]["far"],
-        "chosen_by": f"edgeface eval --folders {report['folders']} --far {result['threshold']['far']:g} "
-        "(duplicates removed)",
-    }
     raw["accuracy"] = {
         "set": Path(report["folders"]).name,
         "duplicates_removed": True,
@@ -137,4 +149,10 @@ def summary(report: dict) -> str:
     if report["unreadable"]:
         lines.append("unreadable: " + "; ".join(report["unreadable"]))
     lines.append(f"duplicates removed: {len(report['duplicates_removed'])}")
+    for result in report.get("open_set", {}).get("results", []):
+        for name, r in result["rules"].items():
+            lines.append(
+                f"open set k={result['k']}: {name}: DIR {100 * r['dir']:.1f}%, FPIR {100 * r['fpir']:.2f}% "
+                f"(max {100 * r['fpir_max']:.2f}%)"
+            )
     return "\n".join(lines)

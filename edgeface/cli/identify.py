@@ -1,4 +1,4 @@
-"""`edgeface identify`: one JSON line per face found in each image."""
+"""`edgeface identify`: one line per face found in each image, decided as the daemon decides."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from edgeface.cli.common import add_model_options, load_encoder
+from edgeface.cli.common import add_model_options, photo_config
 from edgeface.errors import GalleryError, ImageError
 from edgeface.gallery import GalleryStore
-from edgeface.index import GalleryIndex
-from edgeface.match import Matcher, MatchSettings
+from edgeface.logsafe import printable
+from edgeface.parts import Parts, build_parts
 from edgeface.photos import read_image
 
 
@@ -21,36 +21,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--gallery", type=Path, required=True, help="gallery folder made by `edgeface enroll`"
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines (default: readable lines)")
-    parser.add_argument("--threshold", type=float, help="cosine threshold (default: the embedder card's)")
-    parser.add_argument("--margin", type=float, help="required lead over the runner-up (default: the card's)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="cosine threshold (default: the gallery's calibration, else the card's)",
+    )
+    parser.add_argument("--margin", type=float, help="required lead over the runner-up (default: 0)")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     add_model_options(parser)
     parser.set_defaults(func=run)
 
 
-def decision_settings(card_raw: dict, threshold: float | None, margin: float | None) -> MatchSettings:
-    recommended = card_raw.get("decision", {})
-    if threshold is None and "threshold" not in recommended:
-        raise GalleryError("no threshold: pass --threshold, or run `edgeface eval` and record it in the card")
-    return MatchSettings(
-        threshold=threshold if threshold is not None else float(recommended["threshold"]),
-        margin=margin if margin is not None else float(recommended.get("margin", 0.0)),
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    encoder = load_encoder(args)
-    gallery = GalleryStore(args.gallery).load()
-    if len(gallery) == 0:
-        raise GalleryError(f"{args.gallery}: the gallery is empty; enroll someone first")
-    if gallery.model_sha256 != encoder.embedder.sha256:
-        raise GalleryError(f"{args.gallery}: gallery was made with another embedder, re-enroll")
-    index = GalleryIndex(gallery)
-    matcher = Matcher(decision_settings(encoder.embedder.card.raw, args.threshold, args.margin))
-    failures = 0
-    for path in args.images:
+    if not GalleryStore(args.gallery).exists():
+        raise GalleryError(f"{args.gallery}: no gallery here (enroll someone first)")
+    parts = build_parts(photo_config(args, gallery=args.gallery), photos=True)
+    try:
+        if len(parts.gallery) == 0:
+            raise GalleryError(f"{args.gallery}: the gallery is empty; enroll someone first")
+        print(
+            f"threshold {parts.rule.threshold:.4f} ({parts.rule.source}: {parts.rule.detail})",
+            file=sys.stderr,
+        )
+        return identify_all(parts, args.images, args.json)
+    finally:
+        parts.close()
+
+
+def identify_all(parts: Parts, images: list[Path], as_json: bool) -> int:
+    matcher, failures = parts.matcher(), 0
+    for path in images:
         try:
-            faces = encoder.encode(read_image(path))
+            faces = parts.encoder.encode(read_image(path))
         except ImageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"no face: {path}", file=sys.stderr)
             failures += 1
         for face in faces:
-            match = matcher.decide(index, face.embedding)
+            match = matcher.decide(parts.index.current, face.embedding)
             row = {
                 "image": str(path),
                 "bbox": [round(float(v), 1) for v in face.detection.bbox],
@@ -69,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
                 else None,
                 "score": round(match.score, 4),
                 "margin": round(match.margin, 4),
+                "threshold": round(match.threshold, 4),
+                "threshold_source": parts.rule.source,
             }
-            if args.json:
+            if as_json:
                 print(json.dumps(row))
             else:
-                who = match.identity.name if match.identity else "unknown"
+                who = printable(match.identity.name) if match.identity else "unknown"
                 print(f"{path}: {who} (score {match.score:.3f}, margin {match.margin:.3f})")
-    encoder.close()
     return 1 if failures else 0

@@ -73,6 +73,7 @@ def recognition_event(
     model_sha256: str,
     latency_ms: float,
     when: datetime | None = None,
+    corrects: str | None = None,
 ) -> dict[str, Any]:
     """One decision for one track; a fresh uuid4 ``event_id`` lets consumers de-duplicate."""
     if match.decision not in ("match", "unknown"):
@@ -98,7 +99,7 @@ def recognition_event(
         "gallery_version": gallery_version,
         "model_sha256": model_sha256,
         "latency_ms": round(_finite("latency_ms", latency_ms), 2),
-    }
+    } | ({"corrects": corrects} if corrects else {})
 
 
 def gallery_state_payload(
