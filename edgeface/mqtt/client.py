@@ -82,7 +82,6 @@ class MqttPublisher:
         self._subscriptions: dict[str, tuple[int, MessageCallback]] = {}
         self._work: queue.SimpleQueue[_Ack | None] = queue.SimpleQueue()
         self._inflight: dict[int, int] = {}  # paho mid -> spool id; sender thread only
-        self._last_sent_id = 0
         self._counts = dict.fromkeys(("spooled", "sent", "acked", "rejected", "connects"), 0)
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -357,7 +356,8 @@ class MqttPublisher:
         room = self.settings.max_inflight - len(self._inflight)
         if room <= 0 or not self.connected:
             return
-        for message in self._spool.pending(room, after_id=self._last_sent_id):
+        # by the in-flight set, not an id watermark: events can appear below it (a spool file readable again)
+        for message in self._spool.pending(room, exclude=self._inflight.values()):
             info = self._client.publish(
                 message.topic, message.payload, qos=message.qos, properties=self._props()
             )
@@ -365,7 +365,6 @@ class MqttPublisher:
                 log.warning("MQTT: paho refused spool id %d (%s); retrying later", message.id, info.rc)
                 return
             self._inflight[info.mid] = message.id
-            self._last_sent_id = message.id
             self._counts["sent"] += 1
 
     def _props(self) -> Properties | None:

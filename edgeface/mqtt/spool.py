@@ -86,6 +86,7 @@ class Spool:
         self._memory: deque[SpooledMessage] = deque()
         self._unacked_deletes: set[int] = set()  # acked rows whose DELETE could not be written yet
         self._last_id = 0
+        self._id_known = False  # False until a file told the last id: memory ids then start at time in ms
         self._writable = True
         self._retry_at = 0.0
         self._replacing = False
@@ -124,8 +125,10 @@ class Spool:
                 self._enter_memory_locked(exc, "open")
             return
         self._db = db
-        self._last_id = max(self._last_id, self._run_locked(spool_db.last_id, "open") or 0)
-        self._run_locked(self._drop_oldest, "trim")
+        top = self._run_locked(spool_db.last_id, "open")
+        self._last_id = max(self._last_id, top or 0)
+        self._id_known = self._id_known or top is not None
+        self._run_locked(lambda db: spool_db.drop_oldest(db, self.max_events), "trim")
 
     def _run_locked(self, op: Callable[[sqlite3.Connection], T], what: str, retry: bool = True) -> T | None:
         """``op(db)``, or None when it failed: damage replaces the file (then ``op`` is tried once more on the
@@ -195,6 +198,8 @@ class Spool:
                 if not self.path.exists():
                     return [], 0
                 db = sqlite3.connect(self.path, check_same_thread=False)
+            self._last_id = max(self._last_id, spool_db.last_sequence(db))
+            self._id_known = True
             return spool_db.salvage(db)
         except (sqlite3.Error, OSError):
             return [], None
@@ -231,14 +236,18 @@ class Spool:
 
     def _flush_memory_locked(self, extra: list[SpooledMessage]) -> bool:
         """Write the memory backlog and ``extra`` in one transaction; on success, back to disk mode."""
-        batch = [*self._memory, *extra]
+        top = self._run_locked(spool_db.last_id, "read") or 0
+        keep = [m for m in self._memory if m.id <= top]  # ids given before the file was readable stay here
+        batch = [m for m in self._memory if m.id > top] + extra
         if not self._run_locked(lambda db: self._write(db, batch), "write"):
             return False
-        if self._memory:
+        if len(batch) > len(extra):
             log.info(
-                "MQTT spool %s: writable again; %d event(s) moved from memory", self.path, len(self._memory)
+                "MQTT spool %s: writable again; %d event(s) moved from memory",
+                self.path,
+                len(batch) - len(extra),
             )
-        self._memory.clear()
+        self._memory = deque(keep)
         self._writable = True
         return True
 
@@ -264,6 +273,8 @@ class Spool:
         if qos not in (0, 1, 2):
             raise ValueError(f"Spool.put qos: must be 0, 1 or 2, got {qos}")
         with self._lock:
+            if not self._id_known and self._last_id == 0:
+                self._last_id = int(time.time() * 1000)  # above any id a spool file of ours can hold
             self._last_id += 1
             message = SpooledMessage(self._last_id, topic, bytes(payload), qos, time.time())
             if not (self._disk_due_locked() and self._flush_memory_locked([message])):
@@ -284,26 +295,15 @@ class Spool:
                 "INSERT INTO messages (id, topic, payload, qos, created) VALUES (?, ?, ?, ?, ?)",
                 [(m.id, m.topic, m.payload, m.qos, m.created) for m in messages],
             )
-            self._drop_oldest(db)
+            spool_db.drop_oldest(db, self.max_events)
         self._unacked_deletes.clear()
         return True
 
-    def _drop_oldest(self, db: sqlite3.Connection) -> int:
-        (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
-        excess = int(count) - self.max_events
-        if excess <= 0:
-            return 0
-        db.execute(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)", (excess,)
-        )
-        db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,))
-        log.warning("MQTT spool full (%d messages): dropped the %d oldest", self.max_events, excess)
-        return excess
-
-    def pending(self, limit: int, after_id: int = 0) -> list[SpooledMessage]:
-        """The oldest ``limit`` messages with id > ``after_id``, in order (disk and memory together)."""
+    def pending(self, limit: int, after_id: int = 0, exclude: Iterable[int] = ()) -> list[SpooledMessage]:
+        """The oldest ``limit`` messages with id > ``after_id`` and not in ``exclude`` (e.g. in flight), in
+        order, disk and memory together."""
         with self._lock:
-            skip = self._unacked_deletes
+            skip = self._unacked_deletes | set(exclude)
             query = f"{_SELECT} WHERE id > ? ORDER BY id LIMIT ?"
             rows = self._run_locked(
                 lambda db: db.execute(query, (after_id, limit + len(skip))).fetchall(), "read"
@@ -329,17 +329,11 @@ class Spool:
             on_disk = sorted(wanted - self._unacked_deletes)
             if not on_disk or self._db is None:
                 return found
-            deleted = self._run_locked(lambda db: self._delete(db, on_disk), "delete")
+            deleted = self._run_locked(lambda db: spool_db.delete(db, on_disk), "delete")
             if deleted is None and self._db is not None:  # not written (full disk): hide them, delete later
                 self._unacked_deletes.update(on_disk)
                 return found + len(on_disk)
         return found + (deleted or 0)
-
-    @staticmethod
-    def _delete(db: sqlite3.Connection, ids: Sequence[int]) -> int:
-        with Transaction(db):
-            cursor = db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
-        return max(cursor.rowcount, 0)
 
     @property
     def dropped(self) -> int:

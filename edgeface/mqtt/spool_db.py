@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+log = logging.getLogger("edgeface.mqtt.spool")
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS messages ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,"
@@ -103,6 +106,15 @@ def salvage(db: sqlite3.Connection) -> tuple[list[Row], int | None]:
     return [found[k] for k in sorted(found)], total
 
 
+def last_sequence(db: sqlite3.Connection) -> int:
+    """The last id handed out, if a damaged file still tells (so ids keep increasing in the new one)."""
+    try:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+    except (sqlite3.Error, ValueError, TypeError):
+        return 0
+    return int(row[0]) if row else 0
+
+
 def quarantine(path: Path) -> Path:
     """Rename ``path`` and its -wal/-shm to ``<name>.corrupt-<UTC time>[-n]``; returns the new main name."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -130,6 +142,25 @@ def last_id(db: sqlite3.Connection) -> int:
     row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
     (top,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()
     return max(int(row[0]) if row else 0, int(top))
+
+
+def drop_oldest(db: sqlite3.Connection, max_events: int) -> int:
+    """Delete the oldest rows beyond ``max_events`` and count them in ``dropped`` (inside a transaction)."""
+    (count,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+    excess = int(count) - max_events
+    if excess <= 0:
+        return 0
+    db.execute("DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)", (excess,))
+    db.execute("UPDATE counters SET value = value + ? WHERE name = 'dropped'", (excess,))
+    log.warning("MQTT spool full (%d messages): dropped the %d oldest", max_events, excess)
+    return excess
+
+
+def delete(db: sqlite3.Connection, ids: Sequence[int]) -> int:
+    """Delete rows by id in one transaction; how many existed."""
+    with Transaction(db):
+        cursor = db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
+    return max(cursor.rowcount, 0)
 
 
 class Transaction:
