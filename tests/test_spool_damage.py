@@ -7,21 +7,17 @@ counts what the bounded memory queue drops, and a restart on the full disk comes
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import json
 import os
-import shutil
-import sqlite3
-import subprocess
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from edgeface.mqtt.client import MqttPublisher
+from edgeface.mqtt.health import SpoolHealth
 from edgeface.mqtt.payloads import status_payload
 from edgeface.mqtt.spool import Spool
 from tests.event_schema import STATUS, validate
@@ -136,14 +132,10 @@ def test_damaged_spool_publisher_comes_up_and_delivers(tmp_path: Path, broker: A
 
 
 def _id(message: Any) -> str:
-    import json
-
     return str(json.loads(message.payload).get("event_id"))
 
 
 def _spool_status(message: Any) -> dict[str, Any] | None:
-    import json
-
     if not message.topic.endswith("/status"):
         return None
     payload = json.loads(message.payload)
@@ -168,14 +160,10 @@ def validate_status_with_spool(payload: dict[str, Any]) -> None:
             "last_error": {"type": ["string", "null"]},
         },
     }  # fmt: skip
-    import jsonschema
-
     jsonschema.validate(payload, schema)
 
 
 def test_status_payload_spool_field_is_additive() -> None:
-    from edgeface.mqtt.health import SpoolHealth
-
     plain = status_payload("online", STATUS_INFO)
     validate("status", plain)  # unchanged without spool health
     with_spool = status_payload("online", STATUS_INFO, spool=SpoolHealth(mode="memory", events_in_memory=3))
