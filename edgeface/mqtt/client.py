@@ -13,8 +13,10 @@ import logging
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -24,7 +26,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeface.errors import EdgefaceError
+from edgeface.logsafe import printable
 from edgeface.mqtt import discovery, payloads
+from edgeface.mqtt.health import SpoolHealth
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.mqtt.settings import MqttSettings, read_credentials
 from edgeface.mqtt.spool import Spool
@@ -52,9 +56,13 @@ class PublisherStats:
     pending: int  # events in the spool now (in flight included)
     inflight: int
     reconnects: int
+    spool: SpoolHealth  # quarantined files, events lost / dropped on a full disk, disk or memory mode
 
-    def as_dict(self) -> dict[str, int | bool]:
-        return {name: getattr(self, name) for name in self.__slots__}
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``spool`` is nested as ``SpoolHealth.as_dict()``."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        values["spool"] = self.spool.as_dict()
+        return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +82,6 @@ class MqttPublisher:
         self._subscriptions: dict[str, tuple[int, MessageCallback]] = {}
         self._work: queue.SimpleQueue[_Ack | None] = queue.SimpleQueue()
         self._inflight: dict[int, int] = {}  # paho mid -> spool id; sender thread only
-        self._last_sent_id = 0
         self._counts = dict.fromkeys(("spooled", "sent", "acked", "rejected", "connects"), 0)
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -82,7 +89,14 @@ class MqttPublisher:
         self._final_stats: PublisherStats | None = None
         self._failures = 0  # consecutive failed connection attempts, for quieter logs
         self._sender: threading.Thread | None = None
-        self._spool = Spool(settings.spool_path, settings.spool_max_events)
+        self._spool = Spool(
+            settings.spool_path,
+            settings.spool_max_events,
+            memory_events=settings.spool_memory_events,
+            retry_s=settings.spool_retry_s,
+            max_pages=settings.spool_max_pages,
+        )
+        self._status_health = self._spool.health()  # what the last retained status said
         try:
             self._client = self._make_client()
         except BaseException:
@@ -178,7 +192,10 @@ class MqttPublisher:
 
     # publishing ---------------------------------------------------------------------------------------
     def publish_event(self, event: Mapping[str, Any]) -> None:
-        """Spool a recognition event (committed to disk before this returns), then send it."""
+        """Spool a recognition event (committed to disk before this returns), then send it.
+
+        A spool problem never raises here: on a full disk the event waits in memory (see ``spool_health``).
+        """
         if self._closed:
             raise PublisherClosedError("MqttPublisher.publish_event: the publisher is closed")
         self._spool.put(self.topics.events, payloads.encode(event), _EVENT_QOS)
@@ -221,6 +238,11 @@ class MqttPublisher:
         if self.connected:
             self._client.unsubscribe(topic_filter)
 
+    @property
+    def spool_health(self) -> SpoolHealth:
+        """Quarantined spool files, events lost or dropped, disk or memory mode (also in stats and status)."""
+        return self._spool.health()
+
     def stats(self) -> PublisherStats:
         if self._final_stats is not None:
             return self._final_stats
@@ -235,15 +257,27 @@ class MqttPublisher:
             pending=len(self._spool),
             inflight=len(self._inflight),
             reconnects=max(0, c["connects"] - 1),
+            spool=self._spool.health(),
         )
 
     def _status_bytes(self, state: str) -> bytes:
-        return payloads.encode(payloads.status_payload(state, self._status))
+        health = self._spool.health()
+        self._status_health = health
+        spool = health if health.degraded else None  # a healthy device keeps the §6 payload unchanged
+        return payloads.encode(payloads.status_payload(state, self._status, spool=spool))
+
+    def _refresh_status(self) -> None:
+        """Re-publish the retained status (and the Last Will) when the spool health changed."""
+        if self._closed or self._spool.health() == self._status_health:
+            return
+        self._client.will_set(self.topics.status, self._status_bytes("offline"), qos=1, retain=True)
+        if self.connected:
+            self._client.publish(self.topics.status, self._status_bytes("online"), qos=1, retain=True)
 
     # paho callbacks (network thread): keep them short, never raise --------------------------------------
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            log.error("MQTT: broker refused the connection: %s", reason)
+            log.error("MQTT: broker refused the connection: %s", printable(reason))
             return
         self._counts["connects"] += 1
         self._failures = 0
@@ -265,7 +299,7 @@ class MqttPublisher:
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected and not self._closed:
-            log.warning("MQTT: disconnected (%s); reconnecting with back-off", reason)
+            log.warning("MQTT: disconnected (%s); reconnecting with back-off", printable(reason))
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._failures += 1
@@ -295,7 +329,9 @@ class MqttPublisher:
                 items.append(self._work.get_nowait())
             try:
                 self._handle_acks([item for item in items if item is not None])
+                self._spool.maintain()
                 self._fill_window()
+                self._refresh_status()
             except Exception:
                 log.exception("MQTT sender: unexpected error; retrying in 1 s")
                 self._stopping.wait(1.0)
@@ -320,7 +356,8 @@ class MqttPublisher:
         room = self.settings.max_inflight - len(self._inflight)
         if room <= 0 or not self.connected:
             return
-        for message in self._spool.pending(room, after_id=self._last_sent_id):
+        # by the in-flight set, not an id watermark: events can appear below it (a spool file readable again)
+        for message in self._spool.pending(room, exclude=self._inflight.values()):
             info = self._client.publish(
                 message.topic, message.payload, qos=message.qos, properties=self._props()
             )
@@ -328,7 +365,6 @@ class MqttPublisher:
                 log.warning("MQTT: paho refused spool id %d (%s); retrying later", message.id, info.rc)
                 return
             self._inflight[info.mid] = message.id
-            self._last_sent_id = message.id
             self._counts["sent"] += 1
 
     def _props(self) -> Properties | None:
@@ -365,9 +401,17 @@ def _guarded(callback: MessageCallback) -> Callable[[paho.Client, Any, paho.MQTT
             return
         try:
             callback(topic, bytes(message.payload))
-        except Exception:
-            log.exception(
-                "MQTT: subscriber callback for %s failed on a %d-byte message", topic, len(message.payload)
+        except Exception as exc:  # one escaped line (topic and message come from the broker); trace at DEBUG
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "MQTT: subscriber callback for %s failed on a %d-byte message: %s: %s (%s:%d)",
+                printable(topic),
+                len(message.payload),
+                type(exc).__name__,
+                printable(exc),
+                Path(where.filename).name,
+                where.lineno or 0,
             )
+            log.debug("MQTT: subscriber callback traceback", exc_info=True)
 
     return handler

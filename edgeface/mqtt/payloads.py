@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from edgeface.mqtt.health import SpoolHealth
 from edgeface.types import Match
 
 
@@ -45,10 +46,14 @@ class StatusInfo:
     gallery_expired: bool = False  # fleet sync under `warn`: still matching, and saying so
 
 
-def status_payload(state: str, info: StatusInfo, when: datetime | None = None) -> dict[str, Any]:
+def status_payload(
+    state: str, info: StatusInfo, when: datetime | None = None, spool: SpoolHealth | None = None
+) -> dict[str, Any]:
+    """``spool`` adds a ``"spool"`` object (``SpoolHealth.as_dict()``); the publisher passes it only when
+    the spool is degraded (a file quarantined, events lost or dropped, events held in memory)."""
     if state not in ("online", "offline"):
         raise ValueError(f"status state: must be 'online' or 'offline', got {state!r}")
-    return {
+    payload: dict[str, Any] = {
         "state": state,
         "ts": rfc3339(when),
         "version": info.version,
@@ -59,6 +64,9 @@ def status_payload(state: str, info: StatusInfo, when: datetime | None = None) -
         },
         "model": {"name": info.model_name, "sha256": info.model_sha256},
     }
+    if spool is not None:
+        payload["spool"] = spool.as_dict()
+    return payload
 
 
 def recognition_event(
@@ -126,8 +134,10 @@ def metrics_payload(
     uptime_s: float,
     extra: Mapping[str, Any] | None = None,
     when: datetime | None = None,
+    spool: SpoolHealth | None = None,
 ) -> dict[str, Any]:
-    """Periodic health numbers (QoS 0); ``extra`` carries e.g. the publisher's counters."""
+    """Periodic health numbers (QoS 0); ``extra`` carries e.g. the publisher's counters; ``spool`` adds the
+    spool health as ``"spool"`` (``SpoolHealth.as_dict()``)."""
     payload: dict[str, Any] = {
         "ts": rfc3339(when),
         "device": device,
@@ -140,6 +150,8 @@ def metrics_payload(
         "dropped_frames": int(dropped_frames),
         "uptime_s": round(_finite("uptime_s", uptime_s), 1),
     }
+    if spool is not None:
+        payload["spool"] = spool.as_dict()
     if extra:
         payload.update({k: v for k, v in extra.items() if k not in payload})
     return payload

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.errors import ConfigError
+from edgeface.logsafe import printable
 from edgeface.mqtt.topics import check_level, check_prefix
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class MqttSettings:
     credentials_file: Path | None = None
     spool_path: Path = Path("/var/lib/edgeface/spool.sqlite3")
     spool_max_events: int = 10_000
+    spool_memory_events: int = 1000  # RAM queue while the disk cannot take events (full); oldest dropped
+    spool_retry_s: float = 5.0  # how often a full or unwritable spool is retried
+    spool_max_pages: int | None = None  # optional cap on the spool file, in SQLite pages (4 KiB)
     ha_discovery: bool = False
     ha_discovery_prefix: str = "homeassistant"
     max_inflight: int = 16
@@ -68,6 +72,12 @@ class MqttSettings:
             raise ConfigError(f"mqtt.keepalive: must be in 5..65535 seconds, got {self.keepalive}")
         if self.spool_max_events < 1:
             raise ConfigError(f"mqtt.spool_max_events: must be >= 1, got {self.spool_max_events}")
+        if self.spool_memory_events < 1:
+            raise ConfigError(f"mqtt.spool_memory_events: must be >= 1, got {self.spool_memory_events}")
+        if not self.spool_retry_s > 0:
+            raise ConfigError(f"mqtt.spool_retry_s: must be > 0, got {self.spool_retry_s}")
+        if self.spool_max_pages is not None and self.spool_max_pages < 8:
+            raise ConfigError(f"mqtt.spool_max_pages: must be >= 8 when set, got {self.spool_max_pages}")
         if not 1 <= self.max_inflight <= 1000:
             raise ConfigError(f"mqtt.max_inflight: must be in 1..1000, got {self.max_inflight}")
         if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
@@ -92,13 +102,19 @@ def read_credentials(path: Path) -> Credentials:
 
     The password is never logged or put in an exception message.
     """
+    shown = printable(path)
     try:
         text = path.read_text(encoding="utf-8")
         mode = path.stat().st_mode
     except OSError as exc:
-        raise ConfigError(f"mqtt.credentials_file: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"mqtt.credentials_file: cannot read {shown}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"mqtt.credentials_file: {shown} is not UTF-8 text (byte {exc.start}); "
+            "write 'username:password' as UTF-8"
+        ) from None
     if mode & (stat.S_IROTH | stat.S_IWOTH):
-        log.warning("mqtt.credentials_file %s is world-readable; chmod 0640 or 0600 it", path)
+        log.warning("mqtt.credentials_file %s is world-readable; chmod 0640 or 0600 it", shown)
     lines = [line.strip("\r") for line in text.split("\n") if line.strip()]
     if len(lines) == 1 and ":" in lines[0]:
         username, password = lines[0].split(":", 1)
@@ -106,9 +122,9 @@ def read_credentials(path: Path) -> Credentials:
         username, password = lines
     else:
         raise ConfigError(
-            f"mqtt.credentials_file: {path} must hold 'username:password' on one line "
+            f"mqtt.credentials_file: {shown} must hold 'username:password' on one line "
             "or the username and the password on two lines"
         )
     if not username.strip():
-        raise ConfigError(f"mqtt.credentials_file: {path} has an empty username")
+        raise ConfigError(f"mqtt.credentials_file: {shown} has an empty username")
     return Credentials(username.strip(), password)
