@@ -46,6 +46,8 @@ def parse_rows(raw: bytes | memoryview) -> list[object]:
                 row, at = _DECODER.raw_decode(text, at)
             except json.JSONDecodeError as exc:
                 raise Rejected("payload_invalid", f"identities are not JSON ({exc})") from exc
+            except RecursionError as exc:
+                raise Rejected("payload_invalid", "identities JSON is nested too deeply") from exc
             rows.append(row)
             at = _skip(text, at)
             if text.startswith(",", at):
