@@ -30,7 +30,7 @@ def valid_fleet(name: object) -> str:
     if bad:
         shown = printable("".join(bad), 40)
         raise ValueError(
-            f"fleet {printable(name, 80)!r} must be a single MQTT topic level: it contains {shown!r}"
+            f"fleet '{printable(name, 80)}' must be a single MQTT topic level: it contains '{shown}'"
         )
     return name
 
