@@ -103,7 +103,8 @@ def _resigned_with_identities(private: Path, identities: bytes) -> bytes:
     _, vectors = split_payload(parts.payload)
     payload = pack_payload(identities, vectors)
     fields = json.loads(parts.manifest) | {"identities": sha256_bytes(identities)}
-    fields["payload"] = bind_payload(payload, fields["payload"]["chunk_bytes"]).as_dict()
+    if "payload" in fields:  # the signed chunk table follows the new payload
+        fields["payload"] = bind_payload(payload, fields["payload"]["chunk_bytes"]).as_dict()
     raw = manifest_bytes(fields)
     return pack_bundle(Bundle(raw, sign(key, raw), payload))
 

@@ -93,7 +93,7 @@ def test_a_flood_of_junk_is_coalesced(broker, tmp_path: Path, keys: Keys, caplog
         elapsed = time.monotonic() - started
         time.sleep(1.5)  # let the trailing coalesced publish happen
         published = watcher.count() - 1
-        allowed = 5 + int((time.monotonic() - started) / device.sync.config.state_interval_s) + 2
+        allowed = 5 + int(time.monotonic() - started) + 2  # a burst of 5, then 1 per s (the default)
         assert 1 <= published <= allowed, (
             f"{published} state publishes for 2500 junk messages in {elapsed:.1f} s"
         )
