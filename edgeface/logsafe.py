@@ -1,42 +1,64 @@
-"""Make untrusted text safe to put in one log line.
+"""Make untrusted values safe to put into one log line (or a terminal, or a short status string).
 
-Identity names, MQTT topics and text from a broker can hold newlines (forged log lines), terminal escape
-sequences (ESC ...) or Unicode bidi overrides (text that reads differently from what it is).
-``printable`` renders any value as one line with those characters escaped, and bounds its length.
+`printable(value)` escapes every character that could start a new log line, move the cursor, change the
+terminal's state or reorder the text on screen: C0 controls (including CR, LF, TAB and ESC), DEL, C1
+controls, Unicode line/paragraph separators, bidirectional overrides/isolates/marks, and lone surrogates
+(which would make a UTF-8 log handler fail). Escapes look like ``\\n``, ``\\x1b``, ``\\u202e``. The result is
+cut to `limit` characters of output with a visible marker saying how many input characters were dropped.
+The output is for people reading logs: it is not meant to be decoded back.
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
-# Bidi embeddings, overrides, isolates and marks; with U+2028/2029 (line/paragraph separators).
-_FORMAT = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_BIDI = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)  # ALM, LRM, RLM, LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})  # controls, surrogates, line/para separators
 
 
 def _escape(char: str) -> str:
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    if char in _FORMAT or unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp"):
+    if char in _NAMED:
+        return _NAMED[char]
+    if char in _BIDI or unicodedata.category(char) in _UNSAFE_CATEGORIES:
         code = ord(char)
-        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape)
+            code -= 0xDC00
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
     return char
 
 
+def is_printable_char(char: str) -> bool:
+    """True when `printable` leaves `char` as it is."""
+    return _escape(char) == char
+
+
 def printable(value: object, limit: int = 200) -> str:
-    """``str(value)`` on one line: controls (C0, DEL, C1), line separators, bidi controls, lone surrogates
-    and backslashes escaped; at most ``limit`` characters of output plus a visible ``…(+N chars)`` marker
-    that counts the characters of ``str(value)`` left out."""
+    """`value` as one safe line of at most `limit` characters plus a truncation marker.
+
+    `bytes` are decoded as UTF-8 (invalid bytes shown as ``\\xNN``); anything else goes through `str()`.
+    The marker is ``...[+N chars]`` (``...[+N bytes]`` for bytes): N counts the input that was left out.
+    """
     if limit < 1:
-        raise ValueError(f"printable limit: must be >= 1, got {limit}")
-    text = value if isinstance(value, str) else str(value)
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        text, unit = data[: 4 * limit].decode("utf-8", "surrogateescape"), "bytes"
+    else:
+        text, unit = (value if isinstance(value, str) else str(value)), "chars"
     out: list[str] = []
-    used = 0
-    for index, char in enumerate(text):
+    used = taken = 0
+    for char in text:
         piece = _escape(char)
         if used + len(piece) > limit:
-            return "".join(out) + f"…(+{len(text) - index} chars)"
+            break
         out.append(piece)
         used += len(piece)
-    return "".join(out)
+        taken += 1
+    if unit == "bytes":
+        dropped = len(data) - len(text[:taken].encode("utf-8", "surrogateescape"))
+    else:
+        dropped = len(text) - taken
+    return "".join(out) + (f"...[+{dropped} {unit}]" if dropped else "")

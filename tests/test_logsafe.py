@@ -1,68 +1,65 @@
-"""printable(): one log line whatever the input, escapes visible, length bounded."""
+"""`edgeface.logsafe.printable`: one safe, bounded line from any value."""
 
 from __future__ import annotations
 
 import logging
-import re
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from edgeface.logsafe import printable
 
-
-@pytest.mark.parametrize(
-    ("raw", "shown"),
-    [
-        ("Ada Lovelace", "Ada Lovelace"),
-        ("Zoë 李 😀", "Zoë 李 😀"),
-        ("a\nINFO forged", "a\\nINFO forged"),
-        ("cr\rtab\t", "cr\\rtab\\t"),
-        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
-        ("nul\x00del\x7f", "nul\\x00del\\x7f"),
-        ("c1\x85\x9b", "c1\\x85\\x9b"),
-        ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
-        ("user\u202etxt.exe", "user\\u202etxt.exe"),
-        ("iso\u2066x\u2069", "iso\\u2066x\\u2069"),
-        ("bad\udcffbyte", "bad\\udcffbyte"),
-        ("back\\slash", "back\\\\slash"),
-    ],
-)
-def test_escapes_what_could_forge_or_hide_text(raw: str, shown: str) -> None:
-    assert printable(raw) == shown
+UNSAFE = [
+    "\n",
+    "\r",
+    "\t",
+    "\x00",
+    "\x1b",
+    "\x7f",
+    "\x85",  # NEL (C1)
+    "\x9b",  # CSI (C1)
+    "\u2028",
+    "\u2029",
+    "\u202e",  # RLO
+    "\u2066",  # LRI
+    "\u200f",  # RLM
+    "\u061c",  # ALM
+    "\ud800",  # lone surrogate
+]
 
 
-def test_non_strings_use_str() -> None:
-    assert printable(42) == "42"
-    assert printable(None) == "None"
-    assert printable(b"a\nb") == "b'a\\\\nb'"  # str(bytes) is already escaped; the backslash is kept visible
+@pytest.mark.parametrize("char", UNSAFE)
+def test_every_unsafe_character_is_escaped(char: str) -> None:
+    out = printable(f"a{char}b")
+    assert char not in out and out.startswith("a\\") and out.endswith("b")
+    assert out.isprintable() and out.isascii()
 
 
-def test_truncates_with_a_visible_count() -> None:
-    assert printable("x" * 250) == "x" * 200 + "…(+50 chars)"
-    assert printable("abcdef", limit=3) == "abc…(+3 chars)"
-    assert printable("abc", limit=3) == "abc"
-    # an escape is never cut in half: it goes whole or is counted as left out
-    assert printable("ab\n", limit=3) == "ab…(+1 chars)"
-    with pytest.raises(ValueError, match="limit"):
+def test_plain_text_and_non_latin_names_are_kept() -> None:
+    for text in ("Nguyễn Văn Khánh", "李小龙", "O'Brien-Smith", "id-0042", "عبد الله"):
+        assert printable(text) == text
+
+
+def test_escapes_are_readable() -> None:
+    assert printable("x\ny\x1b[2Jz\u202e") == "x\\ny\\x1b[2Jz\\u202e"
+
+
+def test_truncation_is_bounded_and_marked() -> None:
+    out = printable("A" * 3_000_000, limit=50)
+    assert out == "A" * 50 + "...[+2999950 chars]"
+    escaped = printable("\x1b" * 1000, limit=20)  # escapes count towards the limit, never split
+    assert escaped.startswith("\\x1b" * 5) and escaped.endswith("...[+995 chars]")
+
+
+def test_bytes_and_other_values() -> None:
+    assert printable(b"ok\xff\n") == "ok\\xff\\n"
+    assert printable(b"z" * 1000, limit=10) == "z" * 10 + "...[+990 bytes]"
+    assert printable(12345) == "12345" and printable(None) == "None"
+    with pytest.raises(ValueError):
         printable("x", limit=0)
 
 
-@given(st.text(), st.integers(min_value=1, max_value=300))
-def test_always_one_bounded_line(text: str, limit: int) -> None:
-    out = printable(text, limit)
-    full = printable(text, limit=10**9)
-    assert len(out.splitlines()) <= 1
-    assert not any(c in out for c in "\x1b\x00\x7f\x85\u2028\u2029\u202e")
-    if len(full) <= limit:
-        assert out == full
-    else:
-        prefix, left_out = re.fullmatch(r"(.*)…\(\+(\d+) chars\)", out, re.S).groups()  # type: ignore[union-attr]
-        assert len(prefix) <= limit and full.startswith(prefix) and 0 < int(left_out) <= len(text)
-
-
-def test_a_forged_line_stays_in_its_record(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_forged_log_line_stays_on_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    forged = "alice\n2026-01-01 00:00:00 INFO edgeface: door unlocked for admin\x1b[8m"
     with caplog.at_level(logging.INFO):
-        logging.getLogger("edgeface.test").info("identity %s", printable("eve\nERROR root: door forced"))
-    assert len(caplog.text.splitlines()) == 1
+        logging.getLogger("edgeface.test").info("identity %s", printable(forged))
+    assert caplog.text.count("\n") == 1 and "\x1b" not in caplog.text

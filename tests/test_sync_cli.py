@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -12,8 +13,9 @@ import pytest
 from edgeface.cli import build_parser, main
 from edgeface.cli.common import load_encoder
 from edgeface.gallery import GalleryStore
+from edgeface.sync.build import build_bundle
 from edgeface.sync.bundle import read_bundle, verify_bundle
-from edgeface.sync.signing import load_public_key
+from edgeface.sync.signing import load_private_key, load_public_key
 from tests.test_sync_support import FLEET, make_gallery
 
 
@@ -75,7 +77,11 @@ def test_expired_bundle_fails_verify(tmp_path: Path, keypair, capsys) -> None:
     store = GalleryStore(tmp_path / "gallery")
     store.save(make_gallery(5))
     out = tmp_path / "old.bundle"
-    assert _build(store.root, private, out, 1, "--expires", "-1") == 0
+    # `gallery build --expires -1` is refused now (test_sync_cli_args); a bundle that expired since it was
+    # built is made the way a server would have made it two days ago
+    then = datetime.now(UTC) - timedelta(days=2)
+    key = load_private_key(private)
+    out.write_bytes(build_bundle(store.load(), fleet=FLEET, version=1, key=key, expires_days=1, now=then))
     assert main(["gallery", "verify", "--public", str(public), str(out)]) == 1
     assert "expired" in capsys.readouterr().err
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgeface.gallery import Gallery
-from edgeface.sync.build import build_bundle
+from edgeface.sync.build import build_bundle as _build_bundle
 from edgeface.sync.bundle import Bundle, pack_payload, split_payload, unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.manifest import manifest_bytes
@@ -32,6 +32,11 @@ from tests.test_sync_support import (
 
 pytestmark = pytest.mark.broker
 CHUNK = 4096  # small chunks so a 40-identity payload spans several
+
+
+def build_bundle(gallery: Gallery, **kwargs: object) -> bytes:
+    """Bundles signed for CHUNK-byte chunks (the manifest signs the chunk table `_send` publishes)."""
+    return _build_bundle(gallery, chunk_bytes=CHUNK, **kwargs)  # type: ignore[arg-type]
 
 
 def _send(

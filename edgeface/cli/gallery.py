@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeface.errors import BundleError, EdgefaceError
+from edgeface.logsafe import printable
 
 if TYPE_CHECKING:
     from edgeface.gallery import Gallery
@@ -69,20 +70,46 @@ def _load_base(args: argparse.Namespace, public_key: Ed25519PublicKey) -> Galler
     return load_source_gallery(Path(args.base), public_key)
 
 
+def _check_out(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise BundleError(f"--out {path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise BundleError(f"--out {path}: is a directory, give a file name")
+
+
+def _write_out(path: Path, data: bytes) -> None:
+    """Write next to `path`, then rename: a reader never sees half a bundle."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_bytes(data)
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise BundleError(f"--out {path}: cannot write ({exc.strerror or exc})") from exc
+
+
 def _build(args: argparse.Namespace) -> int:
-    from edgeface.sync.build import build_bundle, load_source_gallery
+    from edgeface.sync.build import build_bundle, check_build_arguments, load_source_gallery
     from edgeface.sync.signing import load_private_key
 
+    # everything a device would refuse is refused before any work, by the device's own checks
+    check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)
+    _check_out(args.out)
     key = load_private_key(args.key)
     gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
     if not len(gallery):
         raise BundleError("the gallery is empty: nothing to publish")
     base = _load_base(args, key.public_key()) if args.base else None
     data = build_bundle(
-        gallery, fleet=args.fleet, version=args.version, key=key, expires_days=args.expires, base=base
+        gallery,
+        fleet=args.fleet,
+        version=args.version,
+        key=key,
+        expires_days=args.expires,
+        base=base,
+        chunk_bytes=args.chunk_bytes,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(data)
+    _write_out(args.out, data)
     kind = f"delta against {base.version}" if base is not None else "full"
     log.info(
         "wrote %s: %s bundle v%d, %d identities, %d bytes",
@@ -105,11 +132,12 @@ def _verify(args: argparse.Namespace) -> int:
         if verified.manifest.expired(datetime.now(UTC)):
             raise Rejected("expired", f"bundle expired at {verified.manifest.expires}")
     except Rejected as exc:
-        print(f"REJECTED {args.path}: {exc.reason}", file=sys.stderr)
+        print(f"REJECTED {printable(args.path)}: {exc.reason}", file=sys.stderr)
         return 1
     m = verified.manifest
     print(
-        f"OK {args.path}: fleet {m.fleet} version {m.version}, {m.count} rows, signature and sha256s verify"
+        f"OK {printable(args.path)}: fleet {printable(m.fleet)} version {m.version}, {m.count} rows, "
+        "signature and sha256s verify"
     )
     return 0
 
@@ -139,11 +167,23 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{what} {path}: cannot read ({exc.strerror or exc})") from exc
+
+
 def _publish(args: argparse.Namespace) -> int:
     from edgeface.mqtt.settings import read_credentials
     from edgeface.sync.mqtt import BrokerOptions
     from edgeface.sync.publish import publish
+    from edgeface.sync.validate import valid_fleet
 
+    try:
+        valid_fleet(args.fleet)
+    except ValueError as exc:
+        raise BundleError(f"--fleet: {exc}") from exc
     host, _, port = args.broker.rpartition(":")
     if not host or not port.isdigit():
         raise BundleError(f"--broker: expected HOST:PORT, got {args.broker!r}")
@@ -151,8 +191,8 @@ def _publish(args: argparse.Namespace) -> int:
     user = credentials.username if credentials else None
     password = credentials.password if credentials else None
     options = BrokerOptions(host, int(port), "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
-    fallback = args.full.read_bytes() if args.full else None
-    done = publish(options, args.prefix, args.fleet, args.path.read_bytes(), fallback, args.state_wait)
+    fallback = _read(args.full, "--full") if args.full else None
+    done = publish(options, args.prefix, args.fleet, _read(args.path, "bundle"), fallback, args.state_wait)
     log.info(
         "published %s v%d in %d chunks; cleared %d old chunks",
         "delta" if done.delta else "full",
@@ -189,7 +229,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="build a delta against a full bundle, a gallery dir, or a version kept in the --gallery store",
     )
     p.add_argument("--key", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write (its directory must exist)")
+    p.add_argument(
+        "--chunk-bytes",
+        type=int,
+        default=256 * 1024,
+        help="MQTT chunk size the manifest signs (1..262144; default 262144)",
+    )
     from edgeface.cli.common import add_model_options
 
     add_model_options(p)

@@ -9,5 +9,12 @@ Device wiring (the daemon)::
 Modules: `manifest` (the signed JSON), `bundle` (container + stateless checks), `signing` (Ed25519),
 `delta`, `build` and `publish` (server side), `chunks` (MQTT announcement and chunking), `apply` (device
 checks + atomic write), `rawio` (large payloads without long GIL holds), `client` (the device state
-machine), `mqtt` (paho binding), `updater` (index swap).
+machine), `mqtt` (paho binding), `updater` (index swap), `validate` (bounds shared by server and device),
+`decision` (the signed calibration evidence), `throttle` (log and state rate limits).
+
+`valid_fleet(name) -> str` (raises `ValueError`) is exported here for the config loader.
 """
+
+from edgeface.sync.validate import valid_fleet
+
+__all__ = ["valid_fleet"]

@@ -1,7 +1,7 @@
 """Device-side checks that need device state, and the atomic apply (DESIGN §4).
 
 A bundle is applied only if its fleet and `model_sha256` are this device's, its version is above the running
-one, a delta's `base_version` is exactly the running version, and it is not expired (policy `warn` accepts it
+one by at most `max_version_jump` (so one signed huge version cannot end all future updates), a delta's `base_version` is exactly the running version, and it is not expired (policy `warn` accepts it
 with a warning, `deny` rejects it). The resulting gallery is written through `GalleryStore.save` (temporary
 directory, fsync, rename, directory fsync, symlink swap), so a power cut leaves the old or the new one, whole.
 """
@@ -14,11 +14,17 @@ from datetime import UTC, datetime
 
 from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
 from edgeface.sync.build import delta_of, rows_gallery
-from edgeface.sync.bundle import MAX_PAYLOAD, Rows, verify_payload
+from edgeface.sync.bundle import MAX_PAYLOAD, Rows, check_binding, verify_payload
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, rfc3339
 from edgeface.sync.rawio import encode_rows, npy_view
+from edgeface.sync.validate import (
+    DEFAULT_MAX_VERSION_JUMP,
+    check_version_jump,
+    valid_fleet,
+    valid_max_version_jump,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +39,13 @@ class DevicePolicy:
     model_sha256: str
     expiry: str = "warn"
     max_payload: int = MAX_PAYLOAD
+    max_version_jump: int = DEFAULT_MAX_VERSION_JUMP
 
     def __post_init__(self) -> None:
         if self.expiry not in EXPIRY_POLICIES:
             raise ValueError(f"sync.expiry: must be one of {EXPIRY_POLICIES}, got {self.expiry!r}")
+        valid_fleet(self.fleet)
+        valid_max_version_jump(self.max_version_jump)
 
 
 def manifest_id(manifest: Manifest) -> str:
@@ -66,6 +75,10 @@ def check_device(
         raise Rejected(
             "version_not_newer", f"version {manifest.version} is not above running {running_version}"
         )
+    try:
+        check_version_jump(manifest.version, running_version, policy.max_version_jump)
+    except ValueError as exc:
+        raise Rejected("version_jump", str(exc)) from exc
     if manifest.is_delta and manifest.base_version != running_version:
         raise Rejected(
             "base_mismatch", f"delta against version {manifest.base_version}, device runs {running_version}"
@@ -156,6 +169,8 @@ def apply_payload(
 ) -> tuple[Gallery, str | None]:
     """Check, verify, build and atomically store a signature-checked bundle; returns it and any warning."""
     warning = check_device(manifest, policy, running)
-    made = materialise(manifest, verify_payload(manifest, payload), running)
+    rows = verify_payload(manifest, payload)
+    check_binding(manifest, payload)
+    made = materialise(manifest, rows, running)
     commit(store, made, manifest, signature)
     return made.gallery, warning

@@ -9,10 +9,27 @@ import numpy as np
 
 from edgeface.errors import BundleError
 from edgeface.gallery import Gallery, GalleryStore, npy_bytes, read_gallery_dir, sha256_bytes
-from edgeface.sync.bundle import Bundle, Rows, pack_bundle, pack_payload, read_bundle, verify_bundle
+from edgeface.sync.bundle import (
+    Bundle,
+    Rows,
+    bind_payload,
+    pack_bundle,
+    pack_payload,
+    read_bundle,
+    verify_bundle,
+)
+from edgeface.sync.decision import DecisionEvidence
 from edgeface.sync.delta import Delta, apply_delta, compute_delta
-from edgeface.sync.manifest import FORMAT, Manifest, manifest_bytes, rfc3339
+from edgeface.sync.errors import Rejected
+from edgeface.sync.manifest import FORMAT, Manifest, manifest_bytes, parse_manifest, rfc3339
 from edgeface.sync.signing import Ed25519PrivateKey, sign
+from edgeface.sync.validate import (
+    CHUNK_BYTES_MAX,
+    valid_chunk_bytes,
+    valid_fleet,
+    valid_lifetime_days,
+    valid_version,
+)
 
 
 def gallery_hashes(gallery: Gallery) -> tuple[bytes, bytes]:
@@ -38,6 +55,20 @@ def _fields(gallery: Gallery, fleet: str, version: int, expires_days: float | No
     }
 
 
+def check_build_arguments(
+    fleet: str, version: int, expires_days: float | None = None, chunk_bytes: int = CHUNK_BYTES_MAX
+) -> None:
+    """Refuse (`BundleError`) what every device would reject, with the device's own checks."""
+    try:
+        valid_fleet(fleet)
+        valid_version(version)
+        if expires_days is not None:
+            valid_lifetime_days(expires_days)
+        valid_chunk_bytes(chunk_bytes)
+    except ValueError as exc:
+        raise BundleError(str(exc)) from exc
+
+
 def build_bundle(
     gallery: Gallery,
     *,
@@ -47,8 +78,14 @@ def build_bundle(
     expires_days: float | None = None,
     base: Gallery | None = None,
     now: datetime | None = None,
+    decision: DecisionEvidence | None = None,
+    chunk_bytes: int = CHUNK_BYTES_MAX,
 ) -> bytes:
-    """A signed bundle file: the whole `gallery`, or (with `base`) only its changes against `base`."""
+    """A signed bundle file: the whole `gallery`, or (with `base`) only its changes against `base`.
+
+    The manifest signs the payload's size, sha256 and chunk table for `chunk_bytes` chunks (the publisher
+    cuts it exactly so) and, when given, the gallery's calibrated `decision`."""
+    check_build_arguments(fleet, version, expires_days, chunk_bytes)
     now = now or datetime.now(UTC)
     if base is not None and base.model_sha256 != gallery.model_sha256:
         raise BundleError("delta base was made with another model; build a full bundle instead")
@@ -70,8 +107,15 @@ def build_bundle(
                 "vectors": sha256_bytes(result_vectors),
             },
         }
-    raw = manifest_bytes(fields)
     payload = pack_payload(*gallery_hashes(content))
+    fields["payload"] = bind_payload(payload, chunk_bytes).as_dict()
+    if decision is not None:
+        fields["decision"] = decision.as_dict()
+    raw = manifest_bytes(fields)
+    try:  # the device's own parser: whatever it would refuse is never signed
+        parse_manifest(raw)
+    except Rejected as exc:
+        raise BundleError(f"refusing to sign a manifest every device would reject: {exc.reason}") from exc
     return pack_bundle(Bundle(raw, sign(key, raw), payload))
 
 

@@ -21,6 +21,7 @@ an error. The payload is limited to `max_payload` bytes (default 256 MiB).
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,13 @@ import numpy as np
 
 from edgeface.gallery import sha256_bytes
 from edgeface.sync.errors import Rejected
-from edgeface.sync.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from edgeface.sync.manifest import (
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    PayloadBinding,
+    chunk_table_sha256,
+    parse_manifest,
+)
 from edgeface.sync.rawio import check_unit_rows, parse_rows, read_npy_f32
 from edgeface.sync.signing import SIGNATURE_BYTES, Ed25519PublicKey, signature_valid
 
@@ -162,8 +169,35 @@ def verify_payload(manifest: Manifest, payload: bytes | memoryview) -> Rows:
     return Rows(ids, names, samples, _decode_vectors(vectors, manifest), identities, vectors)
 
 
+def bind_payload(payload: bytes | memoryview, chunk_bytes: int) -> PayloadBinding:
+    """The signed description of `payload` cut into `chunk_bytes` chunks (one pass over the bytes)."""
+    view, whole, digests = memoryview(payload), hashlib.sha256(), []
+    for start in range(0, len(view), chunk_bytes):
+        piece = view[start : start + chunk_bytes]
+        whole.update(piece)
+        digests.append(hashlib.sha256(piece).hexdigest())
+    digests = digests or [hashlib.sha256(b"").hexdigest()]
+    return PayloadBinding(len(view), whole.hexdigest(), chunk_bytes, chunk_table_sha256(digests))
+
+
+def check_binding(manifest: Manifest, payload: bytes | memoryview) -> None:
+    """The payload is exactly the one the manifest's `payload` binding signs (bundles older than the
+    binding carry none: their content is still covered by the `identities`/`vectors` sha256s)."""
+    binding = manifest.payload
+    if binding is None:
+        return
+    if len(payload) != binding.size:
+        raise Rejected(
+            "payload_sha256", f"payload is {len(payload)} bytes, the manifest signs {binding.size}"
+        )
+    if bind_payload(payload, binding.chunk_bytes) != binding:
+        raise Rejected("payload_sha256", "payload or its chunk table does not match the signed manifest")
+
+
 def verify_bundle(bundle: Bundle, key: Ed25519PublicKey) -> VerifiedBundle:
     """Every check that needs no device state except expiry: signature, manifest, sha256s, contents."""
     check_signature(bundle.manifest, bundle.signature, key)
     manifest = parse_manifest(bundle.manifest)
-    return VerifiedBundle(manifest, bundle.signature, verify_payload(manifest, bundle.payload))
+    rows = verify_payload(manifest, bundle.payload)
+    check_binding(manifest, bundle.payload)
+    return VerifiedBundle(manifest, bundle.signature, rows)

@@ -9,6 +9,12 @@ Announcement JSON::
 Chunk `n` is retained on `{prefix}/fleet/{fleet}/gallery/{version}/{n}`; each is at most 256 KiB. Instead of
 `payload.chunks` an announcement may carry `payload.url` (served by any web server); this device build only
 fetches over MQTT and rejects URL announcements with a clear reason.
+
+Nothing in the announcement outside the signed manifest is trusted: the manifest's `payload` binding signs
+the payload size, its sha256, the chunk size and the sha256 of the chunk table. `check_announcement` refuses
+an announcement whose sizes differ from the signed ones before anything is subscribed or allocated, and the
+device checks the assembled payload (and so every announced chunk hash) against the binding before use.
+Chunk buffers grow as chunks arrive; nothing is allocated up front.
 """
 
 from __future__ import annotations
@@ -16,15 +22,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 
 from edgeface.gallery import sha256_bytes
 from edgeface.sync.errors import Rejected
-from edgeface.sync.manifest import MAX_MANIFEST_BYTES
+from edgeface.sync.manifest import MAX_MANIFEST_BYTES, Manifest
 
 ANNOUNCE_FORMAT = "edgeface-announce/1"
 CHUNK_BYTES = 256 * 1024
 MAX_ANNOUNCEMENT_BYTES = 4 * MAX_MANIFEST_BYTES
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +85,8 @@ def _chunk(item: object) -> ChunkSpec:
     size, digest = item.get("size"), item.get("sha256")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= CHUNK_BYTES:
         raise Rejected("oversized", f"chunk size must be 0..{CHUNK_BYTES}, got {size!r}")
-    if not isinstance(digest, str) or len(digest) != 64:
-        raise Rejected("announcement_invalid", f"chunk sha256 must be hex, got {digest!r}")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise Rejected("announcement_invalid", f"chunk sha256 must be lowercase hex, got {digest!r:.80}")
     return ChunkSpec(size, digest)
 
 
@@ -90,6 +98,8 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejected("announcement_invalid", f"announcement is not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise Rejected("announcement_invalid", "announcement JSON is nested too deeply") from exc
     if not isinstance(doc, dict) or doc.get("format") != ANNOUNCE_FORMAT:
         raise Rejected("announcement_invalid", f"announcement format must be {ANNOUNCE_FORMAT!r}")
     payload = doc.get("payload")
@@ -101,7 +111,7 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
         )
     size, items = payload.get("size"), payload.get("chunks")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise Rejected("announcement_invalid", f"payload size must be an integer, got {size!r}")
+        raise Rejected("announcement_invalid", f"payload size must be an integer, got {size!r:.40}")
     if size > max_payload:
         raise Rejected("oversized", f"payload is {size} bytes, this device accepts at most {max_payload}")
     if not isinstance(items, list) or not items:
@@ -110,34 +120,63 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
     if sum(c.size for c in chunks) != size:
         raise Rejected("announcement_invalid", "chunk sizes do not add up to the payload size")
     digest = payload.get("sha256")
-    if not isinstance(digest, str):
-        raise Rejected("announcement_invalid", "payload needs a 'sha256'")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise Rejected("announcement_invalid", "payload needs a lowercase hex 'sha256'")
     return Announcement(_b64(doc, "manifest"), _b64(doc, "signature"), size, digest, chunks)
 
 
+def check_announcement(announcement: Announcement, manifest: Manifest) -> None:
+    """The announcement's sizes are the signed ones (call after the signature verified, before fetching)."""
+    binding = manifest.payload
+    if binding is None:
+        raise Rejected(
+            "announcement_invalid",
+            "the signed manifest carries no 'payload' binding (built by an older `gallery build`: rebuild it)",
+        )
+    if announcement.size != binding.size:
+        raise Rejected(
+            "announcement_invalid", f"payload size {announcement.size} is not the signed {binding.size}"
+        )
+    sizes = [chunk.size for chunk in announcement.chunks]
+    if sizes != binding.chunk_sizes():
+        raise Rejected(
+            "announcement_invalid",
+            f"chunk table ({len(sizes)} chunks) is not the signed one "
+            f"({len(binding.chunk_sizes())} chunks of {binding.chunk_bytes} bytes)",
+        )
+
+
 class ChunkAssembler:
-    """Collects one payload's chunks into a buffer of exactly the announced size (bounded memory)."""
+    """Collects one payload's chunks in order; memory grows with what arrived, never beyond the signed size.
+
+    Chunks that arrive ahead of a missing one are parked until it comes; a chunk that arrives twice (a
+    re-subscription re-delivers retained chunks) is ignored.
+    """
 
     def __init__(self, announcement: Announcement) -> None:
         self._spec = announcement
-        self._buffer = bytearray(announcement.size)
-        self._offsets = [0]
-        for chunk in announcement.chunks[:-1]:
-            self._offsets.append(self._offsets[-1] + chunk.size)
-        self._missing = set(range(len(announcement.chunks)))
+        self._buffer = bytearray()
+        self._next = 0  # chunks [0, _next) are in _buffer
+        self._parked: dict[int, bytes] = {}
 
     @property
     def missing(self) -> list[int]:
-        return sorted(self._missing)
+        return [n for n in range(self._next, len(self._spec.chunks)) if n not in self._parked]
 
     @property
     def complete(self) -> bool:
-        return not self._missing
+        return self._next == len(self._spec.chunks)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer) + sum(len(c) for c in self._parked.values())
 
     def add(self, n: int, data: bytes) -> bool:
         """Store chunk `n`; True when the payload is complete. Raises `Rejected` for a bad chunk."""
         if not 0 <= n < len(self._spec.chunks):
             raise Rejected("announcement_invalid", f"chunk {n} is outside 0..{len(self._spec.chunks) - 1}")
+        if n < self._next or n in self._parked:
+            return self.complete
         spec = self._spec.chunks[n]
         if len(data) > spec.size:
             raise Rejected("oversized", f"chunk {n} is {len(data)} bytes, announced {spec.size}")
@@ -145,15 +184,16 @@ class ChunkAssembler:
             raise Rejected("chunk_truncated", f"chunk {n} is {len(data)} bytes, announced {spec.size}")
         if sha256_bytes(data) != spec.sha256:
             raise Rejected("chunk_sha256", f"chunk {n} does not match its sha256")
-        self._buffer[self._offsets[n] : self._offsets[n] + spec.size] = data
-        self._missing.discard(n)
+        self._parked[n] = bytes(data)
+        while self._next in self._parked:
+            self._buffer += self._parked.pop(self._next)
+            self._next += 1
         return self.complete
 
     def payload(self) -> memoryview:
-        """The reassembled payload (a view of this assembler's buffer: use it, then drop the assembler)."""
-        if self._missing:
+        """The reassembled payload (a view of this assembler's buffer: use it, then drop the assembler).
+
+        Its integrity against the signature is checked by the device before use (`bundle.check_binding`)."""
+        if not self.complete:
             raise Rejected("chunk_missing", f"chunks {self.missing[:10]} never arrived")
-        data = memoryview(self._buffer)
-        if sha256_bytes(data) != self._spec.sha256:
-            raise Rejected("chunk_sha256", "reassembled payload does not match the announced sha256")
-        return data
+        return memoryview(self._buffer)

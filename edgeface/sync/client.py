@@ -3,6 +3,12 @@
 Messages arrive on the transport's thread; they only parse the announcement, check its signature and buffer
 chunks. Verifying the payload, writing the gallery and calling `on_gallery` (index build + swap) run on this
 client's own worker thread, so neither the network loop nor recognition waits for them.
+
+A fetch that times out is retried while connected: the chunk topics are subscribed again (the broker
+re-sends their retained messages) after `fetch_timeout_s`, then twice that, and so on up to
+`fetch_backoff_max_s`, `fetch_retries` times; each timeout reports `chunk_missing` (with "retrying") in the
+retained state. Rejection log lines and retained state publishes are rate-limited (`throttle`), and every
+field from the network is bounded and made printable before it is logged or echoed.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from edgeface.mqtt.payloads import gallery_state_payload
 from edgeface.mqtt.topics import DeviceTopics, fleet_gallery
 from edgeface.sync.apply import DevicePolicy, apply_payload, check_device, is_running, running_expired
 from edgeface.sync.bundle import MAX_PAYLOAD, check_signature
-from edgeface.sync.chunks import Announcement, ChunkAssembler, parse_announcement
+from edgeface.sync.chunks import Announcement, ChunkAssembler, check_announcement, parse_announcement
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, parse_manifest
 from edgeface.sync.signing import Ed25519PublicKey
+from edgeface.sync.throttle import LogLimiter, StateThrottle
+from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, valid_fleet
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,21 @@ class SyncConfig:
     expiry: str = "warn"  # "warn" | "deny"
     max_payload: int = MAX_PAYLOAD
     fetch_timeout_s: float = 30.0
+    fetch_retries: int = 5  # re-subscriptions after the first timeout, then `chunk_missing` for good
+    fetch_backoff_max_s: float = 300.0
+    max_version_jump: int = DEFAULT_MAX_VERSION_JUMP
+    state_interval_s: float = 1.0  # retained state: a burst of 5, then at most one per interval
+
+    def __post_init__(self) -> None:
+        valid_fleet(self.fleet)
+        if not (self.fetch_timeout_s > 0 and self.fetch_backoff_max_s >= self.fetch_timeout_s):
+            raise ValueError("sync: need fetch_timeout_s > 0 and fetch_backoff_max_s >= fetch_timeout_s")
+        if self.fetch_retries < 0 or self.state_interval_s <= 0:
+            raise ValueError("sync: fetch_retries must be >= 0 and state_interval_s > 0")
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait for the chunks after re-subscription `attempt` (1, 2, ...): doubling, capped."""
+        return min(self.fetch_timeout_s * 2.0 ** min(attempt, 32), self.fetch_backoff_max_s)
 
     @property
     def gallery_topic(self) -> str:
@@ -65,6 +88,7 @@ class _Download:
     announcement: Announcement
     assembler: ChunkAssembler
     timer: threading.Timer
+    attempt: int = 0
 
 
 class GallerySyncClient:
@@ -78,7 +102,9 @@ class GallerySyncClient:
         on_gallery: Callable[[Gallery], None],
     ) -> None:
         self.config = config
-        self.policy = DevicePolicy(config.fleet, config.model_sha256, config.expiry, config.max_payload)
+        self.policy = DevicePolicy(
+            config.fleet, config.model_sha256, config.expiry, config.max_payload, config.max_version_jump
+        )
         self._key = public_key
         self._store = store
         self._on_gallery = on_gallery
@@ -87,6 +113,8 @@ class GallerySyncClient:
         self._download: _Download | None = None
         self._jobs: queue.Queue[tuple[Manifest, bytes, memoryview] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="gallery-sync", daemon=True)
+        self._rejections = LogLimiter(log, what="gallery rejections")
+        self._states = StateThrottle(self._publish_state, interval_s=config.state_interval_s)
         self._running = self._load_running()
         self._state = self._state_payload(
             self._running.version if self._running else None,
@@ -127,7 +155,7 @@ class GallerySyncClient:
         with self._lock:
             if self._download is not None:
                 transport.subscribe(self.config.chunk_topic(self._download.manifest.version, "+"))
-        self._publish_state(self._state)
+        self._states.force(self._state)
 
     def on_message(self, topic: str, payload: bytes) -> None:
         if topic == self.config.gallery_topic:
@@ -151,6 +179,7 @@ class GallerySyncClient:
                 log.debug("gallery %d already running", version)
                 return
             check_device(manifest, self.policy, self._running)
+            check_announcement(announcement, manifest)  # sizes are the signed ones: nothing allocated yet
             self._start_download(manifest, announcement)
         except Rejected as exc:
             self._cancel_download()
@@ -190,9 +219,24 @@ class GallerySyncClient:
             if download is None or download.manifest.raw != raw:
                 return
             missing = download.assembler.missing
-            self._cancel_download()
-        detail = f"chunks {missing[:10]} missing after {self.config.fetch_timeout_s:g} s"
+            waited = self._wait_s(download.attempt)
+            if download.attempt < self.config.fetch_retries:
+                download.attempt += 1
+                delay = self._wait_s(download.attempt)
+                download.timer = threading.Timer(delay, self._on_timeout, args=(raw,))
+                download.timer.daemon = True
+                download.timer.start()
+                retry = f"; retry {download.attempt}/{self.config.fetch_retries}, waiting {delay:g} s"
+            else:
+                self._cancel_download()
+                retry = "; giving up until the next announcement or reconnect"
+        detail = f"chunks {missing[:10]} missing after {waited:g} s{retry}"
         self._reject(download.manifest.version, Rejected("chunk_missing", detail))
+        if self._download is download and self._transport is not None:  # ask for the retained chunks again
+            self._transport.subscribe(self.config.chunk_topic(download.manifest.version, "+"))
+
+    def _wait_s(self, attempt: int) -> float:
+        return self.config.fetch_timeout_s if attempt == 0 else self.config.retry_delay(attempt)
 
     def _cancel_download(self) -> None:
         with self._lock:
@@ -245,7 +289,10 @@ class GallerySyncClient:
         return gallery
 
     def _reject(self, version: int | None, exc: Rejected) -> None:
-        log.warning("gallery %s rejected: %s (keeping %d)", version, exc.reason, self.running_version)
+        # exc.reason is bounded and printable (errors.Rejected); version is a parsed integer or None
+        self._rejections.log(
+            "gallery %s rejected: %s (keeping %d)", version, exc.reason, self.running_version
+        )
         self._set_state(self._state_payload(version, "rejected", exc.reason))
 
     def _state_payload(self, version: int | None, status: str, reason: str | None) -> dict:
@@ -254,7 +301,7 @@ class GallerySyncClient:
 
     def _set_state(self, state: dict) -> None:
         self._state = state
-        self._publish_state(state)
+        self._states.offer(state)
 
     def _publish_state(self, state: dict) -> None:
         if self._transport is not None:
@@ -269,3 +316,5 @@ class GallerySyncClient:
         self._cancel_download()
         self._jobs.put(None)
         self._worker.join(timeout=30)
+        self._states.close()
+        self._rejections.close()

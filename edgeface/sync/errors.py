@@ -1,8 +1,15 @@
-"""Why a bundle was rejected: a stable short code (for tests and dashboards) plus a human detail."""
+"""Why a bundle was rejected: a stable short code (for tests and dashboards) plus a human detail.
+
+The detail often quotes a field from the network; it is made printable and cut to `MAX_DETAIL` characters
+here, once, so no log line or retained `gallery/state` can echo an attacker's megabytes or control codes.
+"""
 
 from __future__ import annotations
 
 from edgeface.errors import BundleError
+from edgeface.logsafe import printable
+
+MAX_DETAIL = 240
 
 CODES = (
     "bad_signature",
@@ -15,6 +22,7 @@ CODES = (
     "fleet_mismatch",
     "model_mismatch",
     "version_not_newer",
+    "version_jump",
     "base_mismatch",
     "result_mismatch",
     "expired",
@@ -22,6 +30,7 @@ CODES = (
     "chunk_missing",
     "chunk_truncated",
     "chunk_sha256",
+    "payload_sha256",
     "apply_failed",
 )
 
@@ -32,6 +41,7 @@ class Rejected(BundleError):
     def __init__(self, code: str, detail: str) -> None:
         if code not in CODES:
             raise ValueError(f"unknown rejection code {code!r}")
+        detail = printable(detail, MAX_DETAIL)
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail

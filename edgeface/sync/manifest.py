@@ -7,7 +7,16 @@ A manifest is a JSON object::
      "count": rows in this bundle, "identities": hex64, "vectors": hex64,
      # a delta only:
      "base_version": int, "remove": [identity id, ...],
-     "result": {"count": int, "identities": hex64, "vectors": hex64}}
+     "result": {"count": int, "identities": hex64, "vectors": hex64},
+     # optional, written by every `gallery build` since the chunk table is signed (required over MQTT):
+     "payload": {"size": int, "sha256": hex64, "chunk_bytes": int, "chunks_sha256": hex64},
+     # optional (DESIGN §5): the gallery's calibrated decision and its evidence
+     "decision": {"threshold", "margin", "target_fpir", "est_fpir", "est_dir", "n_impostor", "n_genuine"}}
+
+`version` and `base_version` are in 1..2**53-1; `fleet` is one MQTT topic level (`validate.valid_fleet`);
+`expires`, when set, is after `created`. `payload` binds the bytes a device fetches to the signature: their
+size and sha256, the chunk size they are cut into (every chunk but the last is exactly `chunk_bytes`), and
+`chunks_sha256`, the sha256 of the concatenated raw 32-byte sha256 digests of the chunks in order.
 
 `identities`/`vectors` are the sha256 of the bundle's identities JSON and vectors `.npy` bytes; for a delta
 those hold only the added/updated rows, and `result` holds the sha256s of the gallery the device must end up
@@ -16,18 +25,29 @@ with (its `identities.json` compact JSON and `vectors.npy`), so a device proves 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from edgeface.sync.decision import DecisionEvidence, parse_decision
 from edgeface.sync.errors import Rejected
+from edgeface.sync.validate import (
+    MAX_VERSION,
+    check_lifetime,
+    valid_chunk_bytes,
+    valid_fleet,
+    valid_version,
+)
 
 FORMAT = "edgeface-bundle/1"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_DIM = 4096
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +55,37 @@ class ResultHashes:
     count: int
     identities: str
     vectors: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadBinding:
+    """What the signature says about the fetched bytes: size, sha256 and the chunk table's shape and hash."""
+
+    size: int
+    sha256: str
+    chunk_bytes: int
+    chunks_sha256: str
+
+    def chunk_sizes(self) -> list[int]:
+        """The size of every chunk, implied by `size` and `chunk_bytes` (one empty chunk for no payload)."""
+        full, rest = divmod(self.size, self.chunk_bytes)
+        return [self.chunk_bytes] * full + ([rest] if rest or not full else [])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "sha256": self.sha256,
+            "chunk_bytes": self.chunk_bytes,
+            "chunks_sha256": self.chunks_sha256,
+        }
+
+
+def chunk_table_sha256(digests: list[str] | tuple[str, ...]) -> str:
+    """sha256 over the raw digests of the chunks, in order (`digests` are lowercase hex)."""
+    table = hashlib.sha256()
+    for digest in digests:
+        table.update(bytes.fromhex(digest))
+    return table.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +104,8 @@ class Manifest:
     base_version: int | None = None
     remove: tuple[str, ...] = ()
     result: ResultHashes | None = None
+    payload: PayloadBinding | None = None
+    decision: DecisionEvidence | None = None
 
     @property
     def is_delta(self) -> bool:
@@ -71,17 +124,17 @@ def manifest_bytes(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _int(doc: dict, key: str, low: int, high: int | None = None) -> int:
+def _int(doc: dict, key: str, low: int, high: int = MAX_VERSION) -> int:
     value = doc.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high and value > high):
-        raise Rejected("manifest_invalid", f"{key!r} must be an integer >= {low}, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise Rejected("manifest_invalid", f"{key!r} must be an integer in {low}..{high}, got {value!r:.60}")
     return value
 
 
 def _hex(doc: dict, key: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not _HEX64.fullmatch(value):
-        raise Rejected("manifest_invalid", f"{key!r} must be a lowercase hex sha256, got {value!r}")
+        raise Rejected("manifest_invalid", f"{key!r} must be a lowercase hex sha256, got {value!r:.80}")
     return value
 
 
@@ -90,19 +143,20 @@ def _time(doc: dict, key: str, optional: bool = False) -> datetime | None:
     if value is None and optional:
         return None
     try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise Rejected("manifest_invalid", f"{key!r} must be an RFC 3339 time with offset, got {value!r}")
+        raise Rejected("manifest_invalid", f"{key!r} must be an RFC 3339 time with offset, got {value!r:.80}")
     return moment
 
 
-def _str(doc: dict, key: str) -> str:
-    value = doc.get(key)
-    if not isinstance(value, str) or not value or len(value) > 256:
-        raise Rejected("manifest_invalid", f"{key!r} must be a non-empty string, got {value!r}")
-    return value
+def _checked(check: Callable[[Any], T], value: object) -> T:
+    """Run a shared `validate` function; its `ValueError` becomes a manifest rejection."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise Rejected("manifest_invalid", str(exc)) from exc
 
 
 def _delta_fields(doc: dict, version: int) -> dict[str, Any]:
@@ -123,32 +177,60 @@ def _delta_fields(doc: dict, version: int) -> dict[str, Any]:
     return {"base_version": base, "remove": tuple(remove), "result": hashes}
 
 
-def parse_manifest(raw: bytes) -> Manifest:
-    """Parse and check manifest bytes; raises `Rejected` naming the first problem."""
+def _payload_binding(doc: dict) -> PayloadBinding | None:
+    if "payload" not in doc:
+        return None
+    payload = doc["payload"]
+    keys = {"size", "sha256", "chunk_bytes", "chunks_sha256"}
+    if not isinstance(payload, dict) or set(payload) != keys:
+        raise Rejected("manifest_invalid", f"'payload' must be an object with exactly {sorted(keys)}")
+    return PayloadBinding(
+        _int(payload, "size", 0),
+        _hex(payload, "sha256"),
+        _checked(valid_chunk_bytes, payload["chunk_bytes"]),
+        _hex(payload, "chunks_sha256"),
+    )
+
+
+def _decode(raw: bytes) -> dict:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise Rejected("oversized", f"manifest is {len(raw)} bytes, limit {MAX_MANIFEST_BYTES}")
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejected("manifest_not_json", str(exc)) from exc
+    except RecursionError as exc:
+        raise Rejected("manifest_not_json", "JSON nested too deeply") from exc
     if not isinstance(doc, dict):
         raise Rejected("manifest_not_json", f"manifest must be a JSON object, got {type(doc).__name__}")
     if doc.get("format") != FORMAT:
-        raise Rejected("manifest_invalid", f"format must be {FORMAT!r}, got {doc.get('format')!r}")
+        raise Rejected("manifest_invalid", f"format must be {FORMAT!r}, got {doc.get('format')!r:.80}")
     if doc.get("dtype") != "float32":
-        raise Rejected("manifest_invalid", f"dtype must be 'float32', got {doc.get('dtype')!r}")
-    version = _int(doc, "version", 1)
+        raise Rejected("manifest_invalid", f"dtype must be 'float32', got {doc.get('dtype')!r:.80}")
+    return doc
+
+
+def parse_manifest(raw: bytes) -> Manifest:
+    """Parse and check manifest bytes; raises `Rejected` naming the first problem."""
+    doc = _decode(raw)
+    version = _checked(valid_version, doc.get("version"))
+    created = _time(doc, "created")
+    expires = _time(doc, "expires", optional=True)
+    _checked(lambda moments: check_lifetime(*moments), (created, expires))
+    decision = _checked(parse_decision, doc["decision"]) if "decision" in doc else None
     return Manifest(
         raw=raw,
-        fleet=_str(doc, "fleet"),
+        fleet=_checked(valid_fleet, doc.get("fleet")),
         version=version,
-        created=_time(doc, "created"),  # type: ignore[arg-type]
-        expires=_time(doc, "expires", optional=True),
+        created=created,  # type: ignore[arg-type]
+        expires=expires,
         model_sha256=_hex(doc, "model_sha256"),
         dim=_int(doc, "dim", 1, MAX_DIM),
         dtype="float32",
         count=_int(doc, "count", 0),
         identities=_hex(doc, "identities"),
         vectors=_hex(doc, "vectors"),
+        payload=_payload_binding(doc),
+        decision=decision,
         **_delta_fields(doc, version),
     )

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from edgeface.errors import BundleError
-from edgeface.sync.bundle import unpack_bundle
-from edgeface.sync.chunks import CHUNK_BYTES, announcement_bytes, split_chunks
+from edgeface.logsafe import printable
+from edgeface.sync.bundle import check_binding, unpack_bundle
+from edgeface.sync.chunks import announcement_bytes, split_chunks
+from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, parse_manifest
 from edgeface.sync.mqtt import BrokerOptions, make_client
+from edgeface.sync.validate import valid_fleet
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,10 @@ class _Retained:
 
 def _connect(options: BrokerOptions) -> mqtt.Client:
     client = make_client(options)
-    client.connect(options.host, options.port, keepalive=options.keepalive)
+    try:
+        client.connect(options.host, options.port, keepalive=options.keepalive)
+    except (OSError, ValueError) as exc:  # refused, unreachable, unknown host, TLS handshake
+        raise BundleError(f"broker {options.host}:{options.port}: cannot connect ({exc})") from exc
     client.loop_start()
     deadline = time.monotonic() + 10
     while not client.is_connected():
@@ -85,6 +91,20 @@ def delta_allowed(manifest: Manifest, states: dict[str, bytes], fleet: str) -> b
     return bool(running) and all(r == manifest.base_version for r in running)
 
 
+def _chunks(manifest: Manifest, payload: bytes | memoryview) -> list[bytes]:
+    """The payload cut exactly as its signed manifest says (devices refuse any other chunk table)."""
+    if manifest.payload is None:
+        raise BundleError(
+            f"bundle v{manifest.version} has no signed chunk table (built by an older `gallery build`); "
+            "devices refuse it over MQTT: rebuild it"
+        )
+    try:
+        check_binding(manifest, payload)
+    except Rejected as exc:
+        raise BundleError(f"bundle v{manifest.version}: {exc.reason}") from exc
+    return split_chunks(payload, manifest.payload.chunk_bytes)
+
+
 def publish(
     options: BrokerOptions,
     prefix: str,
@@ -92,8 +112,11 @@ def publish(
     bundle: bytes,
     fallback: bytes | None = None,
     wait_s: float = 1.0,
-    chunk_bytes: int = CHUNK_BYTES,
 ) -> Published:
+    try:
+        valid_fleet(fleet)
+    except ValueError as exc:
+        raise BundleError(str(exc)) from exc
     client = _connect(options)
     try:
         topic = f"{prefix}/fleet/{fleet}/gallery"
@@ -111,9 +134,9 @@ def publish(
             parts = unpack_bundle(fallback)
             manifest = parse_manifest(parts.manifest)
         if manifest.fleet != fleet:
-            raise BundleError(f"bundle is for fleet {manifest.fleet!r}, not {fleet!r}")
+            raise BundleError(f"bundle is for fleet {printable(manifest.fleet, 80)!r}, not {fleet!r}")
         previous = _previous_chunks(seen.messages.get(topic))
-        chunks = split_chunks(parts.payload, chunk_bytes)
+        chunks = _chunks(manifest, parts.payload)
         infos = [
             client.publish(f"{topic}/{manifest.version}/{n}", c, qos=1, retain=True)
             for n, c in enumerate(chunks)

@@ -46,6 +46,8 @@ def parse_rows(raw: bytes | memoryview) -> list[object]:
                 row, at = _DECODER.raw_decode(text, at)
             except json.JSONDecodeError as exc:
                 raise Rejected("payload_invalid", f"identities are not JSON ({exc})") from exc
+            except RecursionError as exc:
+                raise Rejected("payload_invalid", "identities JSON is nested too deeply") from exc
             rows.append(row)
             at = _skip(text, at)
             if text.startswith(",", at):
@@ -81,7 +83,9 @@ def read_npy_f32(raw: bytes | memoryview, rows: int, dim: int) -> np.ndarray:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except ValueError as exc:
+    except (
+        Exception
+    ) as exc:  # numpy's header parser can raise ValueError, SyntaxError, tokenize.TokenError...
         raise Rejected("payload_invalid", f"vectors: not a valid .npy header ({exc})") from exc
     if dtype != np.dtype("<f4") or fortran or tuple(shape) != (rows, dim):
         raise Rejected(
