@@ -21,8 +21,35 @@ from edgeface_tools.export.ghostfacenet import GhostFaceNetConfig, build, conv_c
 
 log = logging.getLogger(__name__)
 
+# The published GhostFaceNets checkpoints (HamadYA/GhostFaceNets), recognised by content; never downloaded here.
+OFFICIAL_CHECKPOINTS: dict[str, dict[str, Any]] = {
+    "e4182ca2470dac3eb79974f4d5d54f2abdf66d7e231c6f3df4059a90bded1271": {
+        "name": "GhostFaceNet_W1.3_S1_ArcFace.h5",
+        "bytes": 17_271_840,
+    },
+    "9147e4973f7e023d62f640bee5bf4accf20a5416102cb870601c91a283abb333": {
+        "name": "GhostFaceNet_W1.3_S2_ArcFace.h5",
+        "bytes": 17_169_624,
+    },
+}
+
 _NAME = re.compile(r"^(?P<kind>.*?)(?:_(?P<index>\d+))?$")
 _WIDTHS = tuple(round(0.1 + 0.01 * i, 2) for i in range(391))
+
+
+def checkpoint_identity(path: Path) -> dict[str, Any]:
+    """Card `source` entries of a checkpoint file: name, size, sha256, and whether it is a published one."""
+    from edgeface.modelcard import sha256_file
+
+    digest = sha256_file(path)
+    known = OFFICIAL_CHECKPOINTS.get(digest)
+    identity: dict[str, Any] = {"checkpoint": path.name, "bytes": path.stat().st_size, "sha256": digest}
+    if known:
+        identity["official"] = f"{known['name']} (GhostFaceNets release, recognised by sha256)"
+        log.info("%s is the published %s", path, known["name"])
+    else:
+        identity["official"] = None
+    return identity
 
 
 def read_h5_weights(path: Path) -> tuple[dict[str, list[np.ndarray]], dict[str, Any] | None]:
