@@ -2,7 +2,9 @@
 
 Models: every `.tflite` embedder with a card in models/ (the shipped int8 and its float32 sibling), plus,
 when TensorFlow is importable, GhostFaceNetV1 W1.3 S2 with random weights exported fresh into a temporary
-directory in four forms: original and delegate-friendly (`edgeface_tools.export.prelu`), each int8 and float32.
+directory in four forms: original and delegate-friendly (`edgeface_tools.export.prelu`), each int8 and float32,
+and a trained GhostFaceNet checkpoint (`--ghostfacenet-checkpoint`, default the shared W0.5 S2 file) as
+`edgeface-export` converts it, int8 beside float32.
 All runners are created first and timed round-robin (one block of invocations per runner per round), so the
 numbers are side by side under the same machine load. Time per face includes input quantisation and output
 dequantisation (`edgeface.runtime.TFLiteModel.run`), as on the device.
@@ -48,6 +50,25 @@ if "float32" in forms:
     convert_float32(model, out / f"ghostfacenet_{tag}.float32.tflite")
 if "int8" in forms:
     convert_int8(model, calibration, out / f"ghostfacenet_{tag}.int8.tflite")
+"""
+SHARED_CHECKPOINT = (
+    ROOT.parent / "shared" / "data" / "ghostfacenet" / "ghostfacenetv1_w0.5_s2_dsitweed_epoch16.h5"
+)
+SHARED_FACES = ROOT.parent / "shared" / "data" / "faces5"
+_CHECKPOINT_SCRIPT = """
+import argparse, sys
+from pathlib import Path
+from edgeface_tools.export import calibration, cli
+from edgeface_tools.export.quantize import convert_float32, convert_int8
+out, checkpoint, faces, models = (Path(a) for a in sys.argv[1:5])
+args = argparse.Namespace(checkpoint=checkpoint, calibration=faces, models_dir=models, refine_landmarks=True)
+model, _ = cli._ghostfacenet_model(args)  # loaded, PReLU-equalised, delegate-friendly: what the tool converts
+spec = cli.ghostfacenet_spec("bench", (112, 112), 512, {})
+crops, _, _ = calibration.aligned_crops(
+    calibration.split_photos(faces).calibration, spec.align_spec(), spec.input_spec(), models
+)
+convert_float32(model, out / "ghostfacenet_checkpoint.float32.tflite")
+convert_int8(model, crops, out / "ghostfacenet_checkpoint.int8.tflite")
 """
 
 
@@ -109,6 +130,23 @@ def export_ghostfacenet(out: Path, n_cal: int, quick: bool) -> dict[str, Path]:
     return {p.stem: p for p in sorted(out.glob("ghostfacenet_*.tflite"))}
 
 
+def export_checkpoint(out: Path, checkpoint: Path, models_dir: Path) -> dict[str, Path]:
+    """float32 and int8 of a trained GhostFaceNet checkpoint, made by the export tool's own steps (no gate)."""
+    if not checkpoint.is_file():
+        raise SystemExit(
+            f"GhostFaceNet checkpoint not found: {checkpoint} (or pass --no-ghostfacenet-checkpoint)"
+        )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [str(out), str(checkpoint), str(SHARED_FACES), str(models_dir)]
+    done = subprocess.run(
+        [sys.executable, "-c", _CHECKPOINT_SCRIPT, *args], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"GhostFaceNet checkpoint export failed:\n{done.stderr[-3000:]}")
+    return {p.stem: p for p in sorted(out.glob("ghostfacenet_checkpoint.*.tflite"))}
+
+
 def time_round_robin(
     configs: list[Config], rounds: int, per_round: int, runtime: str | None = None
 ) -> dict[str, list[float]]:
@@ -161,6 +199,9 @@ def ratios(stats: dict[str, dict[str, Any]], threads: list[int]) -> dict[str, fl
         "ghostfacenet_float32_original_over_int8_rewritten": [
             ("ghostfacenet_original.float32", "ghostfacenet_xnnpack.int8")
         ],
+        "ghostfacenet_checkpoint_float32_over_int8": [
+            ("ghostfacenet_checkpoint.float32", "ghostfacenet_checkpoint.int8")
+        ],
     }
     out: dict[str, float] = {}
     for label, [(slow, fast)] in pairs.items():
@@ -197,6 +238,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-ghostfacenet", action="store_true", help="only the carded models")
+    parser.add_argument(
+        "--ghostfacenet-checkpoint",
+        type=Path,
+        default=SHARED_CHECKPOINT,
+        metavar="FILE.h5",
+        help="also time float32 and int8 of this trained checkpoint as the export tool converts it "
+        "(default: the shared W0.5 S2 file)",
+    )
+    parser.add_argument(
+        "--no-ghostfacenet-checkpoint", action="store_true", help="skip the trained checkpoint"
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     return parser.parse_args(argv)
 
@@ -209,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = card_models(args.models_dir)
         if not args.no_ghostfacenet:
             paths.update(export_ghostfacenet(Path(tmp), n_cal, args.quick))
+        if not args.no_ghostfacenet_checkpoint:
+            paths.update(export_checkpoint(Path(tmp), args.ghostfacenet_checkpoint, args.models_dir))
         configs = [Config(n, p, t, x) for n, p in paths.items() for t in args.threads for x in (True, False)]
         samples = time_round_robin(configs, rounds, per_round)
         facts = model_facts(paths)
@@ -223,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         "ghostfacenet": None
         if args.no_ghostfacenet
         else {**GHOSTFACENET, "weights": "random", "n_cal": n_cal},
+        "ghostfacenet_checkpoint": None
+        if args.no_ghostfacenet_checkpoint
+        else {
+            "file": args.ghostfacenet_checkpoint.name,
+            "calibration": "faces5, even-index photos (as edgeface-export)",
+            "graph": "PReLU-equalised + delegate-friendly (as edgeface-export)",
+        },
         "runtime": {
             "ai-edge-litert": package_version("ai-edge-litert"),
             "tensorflow": package_version("tensorflow"),

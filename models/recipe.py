@@ -6,6 +6,7 @@
     python models/recipe.py verify-embedder  # re-export into a temp dir, check the committed int8 is reproduced
     python models/recipe.py licenses    # models/LICENSES/ from the pinned packages (shipped in the wheel)
     python models/recipe.py card-prior  # the card's fallback decision, measured on lfw200 and faces5
+    python models/recipe.py ghostfacenet PATH.h5  # export a GhostFaceNet checkpoint you already have (never fetched)
 
 Nothing is downloaded at run time; this runs once at set-up (README) and in CI.
 """
@@ -226,14 +227,48 @@ def write_card_prior() -> None:
     print(json.dumps(raw["decision"]["populations"]))
 
 
+# GhostFaceNet: the published checkpoints cannot be fetched from a pinned registry, so the user supplies the
+# file. edgeface-export recognises GhostFaceNet_W1.3_S1_ArcFace.h5 (17,271,840 bytes, sha256 e4182ca2...1271)
+# and GhostFaceNet_W1.3_S2_ArcFace.h5 (17,169,624 bytes, sha256 9147e497...b333) by sha256 and records it in
+# the card's `source.official`; any other GhostFaceNetV1 .h5 is exported too, with `official: null`.
+def export_ghostfacenet(checkpoint: Path) -> None:
+    if not checkpoint.is_file():
+        raise SystemExit(f"{checkpoint}: not found (the GhostFaceNet checkpoints are never downloaded here)")
+    fetch_detectors()
+    command = [
+        "edgeface-export", "ghostfacenet", "--checkpoint", str(checkpoint),
+        "--calibration", str(EMBEDDER_FACES), "--out", str(MODELS), "--models-dir", str(MODELS),
+    ]  # fmt: skip
+    print("ghostfacenet: " + " ".join(command))
+    _import_tools()
+    from edgeface_tools.export.cli import main as export_main
+
+    raise SystemExit(export_main(command[1:]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "what", choices=["detectors", "check", "embedder", "verify-embedder", "licenses", "card-prior"]
+        "what",
+        choices=[
+            "detectors",
+            "check",
+            "embedder",
+            "verify-embedder",
+            "licenses",
+            "card-prior",
+            "ghostfacenet",
+        ],
     )
+    parser.add_argument("checkpoint", nargs="?", type=Path, help="ghostfacenet: the .h5 file you have")
     args = parser.parse_args()
+    if args.what == "ghostfacenet":
+        if args.checkpoint is None:
+            parser.error("ghostfacenet needs the checkpoint path, e.g. GhostFaceNet_W1.3_S2_ArcFace.h5")
+        export_ghostfacenet(args.checkpoint)
+        return
     actions = {
         "detectors": fetch_detectors,
         "check": check_cards,

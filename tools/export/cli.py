@@ -29,6 +29,7 @@ ARCFACE_TEMPLATE = ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), 
 GHOSTFACENET_MEAN = (127.5, 127.5, 127.5)  # GhostFaceNets evals.py: (RGB - 127.5) * 0.0078125
 GHOSTFACENET_STD = (128.0, 128.0, 128.0)
 SPEED_RUNS = 200
+LAYERWISE_CROPS = 8  # held-out crops run op by op (reference kernels) for the per-layer fidelity
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def export_embedder(
     card_extra: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Run the whole export for a Keras embedder described by `spec` (a cards.EmbedderSpec)."""
-    from edgeface_tools.export import calibration, cards, fidelity, quantize
+    from edgeface_tools.export import calibration, cards, fidelity, layerwise, quantize
 
     split = calibration.split_photos(calibration_dir)
     align, input_spec = spec.align_spec(), spec.input_spec()
@@ -70,7 +71,8 @@ def export_embedder(
     partial = quantize.convert_int8(model, calib, out_dir / f".{spec.name}.int8.partial.tflite")
     try:
         report = fidelity.measure(float_path, partial, held, held_labels)
-        fidelity.gate(report, min_cosine)
+        layers = layerwise.layer_fidelity(float_path, partial, held[:LAYERWISE_CROPS])
+        fidelity.gate(report, min_cosine, where=layerwise.describe(layers))
     except ExportError:
         partial.unlink(missing_ok=True)
         raise
@@ -91,7 +93,12 @@ def export_embedder(
         spec,
         int8_path,
         calibration=calib_section,
-        fidelity={**report.card_entry(held_set), "skipped": len(held_skipped), "min_cosine_gate": min_cosine},
+        fidelity={
+            **report.card_entry(held_set),
+            "skipped": len(held_skipped),
+            "min_cosine_gate": min_cosine,
+            "per_layer": layerwise.summary(layers),
+        },
         speed=speed,
         compute=cards.compute_section(model),
         **(card_extra or {}),
@@ -136,10 +143,13 @@ def _ghostfacenet_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from edgeface_tools.export import ghostfacenet, prelu
 
     if args.checkpoint:
-        from edgeface.modelcard import sha256_file
+        from edgeface_tools.export import equalize
+        from edgeface_tools.export.ghostfacenet_h5 import checkpoint_identity
 
         model = ghostfacenet.load_checkpoint(args.checkpoint)
-        source = {"checkpoint": args.checkpoint.name, "sha256": sha256_file(args.checkpoint)}
+        source = checkpoint_identity(args.checkpoint)
+        changed = equalize.equalize_prelu_ranges(model, _statistics_sample(args, count=64))
+        source["equalised_prelu"] = [e.layer for e in changed]
     else:
         model = ghostfacenet.build_ghostfacenet_v1(args.width, args.strides, seed=args.seed)
         # An untrained net needs BN statistics from real inputs, or its activations explode.

@@ -86,13 +86,17 @@ def measure(
     return report
 
 
-def gate(report: FidelityReport, min_mean: float = 0.99) -> None:
-    """Raise ExportError when the int8 model's mean cosine to float32 is below `min_mean`."""
+def gate(report: FidelityReport, min_mean: float = 0.99, where: str = "") -> None:
+    """Raise ExportError when the int8 model's mean cosine to float32 is below `min_mean`.
+
+    `where` (e.g. `layerwise.describe`) names the ops that lose the most fidelity; it goes into the message.
+    """
     if not np.isfinite(report.cosine_mean) or report.cosine_mean < min_mean:
         raise ExportError(
             f"int8 fidelity gate failed: mean cosine to float32 {report.cosine_mean:.4f} < {min_mean:.4f} "
             f"(1st percentile {report.cosine_p01:.4f}, n={report.n}, AUC float {report.auc_float} vs int8 "
             f"{report.auc_int8}); check that the calibration photos are real faces aligned like at run time"
+            + (f". Ops losing the most cosine (float32 vs int8 activations): {where}" if where else "")
         )
 
 
