@@ -92,7 +92,8 @@ def test_shipped_card_validates_against_its_file() -> None:
 
 def _embed_photos(faces5: Path, models_dir: Path, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """Embeddings through the device's own path: FaceEncoder with the default face-mesh refiner."""
-    encoder = FaceEncoder(FaceDetector(models_dir), Embedder(CARD), LandmarkRefiner(models_dir))
+    # One crop, one embedding (no mirror averaging): what the export tool calibrates and measures on.
+    encoder = FaceEncoder(FaceDetector(models_dir), Embedder(CARD), LandmarkRefiner(models_dir), flip=False)
     vectors, labels = [], []
     try:
         for person in PEOPLE:
