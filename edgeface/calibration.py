@@ -137,11 +137,10 @@ def identity_vectors(embeddings: np.ndarray, labels: np.ndarray, count: int) -> 
     return l2_normalize(sums)
 
 
-def impostor_pairs(embeddings: np.ndarray, labels: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+def impostor_pairs(z: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(pairs, 2): per ordered identity pair (a photo's identity, another identity), the mean Fisher z of
-    a's photos against b's vector, and the number of photos."""
-    z = fisher_z(embeddings @ vectors.T)
-    count = len(vectors)
+    a's photos against b's vector, and the number of photos. `z`: (photos, identities) Fisher z scores."""
+    count = z.shape[1]
     sums = np.zeros((count, count))
     np.add.at(sums, labels, z)
     photos = np.bincount(labels, minlength=count).astype(np.float64)
@@ -153,10 +152,9 @@ def impostor_pairs(embeddings: np.ndarray, labels: np.ndarray, vectors: np.ndarr
     return np.asarray(rows).reshape(-1, 2)
 
 
-def within_spread(embeddings: np.ndarray, labels: np.ndarray, vectors: np.ndarray) -> tuple[float, int]:
+def within_spread(z: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
     """Pooled within-pair standard deviation of impostor Fisher z, and its degrees of freedom."""
-    z = fisher_z(embeddings @ vectors.T)
-    count = len(vectors)
+    count = z.shape[1]
     squares, freedom = 0.0, 0
     for a in range(count):
         rows = z[labels == a]
@@ -185,9 +183,9 @@ def measure_shape(
     """(location, shape, identity pairs) of this gallery's impostor scores in Fisher z."""
     z = fisher_z(embeddings @ vectors.T)
     impostor = z[labels[:, None] != np.arange(len(vectors))[None, :]]
-    pairs = impostor_pairs(embeddings, labels, vectors)
+    pairs = impostor_pairs(z, labels)
     location = float(pairs[:, 0].mean())
-    within, within_df = within_spread(embeddings, labels, vectors)
+    within, within_df = within_spread(z, labels)
     spread_sq = float(pairs[:, 0].var(ddof=1)) if len(pairs) > 1 else 0.0
     between_sq = spread_sq - within**2 * float((1 / pairs[:, 1]).mean()) if within_df else spread_sq
     shape = TailShape(math.sqrt(max(between_sq, 0.0)), within, tail_quantiles(impostor, location))

@@ -143,7 +143,7 @@ class FaceDetector:
         if not found and self.pad_retry:
             border = max(image.shape[:2]) // 2
             padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
-            found = [_shift(d, -border) for d in self._detect_once(padded)]
+            found = [shifted(d, -border) for d in self._detect_once(padded)]
         return found
 
     def _detect_once(self, image: np.ndarray) -> list[Detection]:
@@ -173,6 +173,7 @@ class FaceDetector:
         self._model.close()
 
 
-def _shift(detection: Detection, offset: float) -> Detection:
+def shifted(detection: Detection, offset: float) -> Detection:
+    """The detection moved by `offset` pixels on both axes (undoing a border added around the image)."""
     x, y, w, h = detection.bbox
     return Detection((x + offset, y + offset, w, h), detection.keypoints + offset, detection.score)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from edgeface.align import align_face
+from edgeface.detect import shifted
 from edgeface.embed import Embedder, l2_normalize
 from edgeface.errors import NoFaceError
 from edgeface.landmarks import LandmarkRefiner
@@ -48,17 +49,12 @@ class CascadeDetector:
             for detector in self.detectors:
                 found = detector.detect(framed)
                 if found:
-                    return [_shifted(d, -pad) for d in found] if pad else found
+                    return [shifted(d, -pad) for d in found] if pad else found
         return []
 
     def close(self) -> None:
         for detector in self.detectors:
             detector.close()
-
-
-def _shifted(detection: Detection, offset: float) -> Detection:
-    x, y, w, h = detection.bbox
-    return Detection((x + offset, y + offset, w, h), detection.keypoints + offset, detection.score)
 
 
 class FaceEncoder:

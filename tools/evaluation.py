@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.embed import l2_normalize
+from edgeface.calibration import identity_vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +66,6 @@ def split_80_20(labels: np.ndarray, seed: int, train_fraction: float = 0.8) -> t
         chosen = rng.permutation(members)[: round(train_fraction * len(members))]
         gallery[chosen] = True
     return gallery, ~gallery
-
-
-def identity_vectors(embeddings: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
-    dim = embeddings.shape[1]
-    sums = np.zeros((n_labels, dim), np.float64)
-    for label in range(n_labels):
-        rows = embeddings[labels == label]
-        if len(rows):
-            sums[label] = rows.sum(0)
-    return l2_normalize(sums)
 
 
 def identification(data: EncodedSet, seeds: Iterable[int]) -> dict:
