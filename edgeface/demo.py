@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from edgeface.localbroker import local_broker
 from edgeface.parts import build_encoder
 from edgeface.photos import read_image
 from edgeface.scenario import Scenario, build_scenario
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import MQTTMessage
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +62,9 @@ class EventCollector:
         self._client.subscribe(f"{prefix}/+/events", qos=1)
         self._client.loop_start()
 
-    def _on_message(self, client: object, userdata: object, message: object) -> None:
+    def _on_message(self, client: object, userdata: object, message: MQTTMessage) -> None:
         try:
-            event = json.loads(message.payload)  # type: ignore[attr-defined]
+            event = json.loads(message.payload)
         except ValueError:
             return
         with self._lock:

@@ -23,6 +23,8 @@ from edgeface.calibration import Calibration, TailShape, calibrate
 from edgeface.embed import l2_normalize
 from edgeface.errors import GalleryError
 
+FileBytes = bytes | memoryview  # file contents; a verified bundle's views are written without a copy
+
 
 @dataclass(frozen=True, slots=True)
 class Gallery:
@@ -168,11 +170,11 @@ def load_npy(data: bytes, what: str) -> np.ndarray:
         raise GalleryError(f"{what}: not a valid .npy array ({exc})") from exc
 
 
-def sha256_bytes(data: bytes) -> str:
+def sha256_bytes(data: FileBytes | bytearray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_synced(path: Path, data: bytes) -> None:
+def _write_synced(path: Path, data: FileBytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -206,7 +208,7 @@ class GalleryStore:
             raise GalleryError(f"{self.root}: no gallery here (enroll someone or apply a bundle first)")
         return read_gallery_dir(self.current_link.resolve())
 
-    def save(self, gallery: Gallery, extra_files: dict[str, bytes] | None = None) -> Path:
+    def save(self, gallery: Gallery, extra_files: dict[str, FileBytes] | None = None) -> Path:
         """Write `gallery` as a new version directory and switch `current` to it atomically."""
         versions = self.root / "versions"
         versions.mkdir(parents=True, exist_ok=True)
@@ -239,7 +241,7 @@ class GalleryStore:
             shutil.rmtree(versions / name, ignore_errors=True)
 
 
-def gallery_files(gallery: Gallery, encoded: dict[str, bytes] | None = None) -> dict[str, bytes]:
+def gallery_files(gallery: Gallery, encoded: dict[str, FileBytes] | None = None) -> dict[str, FileBytes]:
     """The files of a version directory; `encoded` may already hold this gallery's "identities.json" and
     "vectors.npy" bytes (e.g. a verified bundle's), so a large gallery is not encoded a second time."""
     encoded = encoded or {}
@@ -259,7 +261,7 @@ def gallery_files(gallery: Gallery, encoded: dict[str, bytes] | None = None) -> 
     } | {k: v for k, v in gallery.manifest.items() if k not in {"identities", "vectors", "count", "dim"}}
     if gallery.calibration is not None:
         manifest["decision"] = gallery.calibration.as_dict()
-    files = {
+    files: dict[str, FileBytes] = {
         "identities.json": identities,
         "vectors.npy": vectors,
         "gallery.json": json.dumps(manifest, indent=2).encode(),

@@ -43,7 +43,8 @@ class LandmarkRefiner:
         angle = np.degrees(np.arctan2(left[1] - right[1], left[0] - right[0]))
         x, y, w, h = detection.bbox
         side = max(w, h) * self.roi_scale
-        matrix = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), angle, MESH_SIZE / side)
+        rotation = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), angle, MESH_SIZE / side)
+        matrix = np.asarray(rotation, dtype=np.float64)
         matrix[:, 2] += MESH_SIZE / 2 - np.array([x + w / 2, y + h / 2])
         return matrix
 

@@ -34,7 +34,8 @@ def start_mosquitto(config: Path, port: int, timeout: float = 10.0) -> subproces
             return process
         except OSError:
             if process.poll() is not None:
-                raise EdgefaceError(f"mosquitto exited: {process.stderr.read().decode()}") from None  # type: ignore[union-attr]
+                stderr = process.stderr.read().decode() if process.stderr is not None else ""
+                raise EdgefaceError(f"mosquitto exited: {stderr}") from None
             if time.monotonic() > deadline:
                 process.terminate()
                 raise EdgefaceError(f"mosquitto did not listen on port {port} within {timeout:g} s") from None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.camera.scene import Actor, ActorPhoto, SceneSpec
-from edgeface.detect import FaceDetector
+from edgeface.faces import Detects
 from edgeface.photos import identity_folders, read_image
 from edgeface.quality import yaw_ratio
 
@@ -27,7 +27,7 @@ class Scenario:
 
 def build_scenario(
     faces_root: Path,
-    detector: FaceDetector,
+    detector: Detects,
     strangers: int = 1,
     shown_per_person: int = 1,
     seconds_per_visit: float = 2.5,
@@ -80,14 +80,15 @@ def build_scenario(
     return Scenario(enrolment, tuple(outsiders), scene, expected)
 
 
-def _shown_photos(photos: list[Path], detector: FaceDetector, count: int) -> list[ActorPhoto]:
+def _shown_photos(photos: list[Path], detector: Detects, count: int) -> list[ActorPhoto]:
     """The last `count` photos with a detectable, roughly frontal face, each with its face box for
     face-centred pasting (a profile photo would be held back by the quality gate, never decided)."""
     chosen: list[ActorPhoto] = []
     for path in reversed(photos):
         faces = detector.detect(read_image(path))
         if faces and yaw_ratio(faces[0]) <= FRONTAL_YAW:
-            chosen.append(ActorPhoto(path, tuple(float(v) for v in faces[0].bbox)))  # type: ignore[arg-type]
+            x, y, w, h = (float(v) for v in faces[0].bbox)
+            chosen.append(ActorPhoto(path, (x, y, w, h)))
         if len(chosen) == count:
             break
     return chosen

@@ -34,7 +34,7 @@ def import_picamera2() -> Picamera2Factory:
             "create the venv with --system-site-packages, or `pip install edgeface[pi]` "
             f"(it needs libcamera's Python bindings, which only Raspberry Pi OS ships) [{exc}]"
         ) from exc
-    return module.Picamera2  # type: ignore[no-any-return]
+    return module.Picamera2
 
 
 class Picamera2Source(SourceBase):

@@ -225,7 +225,7 @@ class EmulatedPicamera2:
     def _configuration(
         self, use_case: str, main: dict | None, lores: dict | None, buffers: int, **kw: Any
     ) -> dict:
-        config = {
+        config: dict[str, Any] = {
             "use_case": use_case,
             "buffer_count": buffers,
             "main": {"format": "XBGR8888", "size": (640, 480)},

@@ -147,7 +147,7 @@ def commit(store: GalleryStore, made: Materialised, manifest: Manifest, signatur
         SIGNATURE_FILE: signature,
     }
     try:
-        store.save(made.gallery, files)  # type: ignore[arg-type]  # bytes-like views are written as they are
+        store.save(made.gallery, files)  # bytes-like views are written as they are
     except OSError as exc:
         raise Rejected("apply_failed", f"writing gallery {manifest.version} failed ({exc})") from exc
 

@@ -144,7 +144,9 @@ def _decode_rows(raw: memoryview, expected: int) -> tuple[tuple[str, ...], tuple
             )
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise Rejected("payload_invalid", f"identity samples must be an integer >= 0: {row!r:.80}")
-        ids.append(i), names.append(n), samples.append(s)
+        ids.append(i)
+        names.append(n)
+        samples.append(s)
     if len(set(ids)) != len(ids):
         raise Rejected("payload_invalid", "identity ids are not unique")
     return tuple(ids), tuple(names), tuple(samples)

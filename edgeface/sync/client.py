@@ -99,7 +99,7 @@ class GallerySyncClient:
         config: SyncConfig,
         public_key: Ed25519PublicKey,
         store: GalleryStore,
-        on_gallery: Callable[[Gallery], None],
+        on_gallery: Callable[[Gallery], object],
     ) -> None:
         self.config = config
         self.policy = DevicePolicy(
@@ -303,7 +303,7 @@ class GallerySyncClient:
         self._state = state
         self._states.offer(state)
 
-    def _publish_state(self, state: dict) -> None:
+    def _publish_state(self, state: Mapping[str, Any]) -> None:
         if self._transport is not None:
             self._transport.publish_state(state)
 

@@ -138,10 +138,12 @@ def _hex(doc: dict, key: str) -> str:
     return value
 
 
-def _time(doc: dict, key: str, optional: bool = False) -> datetime | None:
+def _optional_time(doc: dict, key: str) -> datetime | None:
+    return None if doc.get(key) is None else _time(doc, key)
+
+
+def _time(doc: dict, key: str) -> datetime:
     value = doc.get(key)
-    if value is None and optional:
-        return None
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None
     except ValueError:
@@ -215,14 +217,14 @@ def parse_manifest(raw: bytes) -> Manifest:
     doc = _decode(raw)
     version = _checked(valid_version, doc.get("version"))
     created = _time(doc, "created")
-    expires = _time(doc, "expires", optional=True)
+    expires = _optional_time(doc, "expires")
     _checked(lambda moments: check_lifetime(*moments), (created, expires))
     decision = _checked(parse_decision, doc["decision"]) if "decision" in doc else None
     return Manifest(
         raw=raw,
         fleet=_checked(valid_fleet, doc.get("fleet")),
         version=version,
-        created=created,  # type: ignore[arg-type]
+        created=created,
         expires=expires,
         model_sha256=_hex(doc, "model_sha256"),
         dim=_int(doc, "dim", 1, MAX_DIM),

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import paho.mqtt.client as mqtt
 
@@ -76,7 +76,8 @@ class PahoTransport:
         """Route `client`'s connect and gallery messages to `sync` (keeps other callbacks working)."""
         transport = cls(client, sync.config.state_topic)
         sync.attach(transport)
-        previous_connect = client.on_connect
+        # Clients here use CallbackAPIVersion.VERSION2 (see make_client), so a previous on_connect has its signature.
+        previous_connect = cast("mqtt.CallbackOnConnect_v2 | None", client.on_connect)
 
         def on_connect(c, userdata, flags, reason_code, properties) -> None:
             if previous_connect is not None:
@@ -88,10 +89,10 @@ class PahoTransport:
 
         client.on_connect = on_connect
         client.message_callback_add(
-            sync.config.gallery_topic, lambda c, u, m: sync.on_message(m.topic, m.payload)
+            sync.config.gallery_topic, lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
         )
         client.message_callback_add(
-            sync.config.gallery_topic + "/+/+", lambda c, u, m: sync.on_message(m.topic, m.payload)
+            sync.config.gallery_topic + "/+/+", lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
         )
         return transport
 
