@@ -29,8 +29,11 @@ test: setup-dev models lint
 	bash .ci/wheel-check
 	$(PY) -m pytest -q
 
+# ruff, the type checker on the device package, and the device/server import contracts (pyproject.toml).
 lint: setup-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy edgeface
+	$(VENV)/bin/lint-imports
 
 setup-device: system-device $(VENV)/.device-installed
 setup-dev: system-device system-dev $(VENV)/.dev-installed

@@ -153,7 +153,7 @@ def baseline(holder, fps: float, seconds: float, queries) -> dict:
 def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> dict:
     from edgeface.gallery import GalleryStore
     from edgeface.index import GalleryIndex, IndexHolder
-    from edgeface.sync.build import build_bundle
+    from edgeface.server.build import build_bundle
 
     base = make_gallery(n, dim, seed=n + dim)
     t = time.perf_counter()

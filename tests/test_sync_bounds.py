@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from edgeface.server.build import build_bundle
+from edgeface.server.signing import sign
 from edgeface.sync.apply import DevicePolicy, check_device
-from edgeface.sync.build import build_bundle
 from edgeface.sync.bundle import Bundle, bind_payload, unpack_bundle, verify_bundle
 from edgeface.sync.chunks import (
     CHUNK_BYTES,
@@ -23,7 +24,6 @@ from edgeface.sync.chunks import (
 from edgeface.sync.decision import DecisionEvidence
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import manifest_bytes, parse_manifest
-from edgeface.sync.signing import sign
 from edgeface.sync.validate import MAX_VERSION
 from tests.test_sync_support import (
     FLEET,

@@ -20,7 +20,7 @@ import pytest
 from edgeface.cli import main
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
-from edgeface.sync.build import build_bundle
+from edgeface.server.build import build_bundle
 from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import BrokerOptions, PahoTransport, make_client
 from edgeface.sync.updater import IndexUpdater

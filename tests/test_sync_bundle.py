@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from edgeface.gallery import Gallery, npy_bytes
+from edgeface.server.build import build_bundle
+from edgeface.server.delta import compute_delta
+from edgeface.server.signing import sign
 from edgeface.sync.apply import DevicePolicy, check_device, materialise
-from edgeface.sync.build import build_bundle
 from edgeface.sync.bundle import (
     MAGIC,
     Bundle,
@@ -20,10 +22,9 @@ from edgeface.sync.bundle import (
     unpack_bundle,
     verify_bundle,
 )
-from edgeface.sync.delta import apply_delta, compute_delta
+from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import manifest_bytes, parse_manifest
-from edgeface.sync.signing import sign
 from tests.test_sync_support import FLEET, MODEL, Keys, make_gallery, make_keys
 
 

@@ -13,9 +13,10 @@ import pytest
 from edgeface.cli import build_parser, main
 from edgeface.cli.common import load_encoder
 from edgeface.gallery import GalleryStore
-from edgeface.sync.build import build_bundle
+from edgeface.server.build import build_bundle
+from edgeface.server.signing import load_private_key
 from edgeface.sync.bundle import read_bundle, verify_bundle
-from edgeface.sync.signing import load_private_key, load_public_key
+from edgeface.sync.signing import load_public_key
 from tests.test_sync_support import FLEET, make_gallery
 
 

@@ -10,11 +10,11 @@ import pytest
 
 from edgeface.cli import main
 from edgeface.gallery import GalleryStore, sha256_bytes
+from edgeface.server.build import build_bundle
+from edgeface.server.signing import generate_keypair, load_private_key, sign
 from edgeface.sync import valid_fleet
-from edgeface.sync.build import build_bundle
 from edgeface.sync.bundle import Bundle, bind_payload, pack_bundle, pack_payload, split_payload, unpack_bundle
 from edgeface.sync.manifest import manifest_bytes
-from edgeface.sync.signing import generate_keypair, load_private_key, sign
 from tests.conftest import free_port
 from tests.test_sync_support import FLEET, make_gallery
 

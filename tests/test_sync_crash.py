@@ -53,8 +53,8 @@ def child(root: Path, bundles: Path, public_key: Path) -> None:
 
 
 def _ensure_bundles(directory: Path, private_key: Path, first: int) -> None:
-    from edgeface.sync.build import build_bundle
-    from edgeface.sync.signing import load_private_key
+    from edgeface.server.build import build_bundle
+    from edgeface.server.signing import load_private_key
 
     key = load_private_key(private_key)
     for version in range(first, first + PER_CHILD):

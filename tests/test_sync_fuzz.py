@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeface.gallery import sha256_bytes
-from edgeface.sync.build import build_bundle
+from edgeface.server.build import build_bundle
+from edgeface.server.signing import Ed25519PrivateKey
 from edgeface.sync.bundle import pack_payload, split_payload, unpack_bundle, verify_payload
 from edgeface.sync.chunks import (
     ChunkAssembler,
@@ -28,7 +29,6 @@ from edgeface.sync.chunks import (
 )
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, manifest_bytes, parse_manifest
-from edgeface.sync.signing import Ed25519PrivateKey
 from tests.test_sync_support import FLEET, make_gallery
 
 FUZZ = settings(

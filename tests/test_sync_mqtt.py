@@ -10,12 +10,12 @@ import pytest
 
 from edgeface.errors import BundleError
 from edgeface.gallery import GalleryStore
-from edgeface.sync.build import build_bundle
+from edgeface.server.build import build_bundle
+from edgeface.server.publish import publish
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import BrokerOptions
-from edgeface.sync.publish import publish
 from tests.test_sync_support import (
     FLEET,
     MODEL,

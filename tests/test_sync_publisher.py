@@ -9,10 +9,10 @@ import pytest
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.mqtt.client import MqttPublisher
-from edgeface.sync.build import build_bundle
+from edgeface.server.build import build_bundle
+from edgeface.server.publish import publish
 from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import BrokerOptions, PublisherTransport
-from edgeface.sync.publish import publish
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import Broker
 from tests.test_mqtt_client import STATUS, make_settings

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from edgeface.gallery import Gallery
-from edgeface.sync.build import build_bundle as _build_bundle
+from edgeface.server.build import build_bundle as _build_bundle
+from edgeface.server.signing import sign
 from edgeface.sync.bundle import Bundle, pack_payload, split_payload, unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.manifest import manifest_bytes
-from edgeface.sync.signing import sign
 from tests.test_sync_support import (
     FLEET,
     PREFIX,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.sync.build import build_bundle
+from edgeface.server.build import build_bundle
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.client import SyncConfig

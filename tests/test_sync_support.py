@@ -14,15 +14,10 @@ import paho.mqtt.client as mqtt
 
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key
 from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import PahoTransport
-from edgeface.sync.signing import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-    generate_keypair,
-    load_private_key,
-    load_public_key,
-)
+from edgeface.sync.signing import Ed25519PublicKey, load_public_key
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import Broker
 

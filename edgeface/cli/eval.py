@@ -35,8 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def encode_folders(encoder, root: Path):
-    from edgeface_tools.evaluation import EncodedSet, difference_hash
     from tqdm import tqdm
+
+    from edgeface.server.evaluation import EncodedSet, difference_hash
 
     folders = identity_folders(root)
     names = tuple(folders)
@@ -64,7 +65,7 @@ def encode_folders(encoder, root: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeface_tools.evaluation import evaluate, near_duplicates, plot_roc
+    from edgeface.server.evaluation import evaluate, near_duplicates, plot_roc
 
     encoder = load_encoder(args)
     data, hashes, unreadable = encode_folders(encoder, args.folders)
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_set_report(data, card, seeds) -> dict:
-    from edgeface_tools.openset import open_set
+    from edgeface.server.openset import open_set
 
     found = data.found
     embeddings, labels = data.embeddings[found], data.labels[found]

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from edgeface.sync.signing import generate_keypair
+    from edgeface.server.signing import generate_keypair
 
     generate_keypair(args.private, args.public, overwrite=args.force)
     log.info("wrote %s (keep it secret) and %s (install on every device)", args.private, args.public)
@@ -56,7 +56,7 @@ def _enroll_folders(root: Path, model_args: argparse.Namespace):
 
 def _load_base(args: argparse.Namespace, public_key: Ed25519PublicKey) -> Gallery:
     """`--base` is a full bundle file, a gallery directory, or a version number kept in the `--gallery` store."""
-    from edgeface.sync.build import load_source_gallery
+    from edgeface.server.build import load_source_gallery
 
     if args.base.isdigit():
         if not args.gallery:
@@ -89,8 +89,8 @@ def _write_out(path: Path, data: bytes) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from edgeface.sync.build import build_bundle, check_build_arguments, load_source_gallery
-    from edgeface.sync.signing import load_private_key
+    from edgeface.server.build import build_bundle, check_build_arguments, load_source_gallery
+    from edgeface.server.signing import load_private_key
 
     # everything a device would refuse is refused before any work, by the device's own checks
     check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)
@@ -176,8 +176,8 @@ def _read(path: Path, what: str) -> bytes:
 
 def _publish(args: argparse.Namespace) -> int:
     from edgeface.mqtt.settings import read_credentials
+    from edgeface.server.publish import publish
     from edgeface.sync.mqtt import BrokerOptions
-    from edgeface.sync.publish import publish
     from edgeface.sync.validate import valid_fleet
 
     try:

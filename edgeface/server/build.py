@@ -9,20 +9,21 @@ import numpy as np
 
 from edgeface.errors import BundleError
 from edgeface.gallery import Gallery, GalleryStore, npy_bytes, read_gallery_dir, sha256_bytes
+from edgeface.server.delta import compute_delta
+from edgeface.server.signing import Ed25519PrivateKey, sign
 from edgeface.sync.bundle import (
     Bundle,
-    Rows,
     bind_payload,
     pack_bundle,
     pack_payload,
     read_bundle,
+    rows_gallery,
     verify_bundle,
 )
 from edgeface.sync.decision import DecisionEvidence
-from edgeface.sync.delta import Delta, apply_delta, compute_delta
+from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
-from edgeface.sync.manifest import FORMAT, Manifest, manifest_bytes, parse_manifest, rfc3339
-from edgeface.sync.signing import Ed25519PrivateKey, sign
+from edgeface.sync.manifest import FORMAT, manifest_bytes, parse_manifest, rfc3339
 from edgeface.sync.validate import (
     CHUNK_BYTES_MAX,
     valid_chunk_bytes,
@@ -117,16 +118,6 @@ def build_bundle(
     except Rejected as exc:
         raise BundleError(f"refusing to sign a manifest every device would reject: {exc.reason}") from exc
     return pack_bundle(Bundle(raw, sign(key, raw), payload))
-
-
-def rows_gallery(manifest: Manifest, rows: Rows, version: int | None = None) -> Gallery:
-    return Gallery(
-        rows.ids, rows.names, rows.samples, rows.vectors, manifest.model_sha256, version or manifest.version
-    )
-
-
-def delta_of(manifest: Manifest, rows: Rows) -> Delta:
-    return Delta(manifest.remove, rows_gallery(manifest, rows))
 
 
 def load_source_gallery(path: Path, key_for_bundles=None) -> Gallery:

@@ -119,7 +119,7 @@ def roc(genuine: np.ndarray, impostor: np.ndarray) -> dict:
     far = np.concatenate([[0.0], 1 - far / len(impostor)])
     auc = float(np.sum(np.diff(far) * (tar[1:] + tar[:-1]) / 2))
     eer_at = int(np.argmin(np.abs(far - (1 - tar))))
-    result = {
+    result: dict[str, object] = {  # the report, plus the curve under "_curve" for plotting
         "auc": auc,
         "eer": float((far[eer_at] + 1 - tar[eer_at]) / 2),
         "n_genuine": len(genuine),

@@ -45,7 +45,8 @@ def open_set(
     target_fpir: float = DEFAULT_TARGET_FPIR,
 ) -> dict:
     fixed = tuple(fixed)
-    rows: dict[str, list[tuple[float, float]]] = {"default": []} | {f"fixed {t:g}": [] for t in fixed}
+    rows: dict[str, list[tuple[float, float]]] = {"default": []}
+    rows.update((f"fixed {t:g}", []) for t in fixed)
     sources, thresholds = [], []
     for seed in seeds:
         enrolled, enrol_rows, probes, strangers = open_set_split(labels, seed, k)

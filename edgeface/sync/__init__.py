@@ -1,4 +1,4 @@
-"""Fleet gallery sync: signed, versioned bundles (server side) and their atomic apply on a device.
+"""Fleet gallery sync on a device: verifying signed, versioned bundles and applying them atomically.
 
 Device wiring (the daemon)::
 
@@ -6,11 +6,12 @@ Device wiring (the daemon)::
                              GalleryStore(state_dir / "gallery"), on_gallery=updater.apply)
     PahoTransport.attach_to(mqtt_client, sync)
 
-Modules: `manifest` (the signed JSON), `bundle` (container + stateless checks), `signing` (Ed25519),
-`delta`, `build` and `publish` (server side), `chunks` (MQTT announcement and chunking), `apply` (device
+Modules: `manifest` (the signed JSON), `bundle` (container + stateless checks), `signing` (Ed25519
+verification), `delta` (applying a delta), `chunks` (MQTT announcement and chunking), `apply` (device
 checks + atomic write), `rawio` (large payloads without long GIL holds), `client` (the device state
 machine), `mqtt` (paho binding), `updater` (index swap), `validate` (bounds shared by server and device),
-`decision` (the signed calibration evidence), `throttle` (log and state rate limits).
+`decision` (the signed calibration evidence), `throttle` (log and state rate limits). Building, signing
+and publishing bundles is server side, in `edgeface.server`, which nothing here imports.
 
 `valid_fleet(name) -> str` (raises `ValueError`) is exported here for the config loader.
 """

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
-from edgeface.sync.build import delta_of, rows_gallery
-from edgeface.sync.bundle import MAX_PAYLOAD, Rows, check_binding, verify_payload
-from edgeface.sync.delta import apply_delta
+from edgeface.sync.bundle import MAX_PAYLOAD, Rows, check_binding, rows_gallery, verify_payload
+from edgeface.sync.delta import apply_delta, delta_of
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, rfc3339
 from edgeface.sync.rawio import encode_rows, npy_view

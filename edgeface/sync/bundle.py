@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.gallery import sha256_bytes
+from edgeface.gallery import Gallery, sha256_bytes
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import (
     MAX_MANIFEST_BYTES,
@@ -65,6 +65,13 @@ class Rows:
     vectors: np.ndarray  # read-only view into `vectors_raw`
     identities_raw: bytes | memoryview  # the verified identities JSON bytes
     vectors_raw: bytes | memoryview  # the verified .npy bytes
+
+
+def rows_gallery(manifest: Manifest, rows: Rows, version: int | None = None) -> Gallery:
+    """The gallery a verified bundle carries (for a delta: its upserted identities)."""
+    return Gallery(
+        rows.ids, rows.names, rows.samples, rows.vectors, manifest.model_sha256, version or manifest.version
+    )
 
 
 @dataclass(frozen=True, slots=True)

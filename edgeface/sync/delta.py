@@ -1,4 +1,4 @@
-"""Gallery deltas: which identities to remove and which to add or update, and applying them.
+"""Gallery deltas on a device: which identities to remove and which to add or update, and applying them.
 
 Applying is deterministic so server and device agree on the result byte for byte: removed identities are
 dropped, updated ones keep their position, new ones are appended in the delta's order.
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeface.gallery import Gallery
-
-VECTOR_TOLERANCE = 1e-6
+from edgeface.sync.bundle import Rows, rows_gallery
+from edgeface.sync.manifest import Manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,32 +21,9 @@ class Delta:
     upsert: Gallery  # the added or changed identities, with their vectors
 
 
-def compute_delta(base: Gallery, new: Gallery) -> Delta:
-    """The smallest remove/upsert set that turns `base` into a gallery with `new`'s identities."""
-    base_rows = {i: k for k, i in enumerate(base.ids)}
-    new_ids = set(new.ids)
-    remove = tuple(i for i in base.ids if i not in new_ids)
-    row = np.asarray([base_rows.get(i, -1) for i in new.ids], np.int64)
-    known = row >= 0
-    moved = np.ones(len(new), bool)
-    if known.any():  # float noise from re-normalising is not a change
-        diff = np.abs(base.vectors[row[known]] - new.vectors[known]).max(axis=1)
-        moved[known] = diff > VECTOR_TOLERANCE
-    changed = [
-        k
-        for k in range(len(new))
-        if moved[k] or base.names[row[k]] != new.names[k] or base.samples[row[k]] != new.samples[k]
-    ]
-    pick = np.asarray(changed, np.int64)
-    upsert = Gallery(
-        tuple(new.ids[k] for k in changed),
-        tuple(new.names[k] for k in changed),
-        tuple(new.samples[k] for k in changed),
-        np.ascontiguousarray(new.vectors[pick].reshape(len(changed), new.dim), np.float32),
-        new.model_sha256,
-        new.version,
-    )
-    return Delta(remove, upsert)
+def delta_of(manifest: Manifest, rows: Rows) -> Delta:
+    """The delta a verified delta bundle carries."""
+    return Delta(manifest.remove, rows_gallery(manifest, rows))
 
 
 def apply_delta(base: Gallery, delta: Delta, version: int) -> Gallery:
