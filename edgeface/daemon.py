@@ -18,11 +18,12 @@ from edgeface.camera import FrameSource, open_source
 from edgeface.config import Config, load_config
 from edgeface.daemon_setup import SyncParts, camera_spec, decision_settings, quality_settings, start_sync
 from edgeface.errors import EdgefaceError
+from edgeface.events import recognition_event
 from edgeface.frames import CaptureThread, DropOldestQueue
 from edgeface.gallery import GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.logsafe import printable
-from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload, recognition_event
+from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload
 from edgeface.parts import build_parts, build_publisher, decision_rule, index_settings
 from edgeface.recognize import Decision, Recognizer
 from edgeface.sdnotify import Notifier, watchdog_interval
@@ -152,11 +153,11 @@ class Daemon:
             )
             self.recognizer.latency.add("frame_to_event", latency_ms)
             self.publisher.publish_event(event)  # returns once the event is on disk
-            self.announcer.announced(decision, event["event_id"], now)
+            self.announcer.announced(decision, event.event_id, now)
             self.events_published += 1
             log.info(
                 "event %s spooled: track %d %s%s (score %.3f, margin %.3f, %d frames)",
-                event["event_id"],
+                event.event_id,
                 decision.track_id,
                 printable(who),
                 " (corrects an unknown)" if verdict.corrects else "",

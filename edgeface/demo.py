@@ -26,6 +26,7 @@ from edgeface.daemon import Daemon
 from edgeface.faces import FaceEncoder
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.localbroker import local_broker
+from edgeface.mqtt.topics import EVENTS, every_device
 from edgeface.parts import build_encoder
 from edgeface.photos import read_image
 from edgeface.scenario import Scenario, build_scenario
@@ -59,7 +60,7 @@ class EventCollector:
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgeface-demo-viewer")
         self._client.on_message = self._on_message
         self._client.connect("127.0.0.1", port)
-        self._client.subscribe(f"{prefix}/+/events", qos=1)
+        self._client.subscribe(every_device(prefix, EVENTS), qos=1)
         self._client.loop_start()
 
     def _on_message(self, client: object, userdata: object, message: MQTTMessage) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -63,11 +64,15 @@ class Identity:
     name: str
 
 
+MatchDecision = Literal["match", "unknown"]
+DECISIONS: tuple[MatchDecision, ...] = get_args(MatchDecision)
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """The outcome of searching one embedding: a decision with its evidence."""
 
-    decision: str  # "match" | "unknown"
+    decision: MatchDecision
     identity: Identity | None
     score: float
     margin: float

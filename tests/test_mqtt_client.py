@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,13 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edgeface.events import Event, recognition_event
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.payloads import (
     StageLatency,
     StatusInfo,
     gallery_state_payload,
     metrics_payload,
-    recognition_event,
 )
 from edgeface.mqtt.settings import MqttSettings
 from edgeface.types import Identity, Match
@@ -102,7 +102,7 @@ def make_settings(broker: Broker | None, tmp: Path, **overrides: Any) -> MqttSet
     return MqttSettings(**values)
 
 
-def make_event(track: int, name: str | None = "Ada") -> dict[str, Any]:
+def make_event(track: int, name: str | None = "Ada") -> Event:
     identity = Identity(f"id-{name}", name) if name else None
     match = Match("match" if name else "unknown", identity, 0.71, 0.2, 0.45)
     return recognition_event(
@@ -118,8 +118,9 @@ def make_event(track: int, name: str | None = "Ada") -> dict[str, Any]:
     )
 
 
-def ids_of(payloads: list[dict[str, Any]]) -> list[str]:
-    return [p["event_id"] for p in payloads]
+def ids_of(items: Sequence[Event | dict[str, Any]]) -> list[str]:
+    """event_ids of sent events or of received payloads."""
+    return [i.event_id if isinstance(i, Event) else i["event_id"] for i in items]
 
 
 def has_ids(topic: str, wanted: set[str]) -> Callable[[list[paho.MQTTMessage]], bool]:
@@ -193,13 +194,13 @@ def _spawn_publisher(broker_port: int, spool: Path, keepalive: int = 5) -> subpr
     )
 
 
-def _feed(proc: subprocess.Popen[str], events: list[dict[str, Any]]) -> None:
+def _feed(proc: subprocess.Popen[str], events: list[Event]) -> None:
     assert proc.stdin is not None and proc.stdout is not None
     for event in events:
-        proc.stdin.write(json.dumps(event) + "\n")
+        proc.stdin.write(json.dumps(event.payload()) + "\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
-        assert line.strip() == f"spooled {event['event_id']}", line
+        assert line.strip() == f"spooled {event.event_id}", line
 
 
 def _retained_status(broker: Broker) -> dict[str, Any]:
@@ -331,7 +332,7 @@ def test_malformed_inbound_messages_do_not_stop_the_loop(
         sender.publish("edgeface/fleet/f1/gallery", b'{"version": 8}', qos=1).wait_for_publish(5)
         event = make_event(1)
         publisher.publish_event(event)
-        assert collector.wait(has_ids(publisher.topics.events, {event["event_id"]}))
+        assert collector.wait(has_ids(publisher.topics.events, {event.event_id}))
         assert publisher.connected
     assert good == [{"version": 7}]  # nothing after unsubscribe()
     failures = [r for r in caplog.records if "subscriber callback" in r.getMessage()]

@@ -1,11 +1,10 @@
-"""Topic builders, §6 payload builders, settings validation, and that the schemas reject bad payloads."""
+"""§6 payload builders, settings validation, and that the schemas reject bad payloads."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import jsonschema
 import pytest
 
 from edgeface.errors import ConfigError
+from edgeface.events import recognition_event
 from edgeface.mqtt.discovery import last_person_config
 from edgeface.mqtt.payloads import (
     StageLatency,
@@ -20,12 +20,10 @@ from edgeface.mqtt.payloads import (
     encode,
     gallery_state_payload,
     metrics_payload,
-    recognition_event,
-    rfc3339,
     status_payload,
 )
 from edgeface.mqtt.settings import MqttSettings
-from edgeface.mqtt.topics import DeviceTopics, fleet_gallery, fleet_gallery_chunk
+from edgeface.mqtt.topics import DeviceTopics
 from edgeface.types import Identity, Match
 from tests.event_schema import validate
 
@@ -45,32 +43,7 @@ def _event(**overrides: Any) -> dict[str, Any]:
         "latency_ms": 81.234,
     }
     values.update(overrides)
-    return recognition_event(**values)
-
-
-def test_topics() -> None:
-    topics = DeviceTopics("edgeface", "door1")
-    assert (topics.status, topics.events, topics.metrics, topics.gallery_state) == (
-        "edgeface/door1/status",
-        "edgeface/door1/events",
-        "edgeface/door1/metrics",
-        "edgeface/door1/gallery/state",
-    )
-    assert DeviceTopics("site/a", "d").events == "site/a/d/events"
-    assert fleet_gallery("edgeface", "f1") == "edgeface/fleet/f1/gallery"
-    assert fleet_gallery_chunk("edgeface", "f1", 12, 0) == "edgeface/fleet/f1/gallery/12/0"
-
-
-@pytest.mark.parametrize("device", ["", "a/b", "a+", "#", "x\0"])
-def test_device_names_that_would_break_topics(device: str) -> None:
-    with pytest.raises(ValueError, match="device"):
-        DeviceTopics("edgeface", device)
-
-
-def test_rfc3339_is_utc_with_milliseconds() -> None:
-    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    assert rfc3339(when) == "2026-01-02T03:04:05.678Z"
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rfc3339())
+    return recognition_event(**values).payload()
 
 
 def test_events_validate_and_have_fresh_ids() -> None:

@@ -119,7 +119,7 @@ def test_mutual_tls_delivers_events(tls_broker: Broker, pki: dict[str, Path], tm
             assert publisher.wait_connected(5)
             event = make_event(1)
             publisher.publish_event(event)
-            assert collector.wait(has_ids("edgeface/door1/events", {event["event_id"]}))
+            assert collector.wait(has_ids("edgeface/door1/events", {event.event_id}))
         validate("event", json.loads(collector.messages[0].payload))
     finally:
         collector.close()

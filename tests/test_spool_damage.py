@@ -118,7 +118,7 @@ def test_damaged_spool_publisher_comes_up_and_delivers(tmp_path: Path, broker: A
             events = [make_event(i) for i in range(5)]
             for event in events:
                 publisher.publish_event(event)
-            want = {e["event_id"] for e in events}
+            want = {e.event_id for e in events}
             assert collector.wait(lambda ms: want <= {_id(m) for m in ms if m.topic == EVENTS}, 15)
             stats = publisher.stats()
             assert stats.spool.quarantined_files == 1 and stats.spool.events_lost_unknown

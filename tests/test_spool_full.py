@@ -78,8 +78,8 @@ def test_page_cap_publisher_delivers_from_memory_and_restarts(tmp_path: Path, br
         want = 250 - dropped
         assert collector.wait(lambda ms: len({_id(m) for m in ms if m.topic == EVENTS}) >= want, 30)
         got = {_id(m) for m in collector.messages if m.topic == EVENTS}
-        assert got <= {e["event_id"] for e in events} and len(got) == want
-        assert events[-1]["event_id"] in got  # the newest survive; the oldest held in memory were dropped
+        assert got <= {e.event_id for e in events} and len(got) == want
+        assert events[-1].event_id in got  # the newest survive; the oldest held in memory were dropped
         stats = publisher.stats()
         assert stats.as_dict()["spool"]["events_dropped_disk_full"] == dropped
         status = [json.loads(m.payload) for m in collector.messages if m.topic.endswith("/status")][-1]
@@ -137,7 +137,7 @@ def test_full_tmpfs_restart_comes_up_in_memory_and_delivers(tiny_disk: Path, bro
             events = [make_event(i) for i in range(30)]
             for event in events:
                 publisher.publish_event(event)
-            want = {e["event_id"] for e in events[10:]}  # 20 held in memory; the 10 oldest dropped
+            want = {e.event_id for e in events[10:]}  # 20 held in memory; the 10 oldest dropped
             assert collector.wait(lambda ms: want <= {_id(m) for m in ms}, 15)
             assert publisher.spool_health.events_dropped_disk_full == 10
             filler.unlink()  # space again: the spool reopens and the 5 waiting on disk go out too

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from edgeface import __version__
+from edgeface.events import Event
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.mqtt.settings import MqttSettings
@@ -50,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in sys.stdin:
             if not line.strip():
                 continue
-            event = json.loads(line)
+            event = Event.from_payload(json.loads(line))
             publisher.publish_event(event)
-            sys.stdout.write(f"spooled {event.get('event_id')}\n")
+            sys.stdout.write(f"spooled {event.event_id}\n")
             sys.stdout.flush()
         publisher.close(args.flush_timeout)
     return 0

@@ -26,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeface.errors import EdgefaceError
+from edgeface.events import Event
 from edgeface.logsafe import printable
 from edgeface.mqtt import discovery, payloads
 from edgeface.mqtt.health import SpoolHealth
@@ -191,14 +192,14 @@ class MqttPublisher:
         self.close()
 
     # publishing ---------------------------------------------------------------------------------------
-    def publish_event(self, event: Mapping[str, Any]) -> None:
+    def publish_event(self, event: Event) -> None:
         """Spool a recognition event (committed to disk before this returns), then send it.
 
         A spool problem never raises here: on a full disk the event waits in memory (see ``spool_health``).
         """
         if self._closed:
             raise PublisherClosedError("MqttPublisher.publish_event: the publisher is closed")
-        self._spool.put(self.topics.events, payloads.encode(event), _EVENT_QOS)
+        self._spool.put(self.topics.events, payloads.encode(event.payload()), _EVENT_QOS)
         self._counts["spooled"] += 1
         self._work.put(_Ack(-1, False))  # wake the sender
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeface.mqtt.topics import DeviceTopics
+from edgeface.mqtt.topics import DeviceTopics, ha_discovery_config
 
 # Shows the name of the last recognised person, or "unknown" for a stranger.
 _VALUE_TEMPLATE = "{{ value_json.identity.name if value_json.identity else 'unknown' }}"
@@ -15,7 +15,7 @@ def last_person_config(
 ) -> tuple[str, dict[str, Any]]:
     """(retained config topic, config payload) of the "last person" sensor of one device."""
     object_id = f"{topics.device}_last_person"
-    topic = f"{discovery_prefix}/sensor/{object_id}/config"
+    topic = ha_discovery_config(discovery_prefix, object_id)
     payload: dict[str, Any] = {
         "name": "Last person",
         "unique_id": f"edgeface_{object_id}",

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from edgeface.mqtt.health import SpoolHealth
-from edgeface.types import Match
-
-
-def rfc3339(when: datetime | None = None) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-23T12:51:14.123Z``."""
-    moment = (when or datetime.now(UTC)).astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from edgeface.timestamps import rfc3339
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
@@ -67,47 +60,6 @@ def status_payload(
     if spool is not None:
         payload["spool"] = spool.as_dict()
     return payload
-
-
-def recognition_event(
-    *,
-    device: str,
-    camera: str,
-    track: int,
-    match: Match,
-    frames: int,
-    bbox: Sequence[float],
-    gallery_version: int | None,
-    model_sha256: str,
-    latency_ms: float,
-    when: datetime | None = None,
-    corrects: str | None = None,
-) -> dict[str, Any]:
-    """One decision for one track; a fresh uuid4 ``event_id`` lets consumers de-duplicate."""
-    if match.decision not in ("match", "unknown"):
-        raise ValueError(f"decision: must be 'match' or 'unknown', got {match.decision!r}")
-    if (match.decision == "match") != (match.identity is not None):
-        raise ValueError("identity: required for a 'match' and must be None for 'unknown'")
-    if len(bbox) != 4:
-        raise ValueError(f"bbox: expected [x, y, w, h], got {list(bbox)}")
-    identity = None if match.identity is None else {"id": match.identity.id, "name": match.identity.name}
-    return {
-        "event_id": str(uuid.uuid4()),
-        "ts": rfc3339(when),
-        "device": device,
-        "camera": camera,
-        "track": int(track),
-        "decision": match.decision,
-        "identity": identity,
-        "score": _finite("score", match.score),
-        "margin": _finite("margin", match.margin),
-        "threshold": _finite("threshold", match.threshold),
-        "frames": int(frames),
-        "bbox": [round(_finite("bbox", v), 1) for v in bbox],
-        "gallery_version": gallery_version,
-        "model_sha256": model_sha256,
-        "latency_ms": round(_finite("latency_ms", latency_ms), 2),
-    } | ({"corrects": corrects} if corrects else {})
 
 
 def gallery_state_payload(

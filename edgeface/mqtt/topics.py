@@ -1,10 +1,18 @@
-"""Topic names of DESIGN §6, built in one place."""
+"""Topic names of DESIGN §6, built in one place: nothing else in edgeface writes a topic string.
+
+Per device `{prefix}/{device}/{status,events,metrics,gallery/state}`; per fleet `{prefix}/fleet/{fleet}/gallery`
+and its chunks `.../gallery/{version}/{n}`; subscription filters with `+` for tools that watch every device or
+every chunk; and the Home Assistant discovery topic.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 _FORBIDDEN = ("/", "+", "#", "\0")
+_ANY = "+"  # single-level wildcard, only in subscription filters
+
+STATUS, EVENTS, METRICS, GALLERY_STATE = "status", "events", "metrics", "gallery/state"
 
 
 def check_level(name: str, value: str) -> str:
@@ -38,19 +46,26 @@ class DeviceTopics:
 
     @property
     def status(self) -> str:
-        return f"{self.base}/status"
+        return f"{self.base}/{STATUS}"
 
     @property
     def events(self) -> str:
-        return f"{self.base}/events"
+        return f"{self.base}/{EVENTS}"
 
     @property
     def metrics(self) -> str:
-        return f"{self.base}/metrics"
+        return f"{self.base}/{METRICS}"
 
     @property
     def gallery_state(self) -> str:
-        return f"{self.base}/gallery/state"
+        return f"{self.base}/{GALLERY_STATE}"
+
+
+def every_device(prefix: str, leaf: str) -> str:
+    """Subscription filter for one per-device topic (`STATUS`, `EVENTS`, ...) of every device under `prefix`."""
+    if leaf not in (STATUS, EVENTS, METRICS, GALLERY_STATE):
+        raise ValueError(f"every_device: unknown per-device topic {leaf!r}")
+    return f"{check_prefix(prefix)}/{_ANY}/{leaf}"
 
 
 def fleet_gallery(prefix: str, fleet: str) -> str:
@@ -63,3 +78,26 @@ def fleet_gallery_chunk(prefix: str, fleet: str, version: int, n: int) -> str:
     if version < 0 or n < 0:
         raise ValueError(f"gallery chunk: version and n must be >= 0, got {version}, {n}")
     return f"{fleet_gallery(prefix, fleet)}/{version}/{n}"
+
+
+def fleet_gallery_chunks(prefix: str, fleet: str, version: int | None = None) -> str:
+    """Subscription filter for the chunks of gallery `version` (of every version when None)."""
+    if version is not None and version < 0:
+        raise ValueError(f"gallery chunks: version must be >= 0, got {version}")
+    return f"{fleet_gallery(prefix, fleet)}/{_ANY if version is None else version}/{_ANY}"
+
+
+def parse_fleet_gallery_chunk(prefix: str, fleet: str, topic: str) -> tuple[int, int] | None:
+    """(version, n) of a chunk topic of this fleet, or None if `topic` is not one."""
+    head = fleet_gallery(prefix, fleet) + "/"
+    if not topic.startswith(head):
+        return None
+    version, _, n = topic.removeprefix(head).partition("/")
+    if not (version.isdigit() and n.isdigit()):
+        return None
+    return int(version), int(n)
+
+
+def ha_discovery_config(discovery_prefix: str, object_id: str) -> str:
+    """Home Assistant MQTT discovery: the retained config of sensor `object_id`."""
+    return f"{check_prefix(discovery_prefix)}/sensor/{check_level('object_id', object_id)}/config"

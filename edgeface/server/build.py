@@ -23,7 +23,7 @@ from edgeface.sync.bundle import (
 from edgeface.sync.decision import DecisionEvidence
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
-from edgeface.sync.manifest import FORMAT, manifest_bytes, parse_manifest, rfc3339
+from edgeface.sync.manifest import FORMAT, manifest_bytes, parse_manifest
 from edgeface.sync.validate import (
     CHUNK_BYTES_MAX,
     valid_chunk_bytes,
@@ -31,6 +31,7 @@ from edgeface.sync.validate import (
     valid_lifetime_days,
     valid_version,
 )
+from edgeface.timestamps import rfc3339
 
 
 def gallery_hashes(gallery: Gallery) -> tuple[bytes, bytes]:

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 
 from edgeface.errors import BundleError
 from edgeface.logsafe import printable
+from edgeface.mqtt.topics import GALLERY_STATE, check_prefix, every_device, fleet_gallery, fleet_gallery_chunk
 from edgeface.sync.bundle import check_binding, unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.errors import Rejected
@@ -115,12 +116,13 @@ def publish(
 ) -> Published:
     try:
         valid_fleet(fleet)
+        check_prefix(prefix)
     except ValueError as exc:
         raise BundleError(str(exc)) from exc
     client = _connect(options)
     try:
-        topic = f"{prefix}/fleet/{fleet}/gallery"
-        seen = _Retained(client, [topic, f"{prefix}/+/gallery/state"])
+        topic = fleet_gallery(prefix, fleet)
+        seen = _Retained(client, [topic, every_device(prefix, GALLERY_STATE)])
         time.sleep(wait_s)
         parts = unpack_bundle(bundle)
         manifest = parse_manifest(parts.manifest)
@@ -138,7 +140,7 @@ def publish(
         previous = _previous_chunks(seen.messages.get(topic))
         chunks = _chunks(manifest, parts.payload)
         infos = [
-            client.publish(f"{topic}/{manifest.version}/{n}", c, qos=1, retain=True)
+            client.publish(fleet_gallery_chunk(prefix, fleet, manifest.version, n), c, qos=1, retain=True)
             for n, c in enumerate(chunks)
         ]
         announcement = announcement_bytes(parts.manifest, parts.signature, parts.payload, chunks)
@@ -146,7 +148,7 @@ def publish(
         cleared = 0
         if previous is not None and previous[0] != manifest.version:
             infos += [
-                client.publish(f"{topic}/{previous[0]}/{n}", b"", qos=1, retain=True)
+                client.publish(fleet_gallery_chunk(prefix, fleet, previous[0], n), b"", qos=1, retain=True)
                 for n in range(previous[1])
             ]
             cleared = previous[1]

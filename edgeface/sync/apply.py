@@ -16,7 +16,7 @@ from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
 from edgeface.sync.bundle import MAX_PAYLOAD, Rows, check_binding, rows_gallery, verify_payload
 from edgeface.sync.delta import apply_delta, delta_of
 from edgeface.sync.errors import Rejected
-from edgeface.sync.manifest import Manifest, rfc3339
+from edgeface.sync.manifest import Manifest
 from edgeface.sync.rawio import encode_rows, npy_view
 from edgeface.sync.validate import (
     DEFAULT_MAX_VERSION_JUMP,
@@ -24,6 +24,7 @@ from edgeface.sync.validate import (
     valid_fleet,
     valid_max_version_jump,
 )
+from edgeface.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def check_device(
             "base_mismatch", f"delta against version {manifest.base_version}, device runs {running_version}"
         )
     if manifest.expired(now):
-        expires = rfc3339(manifest.expires)  # type: ignore[arg-type]
+        expires = rfc3339(manifest.expires)
         if policy.expiry == "deny":
             raise Rejected("expired", f"bundle expired at {expires} (policy deny)")
         return f"bundle expired at {expires} (policy warn: still matching)"

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from edgeface.errors import GalleryError
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.mqtt.payloads import gallery_state_payload
-from edgeface.mqtt.topics import DeviceTopics, fleet_gallery
+from edgeface.mqtt.topics import DeviceTopics, fleet_gallery, fleet_gallery_chunks, parse_fleet_gallery_chunk
 from edgeface.sync.apply import DevicePolicy, apply_payload, check_device, is_running, running_expired
 from edgeface.sync.bundle import MAX_PAYLOAD, check_signature
 from edgeface.sync.chunks import Announcement, ChunkAssembler, check_announcement, parse_announcement
@@ -74,8 +74,9 @@ class SyncConfig:
     def gallery_topic(self) -> str:
         return fleet_gallery(self.prefix, self.fleet)
 
-    def chunk_topic(self, version: int, n: int | str) -> str:
-        return f"{self.gallery_topic}/{version}/{n}"
+    def chunk_filter(self, version: int | None = None) -> str:
+        """Subscription filter for gallery `version`'s chunks (every version's when None)."""
+        return fleet_gallery_chunks(self.prefix, self.fleet, version)
 
     @property
     def state_topic(self) -> str:
@@ -154,7 +155,7 @@ class GallerySyncClient:
         transport.subscribe(self.config.gallery_topic)
         with self._lock:
             if self._download is not None:
-                transport.subscribe(self.config.chunk_topic(self._download.manifest.version, "+"))
+                transport.subscribe(self.config.chunk_filter(self._download.manifest.version))
         self._states.force(self._state)
 
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -162,10 +163,9 @@ class GallerySyncClient:
             if payload:
                 self._on_announcement(payload)
             return
-        prefix = self.config.gallery_topic + "/"
-        version, _, n = topic.removeprefix(prefix).partition("/")
-        if topic.startswith(prefix) and payload and version.isdigit() and n.isdigit():
-            self._on_chunk(int(version), int(n), payload)
+        chunk = parse_fleet_gallery_chunk(self.config.prefix, self.config.fleet, topic)
+        if chunk is not None and payload:
+            self._on_chunk(*chunk, payload)
 
     # --- announcement and chunks (transport thread) -----------------------------------------------
     def _on_announcement(self, raw: bytes) -> None:
@@ -195,7 +195,7 @@ class GallerySyncClient:
             self._download = _Download(manifest, announcement, ChunkAssembler(announcement), timer)
             timer.start()
         log.info("gallery %d announced: fetching %d chunks", manifest.version, len(announcement.chunks))
-        self._require_transport().subscribe(self.config.chunk_topic(manifest.version, "+"))
+        self._require_transport().subscribe(self.config.chunk_filter(manifest.version))
 
     def _on_chunk(self, version: int, n: int, data: bytes) -> None:
         with self._lock:
@@ -233,7 +233,7 @@ class GallerySyncClient:
         detail = f"chunks {missing[:10]} missing after {waited:g} s{retry}"
         self._reject(download.manifest.version, Rejected("chunk_missing", detail))
         if self._download is download and self._transport is not None:  # ask for the retained chunks again
-            self._transport.subscribe(self.config.chunk_topic(download.manifest.version, "+"))
+            self._transport.subscribe(self.config.chunk_filter(download.manifest.version))
 
     def _wait_s(self, attempt: int) -> float:
         return self.config.fetch_timeout_s if attempt == 0 else self.config.retry_delay(attempt)
@@ -244,7 +244,7 @@ class GallerySyncClient:
         if download is not None:
             download.timer.cancel()
             if self._transport is not None:
-                self._transport.unsubscribe(self.config.chunk_topic(download.manifest.version, "+"))
+                self._transport.unsubscribe(self.config.chunk_filter(download.manifest.version))
 
     # --- apply (worker thread) ---------------------------------------------------------------------
     def _work(self) -> None:

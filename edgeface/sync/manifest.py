@@ -115,10 +115,6 @@ class Manifest:
         return self.expires is not None and (now or datetime.now(UTC)) >= self.expires
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def manifest_bytes(fields: dict[str, Any]) -> bytes:
     """Canonical bytes for signing: sorted keys, compact, UTF-8."""
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -92,7 +92,7 @@ class PahoTransport:
             sync.config.gallery_topic, lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
         )
         client.message_callback_add(
-            sync.config.gallery_topic + "/+/+", lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
+            sync.config.chunk_filter(), lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
         )
         return transport
 
