@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ Box = tuple[float, float, float, float]  # x, y, w, h in pixels
 
 
 def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name}: must be a finite number, got {value!r}")
     return float(value)
 
@@ -65,17 +66,17 @@ class Event:
             "ts": self.ts,
             "device": self.device,
             "camera": self.camera,
-            "track": self.track,
+            "track": int(self.track),
             "decision": self.decision,
             "identity": identity,
-            "score": self.score,
-            "margin": self.margin,
-            "threshold": self.threshold,
-            "frames": self.frames,
-            "bbox": [round(v, 1) for v in self.bbox],
+            "score": float(self.score),
+            "margin": float(self.margin),
+            "threshold": float(self.threshold),
+            "frames": int(self.frames),
+            "bbox": [round(float(v), 1) for v in self.bbox],
             "gallery_version": self.gallery_version,
             "model_sha256": self.model_sha256,
-            "latency_ms": round(self.latency_ms, 2),
+            "latency_ms": round(float(self.latency_ms), 2),
         } | ({"corrects": self.corrects} if self.corrects else {})
 
     @classmethod

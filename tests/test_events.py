@@ -103,3 +103,18 @@ def test_from_payload_names_the_bad_field(mutate: Any, message: str) -> None:
     mutate(payload)
     with pytest.raises(ValueError, match=message):
         Event.from_payload(payload)
+
+
+def test_numpy_numbers_from_the_pipeline_are_accepted() -> None:
+    import numpy as np
+
+    event = _event(bbox=np.array([1.5, 2.5, 30.0, 40.0], np.float32), latency_ms=np.float64(5.0))
+    assert event.payload()["bbox"] == [1.5, 2.5, 30.0, 40.0]
+    assert json.loads(encode(event.payload()))["latency_ms"] == 5.0
+
+
+def test_an_event_made_directly_from_numpy_values_encodes() -> None:
+    import numpy as np
+
+    event = dataclasses.replace(_event(), bbox=tuple(np.float32([1, 2, 3, 4])), score=np.float32(0.5))
+    assert json.loads(encode(event.payload()))["score"] == 0.5

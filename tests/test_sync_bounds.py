@@ -25,7 +25,7 @@ from edgeface.sync.decision import DecisionEvidence
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import manifest_bytes, parse_manifest
 from edgeface.sync.validate import MAX_VERSION
-from tests.test_sync_support import (
+from tests.factories import (
     FLEET,
     MODEL,
     PREFIX,

@@ -25,7 +25,7 @@ from edgeface.sync.bundle import (
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import manifest_bytes, parse_manifest
-from tests.test_sync_support import FLEET, MODEL, Keys, make_gallery, make_keys
+from tests.factories import FLEET, MODEL, Keys, make_gallery, make_keys
 
 
 @pytest.fixture(scope="module")

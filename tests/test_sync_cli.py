@@ -17,7 +17,7 @@ from edgeface.server.build import build_bundle
 from edgeface.server.signing import load_private_key
 from edgeface.sync.bundle import read_bundle, verify_bundle
 from edgeface.sync.signing import load_public_key
-from tests.test_sync_support import FLEET, make_gallery
+from tests.factories import FLEET, make_gallery
 
 
 @pytest.fixture

@@ -11,21 +11,20 @@ import pytest
 from edgeface.cli import main
 from edgeface.gallery import GalleryStore, sha256_bytes
 from edgeface.server.build import build_bundle
-from edgeface.server.signing import generate_keypair, load_private_key, sign
+from edgeface.server.signing import load_private_key, sign
 from edgeface.sync import valid_fleet
 from edgeface.sync.bundle import Bundle, bind_payload, pack_bundle, pack_payload, split_payload, unpack_bundle
 from edgeface.sync.manifest import manifest_bytes
 from tests.conftest import free_port
-from tests.test_sync_support import FLEET, make_gallery
+from tests.factories import FLEET, make_gallery, make_keys
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
-    private, public = tmp_path / "k.pem", tmp_path / "k.pub"
-    generate_keypair(private, public)
+    keys = make_keys(tmp_path)
     store = GalleryStore(tmp_path / "gallery")
     store.save(make_gallery(5))
-    return store.root, private, public
+    return store.root, keys.private_path, keys.public_path
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeface.gallery import GalleryStore, npy_bytes, sha256_bytes
 from edgeface.index import GalleryIndex
-from tests.test_sync_support import FLEET, MODEL, make_gallery, make_keys
+from tests.factories import FLEET, MODEL, make_gallery, make_keys
 
 KILLS = 50
 ROWS = 2000

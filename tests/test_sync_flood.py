@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgeface.sync.throttle import LogLimiter, StateThrottle
-from tests.test_sync_support import FLEET, PREFIX, Keys, connect, make_keys, start_device, wait_for
+from tests.factories import FLEET, PREFIX, Keys, connect, make_keys, start_device, wait_for
 
 pytestmark = pytest.mark.broker
 GALLERY_TOPIC = f"{PREFIX}/fleet/{FLEET}/gallery"

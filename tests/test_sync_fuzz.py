@@ -29,7 +29,7 @@ from edgeface.sync.chunks import (
 )
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, manifest_bytes, parse_manifest
-from tests.test_sync_support import FLEET, make_gallery
+from tests.factories import FLEET, make_gallery
 
 FUZZ = settings(
     max_examples=1000,

@@ -16,7 +16,7 @@ from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import BrokerOptions
-from tests.test_sync_support import (
+from tests.factories import (
     FLEET,
     MODEL,
     PREFIX,

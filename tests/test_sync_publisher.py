@@ -15,8 +15,8 @@ from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import BrokerOptions, PublisherTransport
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import Broker
+from tests.factories import FLEET, MODEL, PREFIX, make_gallery, make_keys, read_retained, wait_for
 from tests.test_mqtt_client import STATUS, make_settings
-from tests.test_sync_support import FLEET, MODEL, PREFIX, make_gallery, make_keys, read_retained, wait_for
 
 pytestmark = pytest.mark.broker
 

@@ -17,7 +17,7 @@ from edgeface.server.signing import sign
 from edgeface.sync.bundle import Bundle, pack_payload, split_payload, unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.manifest import manifest_bytes
-from tests.test_sync_support import (
+from tests.factories import (
     FLEET,
     PREFIX,
     Device,

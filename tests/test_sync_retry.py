@@ -13,7 +13,7 @@ from edgeface.server.build import build_bundle
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.client import SyncConfig
-from tests.test_sync_support import (
+from tests.factories import (
     FLEET,
     MODEL,
     Keys,

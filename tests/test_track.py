@@ -1,11 +1,5 @@
-import numpy as np
-
 from edgeface.track import IouTracker, iou
-from edgeface.types import Detection
-
-
-def det(x: float, y: float, size: float = 50) -> Detection:
-    return Detection((x, y, size, size), np.zeros((6, 2), np.float32), 0.9)
+from tests.factories import make_detection as det
 
 
 def test_iou() -> None:

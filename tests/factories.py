@@ -1,4 +1,7 @@
-"""Factories for the gallery sync tests (imported by tests/test_sync_*.py; holds no tests itself)."""
+"""Shared test factories: detections, frames, galleries, signing keys, and a device's sync side on a broker.
+
+Holds no tests itself; test modules import what they need (`from tests.factories import ...`).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +17,13 @@ import paho.mqtt.client as mqtt
 
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
 from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key
 from edgeface.sync.client import GallerySyncClient, SyncConfig
 from edgeface.sync.mqtt import PahoTransport
 from edgeface.sync.signing import Ed25519PublicKey, load_public_key
 from edgeface.sync.updater import IndexUpdater
+from edgeface.types import KEYPOINT_NAMES, Detection, Frame
 from tests.conftest import Broker
 
 MODEL = "ab" * 32
@@ -26,13 +31,29 @@ FLEET = "lobby"
 PREFIX = "edgeface"
 
 
-def make_gallery(n: int, start: int = 0, version: int = 1, dim: int = 128, seed: int = 0) -> Gallery:
-    rng = np.random.default_rng(seed + start)
-    vectors = rng.standard_normal((n, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+def make_detection(x: float, y: float, size: float = 50, score: float = 0.9) -> Detection:
+    """A square face box at (x, y) with zeroed keypoints (for tracking and box geometry)."""
+    return Detection((x, y, size, size), np.zeros((len(KEYPOINT_NAMES), 2), np.float32), score)
+
+
+def make_frame(ts: float = 0.0, shape: tuple[int, int] = (480, 640), value: int = 0, seq: int = 0) -> Frame:
+    """A uniform BGR frame."""
+    return Frame(np.full((*shape, 3), value, np.uint8), ts, seq)
+
+
+def unit_vectors(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
+    """`n` random L2-normalised float32 rows."""
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def make_gallery(
+    n: int, start: int = 0, version: int = 1, dim: int = 128, seed: int = 0, model: str = MODEL
+) -> Gallery:
+    vectors = unit_vectors(n, dim, seed + start)
     ids = tuple(f"id{i:06d}" for i in range(start, start + n))
     return Gallery(
-        ids, tuple(f"Person {i}" for i in range(start, start + n)), (3,) * n, vectors, MODEL, version
+        ids, tuple(f"Person {i}" for i in range(start, start + n)), (3,) * n, vectors, model, version
     )
 
 
@@ -78,10 +99,12 @@ def connect(host: str, port: int, client_id: str = "") -> mqtt.Client:
 def raw_publish(broker: Broker, version: int, announcement: bytes | None, chunks: dict[int, bytes]) -> None:
     """Publish (possibly tampered) retained chunks, then the announcement, like a hostile server could."""
     client = connect(broker.host, broker.port)
-    topic = f"{PREFIX}/fleet/{FLEET}/gallery"
-    infos = [client.publish(f"{topic}/{version}/{n}", data, qos=1, retain=True) for n, data in chunks.items()]
+    infos = [
+        client.publish(fleet_gallery_chunk(PREFIX, FLEET, version, n), data, qos=1, retain=True)
+        for n, data in chunks.items()
+    ]
     if announcement is not None:
-        infos.append(client.publish(topic, announcement, qos=1, retain=True))
+        infos.append(client.publish(fleet_gallery(PREFIX, FLEET), announcement, qos=1, retain=True))
     for info in infos:
         info.wait_for_publish(5)
     client.disconnect()
