@@ -31,9 +31,15 @@ FLEET = "lobby"
 PREFIX = "edgeface"
 
 
-def make_detection(x: float, y: float, size: float = 50, score: float = 0.9) -> Detection:
-    """A square face box at (x, y) with zeroed keypoints (for tracking and box geometry)."""
-    return Detection((x, y, size, size), np.zeros((len(KEYPOINT_NAMES), 2), np.float32), score)
+# Keypoints of a frontal face as fractions of its box, in KEYPOINT_NAMES order.
+FRONTAL = ((0.32, 0.4), (0.68, 0.4), (0.5, 0.6), (0.5, 0.78), (0.05, 0.45), (0.95, 0.45))
+
+
+def make_detection(x: float, y: float, size: float = 50, score: float = 0.9, yaw: float = 0.0) -> Detection:
+    """A square face box at (x, y) with frontal keypoints; `yaw` shifts the nose by that many eye distances."""
+    points = np.asarray(FRONTAL[: len(KEYPOINT_NAMES)], np.float32) * size + np.float32([x, y])
+    points[KEYPOINT_NAMES.index("nose_tip"), 0] += yaw * 0.36 * size
+    return Detection((x, y, size, size), points, score)
 
 
 def make_frame(ts: float = 0.0, shape: tuple[int, int] = (480, 640), value: int = 0, seq: int = 0) -> Frame:

@@ -96,7 +96,11 @@ def read_npy_f32(raw: bytes | memoryview, rows: int, dim: int) -> np.ndarray:
     offset = head.tell()
     if len(view) - offset != rows * dim * 4:
         raise Rejected("payload_invalid", f"vectors: {len(view) - offset} data bytes for shape {(rows, dim)}")
-    return np.frombuffer(view, dtype="<f4", count=rows * dim, offset=offset).reshape(rows, dim)
+    vectors = np.frombuffer(view, dtype="<f4", count=rows * dim, offset=offset).reshape(rows, dim)
+    vectors.flags.writeable = (
+        False  # verified bytes: a writable buffer (chunks assembled in place) stays unchanged
+    )
+    return vectors
 
 
 def check_unit_rows(vectors: np.ndarray, tolerance: float = 1e-3) -> str | None:
