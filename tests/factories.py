@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +18,10 @@ import paho.mqtt.client as mqtt
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
-from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key
+from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key, sign
+from edgeface.sync.bundle import Bundle
 from edgeface.sync.client import GallerySyncClient, SyncConfig
+from edgeface.sync.manifest import manifest_bytes
 from edgeface.sync.mqtt import PahoTransport
 from edgeface.sync.signing import Ed25519PublicKey, load_public_key
 from edgeface.sync.updater import IndexUpdater
@@ -82,6 +84,15 @@ def make_keys(directory: Path, name: str = "fleet") -> Keys:
     keys = Keys(directory / f"{name}.pem", directory / f"{name}.pub")
     generate_keypair(keys.private_path, keys.public_path)
     return keys
+
+
+def resigned(
+    keys: Keys, parts: Bundle, changes: Mapping[str, object], payload: bytes | memoryview | None = None
+) -> Bundle:
+    """`parts` with manifest fields replaced by `changes`, signed again with the fleet key (a valid signature
+    over a manifest the device must still refuse); `payload` replaces the payload bytes."""
+    raw = manifest_bytes(json.loads(parts.manifest) | dict(changes))
+    return Bundle(raw, sign(keys.private, raw), parts.payload if payload is None else payload)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> float:

@@ -34,6 +34,7 @@ from tests.factories import (
     make_keys,
     raw_publish,
     read_retained,
+    resigned,
     start_device,
     wait_for,
 )
@@ -45,11 +46,6 @@ DECISION = DecisionEvidence(0.42, 0.05, 0.01, 0.0093, 0.97, 4950, 100)
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-def _resigned(keys: Keys, parts: Bundle, **changes: object) -> Bundle:
-    raw = manifest_bytes(json.loads(parts.manifest) | changes)
-    return Bundle(raw, sign(keys.private, raw), parts.payload)
 
 
 def _announce(parts: Bundle, chunk_bytes: int = CHUNK_BYTES) -> tuple[bytes, dict[int, bytes]]:
@@ -66,18 +62,18 @@ def _code(call) -> str:
 # --- item 9: versions are bounded ------------------------------------------------------------------------
 @pytest.mark.parametrize("version", [2**53, 2**70])
 def test_a_version_beyond_2_53_is_refused_by_the_parser(keys: Keys, version: int) -> None:
-    parts = _resigned(keys, unpack_bundle(build_bundle(make_gallery(3), fleet=FLEET, version=1, key=keys.private)),
-                      version=version)  # fmt: skip
+    parts = resigned(keys, unpack_bundle(build_bundle(make_gallery(3), fleet=FLEET, version=1, key=keys.private)),
+                     {"version": version})  # fmt: skip
     assert _code(lambda: parse_manifest(parts.manifest)) == "manifest_invalid"
 
 
 def test_a_version_jump_beyond_the_policy_is_refused(keys: Keys) -> None:
     running = make_gallery(3, version=5)
     manifest = parse_manifest(
-        _resigned(
+        resigned(
             keys,
             unpack_bundle(build_bundle(running, fleet=FLEET, version=5, key=keys.private)),
-            version=MAX_VERSION,
+            {"version": MAX_VERSION},
         ).manifest
     )
     assert _code(lambda: check_device(manifest, DevicePolicy(FLEET, MODEL), running)) == "version_jump"
@@ -101,8 +97,8 @@ def test_a_signed_huge_version_does_not_end_updates(broker, tmp_path: Path, keys
         v1 = unpack_bundle(build_bundle(make_gallery(4), fleet=FLEET, version=1, key=keys.private))
         raw_publish(broker, 1, *_announce(v1))
         wait_for(lambda: device.sync.running_version == 1, 5, "v1")
-        huge = _resigned(keys, unpack_bundle(build_bundle(make_gallery(4, 9), fleet=FLEET, version=2,
-                                                          key=keys.private)), version=2**70)  # fmt: skip
+        huge = resigned(keys, unpack_bundle(build_bundle(make_gallery(4, 9), fleet=FLEET, version=2,
+                                                         key=keys.private)), {"version": 2**70})  # fmt: skip
         raw_publish(broker, 2**70, *_announce(huge))
         wait_for(lambda: device.sync.last_state["status"] == "rejected", 5, "huge version rejected")
         assert device.sync.running_version == 1
@@ -121,7 +117,7 @@ def test_the_manifest_signs_the_payload_and_its_chunk_table(keys: Keys) -> None:
     assert binding is not None and binding == bind_payload(parts.payload, 4096)
     assert binding.size == len(parts.payload) and binding.chunk_sizes()[0] == 4096
     for field, value in (("chunks_sha256", "0" * 64), ("sha256", "0" * 64), ("size", binding.size + 1)):
-        forged = _resigned(keys, parts, payload=binding.as_dict() | {field: value})
+        forged = resigned(keys, parts, {"payload": binding.as_dict() | {field: value}})
         assert _code(lambda f=forged: verify_bundle(f, keys.public)) == "payload_sha256", field
 
 

@@ -25,7 +25,7 @@ from edgeface.sync.bundle import (
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import manifest_bytes, parse_manifest
-from tests.factories import FLEET, MODEL, Keys, make_gallery, make_keys
+from tests.factories import FLEET, MODEL, Keys, make_gallery, make_keys, resigned
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +36,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 def _parts(keys: Keys, gallery: Gallery | None = None, version: int = 1) -> Bundle:
     gallery = gallery or make_gallery(10)
     return unpack_bundle(build_bundle(gallery, fleet=FLEET, version=version, key=keys.private))
-
-
-def _resigned(keys: Keys, parts: Bundle, payload: bytes | None = None, **changes: object) -> Bundle:
-    raw = manifest_bytes(json.loads(parts.manifest) | changes)
-    return Bundle(raw, sign(keys.private, raw), parts.payload if payload is None else payload)
 
 
 def _code(keys: Keys, bundle: Bundle) -> str:
@@ -98,7 +93,7 @@ def test_payload_over_the_limit_is_refused_before_parsing(keys: Keys) -> None:
     ],
 )
 def test_manifest_field_errors(keys: Keys, changes: dict, code: str) -> None:
-    assert _code(keys, _resigned(keys, _parts(keys), **changes)) == code
+    assert _code(keys, resigned(keys, _parts(keys), changes)) == code
 
 
 def test_manifest_that_is_not_an_object(keys: Keys) -> None:
@@ -111,15 +106,13 @@ def _with_payload(keys: Keys, identities: bytes, vectors: bytes, count: int, dim
     from edgeface.gallery import sha256_bytes
 
     parts = _parts(keys)
-    return _resigned(
-        keys,
-        parts,
-        pack_payload(identities, vectors),
-        identities=sha256_bytes(identities),
-        vectors=sha256_bytes(vectors),
-        count=count,
-        dim=dim,
-    )
+    changes = {
+        "identities": sha256_bytes(identities),
+        "vectors": sha256_bytes(vectors),
+        "count": count,
+        "dim": dim,
+    }
+    return resigned(keys, parts, changes, pack_payload(identities, vectors))
 
 
 def test_pickled_object_vectors_are_never_loaded(keys: Keys) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,6 @@ from edgeface.server.build import build_bundle as _build_bundle
 from edgeface.server.signing import sign
 from edgeface.sync.bundle import Bundle, pack_payload, split_payload, unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
-from edgeface.sync.manifest import manifest_bytes
 from tests.factories import (
     FLEET,
     PREFIX,
@@ -26,6 +24,7 @@ from tests.factories import (
     make_keys,
     raw_publish,
     read_retained,
+    resigned,
     start_device,
     wait_for,
 )
@@ -58,12 +57,6 @@ def _flip(data: bytes | memoryview, at: int) -> bytes:
 def _v2(keys: Keys, **kwargs: object) -> Bundle:
     gallery = make_gallery(40, start=100, version=2)
     return unpack_bundle(build_bundle(gallery, fleet=FLEET, version=2, key=keys.private, **kwargs))  # type: ignore[arg-type]
-
-
-def _resign(keys: Keys, parts: Bundle, **changes: object) -> Bundle:
-    fields = json.loads(parts.manifest) | changes
-    raw = manifest_bytes(fields)
-    return Bundle(raw, sign(keys.private, raw), parts.payload)
 
 
 @pytest.fixture
@@ -119,7 +112,7 @@ def _flipped_identities(keys: Keys, tmp: Path) -> tuple[Bundle, int]:
 
 
 def _rollback(keys: Keys, tmp: Path) -> tuple[Bundle, int]:
-    return _resign(keys, _v2(keys), version=0 + 1, created="2020-01-01T00:00:00Z"), 1
+    return resigned(keys, _v2(keys), {"version": 0 + 1, "created": "2020-01-01T00:00:00Z"}), 1
 
 
 def _wrong_model(keys: Keys, tmp: Path) -> tuple[Bundle, int]:
