@@ -9,7 +9,13 @@ import numpy as np
 
 from edgeface.errors import ImageError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+# Every still format OpenCV's imread knows (a build without one of the codecs says so when decoding).
+IMAGE_SUFFIXES = frozenset(
+    {
+        *(".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".avif", ".gif"),
+        *(".pbm", ".pgm", ".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tif", ".tiff", ".hdr", ".pic"),
+    }
+)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -19,9 +25,14 @@ def read_image(path: str | Path) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:  # some codecs raise on malformed input instead of returning None
+        raise ImageError(f"{path}: not a decodable image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None:
         raise ImageError(f"{path}: not a decodable image (corrupt or unsupported format)")
+    if image.ndim == 2:  # some decoders (PFM) ignore IMREAD_COLOR for single-channel files
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     return image
 
 
@@ -37,5 +48,7 @@ def identity_folders(root: str | Path) -> dict[str, list[Path]]:
     folders = {d.name: image_files(d) for d in sorted(root.iterdir()) if d.is_dir()}
     folders = {name: files for name, files in folders.items() if files}
     if not folders:
-        raise ImageError(f"{root}: no sub-folder with images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ImageError(
+            f"{root}: no sub-folder with images (any still format OpenCV reads, e.g. jpg, png, pgm, tiff)"
+        )
     return folders
