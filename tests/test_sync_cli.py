@@ -124,6 +124,10 @@ def test_build_from_photo_folders_with_the_device_encoder(
     assert verified.manifest.model_sha256 == card["sha256"]
     assert verified.rows.ids == tuple(people) and verified.manifest.dim == card["output"]["dim"]
     assert all(s >= 2 for s in verified.rows.samples)
+    decision = verified.manifest.decision  # chosen on these enrolment photos, signed with the rows
+    assert decision is not None and decision.target_fpir == 0.01
+    assert decision.n_impostor == sum(verified.rows.samples) * (len(people) - 1)
+    assert decision.n_genuine == sum(verified.rows.samples) and 0.0 < decision.est_fpir <= 0.02
     encoder = load_encoder(
         build_parser().parse_args([*args, "--models", str(models_dir), "--key", "k", "--out", "o"])
     )

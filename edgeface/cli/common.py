@@ -13,6 +13,17 @@ if TYPE_CHECKING:
     from edgeface.faces import FaceEncoder
 
 
+def target_fpir(text: str) -> float:
+    """argparse type for `--target-fpir`: a share strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1 (e.g. 0.01 for 1%)")
+    return value
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("models")
     group.add_argument(

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.calibration import DEFAULT_TARGET_FPIR
-from edgeface.cli.common import add_model_options, load_encoder
+from edgeface.cli.common import add_model_options, load_encoder, target_fpir
 from edgeface.errors import EdgefaceError, GalleryError, ImageError
 from edgeface.faces import FaceEncoder
 from edgeface.gallery import Gallery, GalleryStore
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--target-fpir",
-        type=float,
+        type=target_fpir,
         default=DEFAULT_TARGET_FPIR,
         help="share of strangers the calibrated threshold may match to anyone (default 0.01)",
     )

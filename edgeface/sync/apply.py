@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
 from edgeface.sync.build import delta_of, rows_gallery
 from edgeface.sync.bundle import MAX_PAYLOAD, Rows, check_binding, verify_payload
+from edgeface.sync.decision import calibration_of
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, rfc3339
@@ -134,6 +135,7 @@ def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Mate
         manifest.version,
         None,
         info,
+        calibration=calibration_of(manifest.decision, len(gallery)) if manifest.decision else None,
     )
     return Materialised(final, identities, vectors)
 
