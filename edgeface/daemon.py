@@ -183,6 +183,7 @@ class Daemon:
             model_name=self.model_name,
             gallery_expired=bool(self.sync and self.sync.client.expired),
             model_sha256=index.gallery.model_sha256,
+            decision=self.parts.rule.as_dict(),
         )
 
     def metrics(self) -> dict:

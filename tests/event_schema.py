@@ -104,6 +104,18 @@ STATUS = {
             "required": ["name", "sha256"],
             "properties": {"name": {"type": "string"}, "sha256": {"type": "string"}},
         },
+        "decision": {  # the threshold in force and where it came from (config, gallery, or card fallback)
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["threshold", "margin", "source", "detail"],
+            "properties": {
+                "threshold": {"type": "number", "minimum": -1, "maximum": 1},
+                "margin": {"type": "number", "minimum": 0},
+                "source": {"enum": ["config", "gallery", "card"]},
+                "detail": {"type": "string"},
+            },
+        },
+        "spool": {"type": "object"},  # only while the spool is degraded
     },
 }
 

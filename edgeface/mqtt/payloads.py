@@ -44,6 +44,7 @@ class StatusInfo:
     model_name: str
     model_sha256: str
     gallery_expired: bool = False  # fleet sync under `warn`: still matching, and saying so
+    decision: dict[str, float | str] | None = None  # `DecisionRule.as_dict()`: threshold, margin, source
 
 
 def status_payload(
@@ -64,6 +65,8 @@ def status_payload(
         },
         "model": {"name": info.model_name, "sha256": info.model_sha256},
     }
+    if info.decision is not None:
+        payload["decision"] = dict(info.decision)
     if spool is not None:
         payload["spool"] = spool.as_dict()
     return payload
