@@ -42,7 +42,7 @@ def run_split(folders: dict[str, list[Path]], seed: int, k: int, work: Path) -> 
         probes |= {Path(p): name for p in photos[k:]}
     probes |= {p: "unknown" for name in strangers for p in folders[name]}
     gallery = root / "gallery"
-    enroll = subprocess.run([*EDGEFACE, "enroll", "--gallery", str(gallery), "--folders", str(root / "people")],
+    enroll = subprocess.run([*EDGEFACE, "enroll", "--gallery", str(gallery), "--folders", str(root / "people"), "--largest-face"],
                             capture_output=True, text=True, check=True)  # fmt: skip
     identify = subprocess.run([*EDGEFACE, "identify", "--gallery", str(gallery), "--json", *map(str, probes)],
                               capture_output=True, text=True, check=False)  # fmt: skip
