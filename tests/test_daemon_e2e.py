@@ -71,7 +71,9 @@ class Viewer:
             mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-viewer", clean_session=False
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
-        self.client.on_connect = lambda c, *_: c.subscribe([("edgeface/+/events", 1), ("edgeface/+/status", 1)])
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [("edgeface/+/events", 1), ("edgeface/+/status", 1)]
+        )
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
