@@ -8,7 +8,7 @@ gallery's calibration (`calibration_of`), so its decision threshold is the one c
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from edgeface.calibration import Calibration
@@ -84,27 +84,9 @@ def parse_decision(doc: object) -> DecisionEvidence:
 
 def evidence_of(calibration: Calibration) -> DecisionEvidence:
     """What a manifest carries of a gallery's calibration."""
-    return DecisionEvidence(
-        threshold=calibration.threshold,
-        margin=calibration.margin,
-        target_fpir=calibration.target_fpir,
-        est_fpir=calibration.est_fpir,
-        est_dir=calibration.est_dir,
-        n_impostor=calibration.n_impostor,
-        n_genuine=calibration.n_genuine,
-    )
+    return DecisionEvidence(**{f.name: getattr(calibration, f.name) for f in fields(DecisionEvidence)})
 
 
 def calibration_of(evidence: DecisionEvidence, identities: int) -> Calibration:
     """The calibration a device records for a gallery it applied from a signed manifest."""
-    return Calibration(
-        threshold=evidence.threshold,
-        margin=evidence.margin,
-        target_fpir=evidence.target_fpir,
-        est_fpir=evidence.est_fpir,
-        est_dir=evidence.est_dir,
-        n_impostor=evidence.n_impostor,
-        n_genuine=evidence.n_genuine,
-        identities=identities,
-        method=CALIBRATION_METHOD,
-    )
+    return Calibration(**evidence.as_dict(), identities=identities, method=CALIBRATION_METHOD)
