@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeface.errors import ConfigError
+from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 
 DEFAULT_PATH = Path("/etc/edgeface/edgeface.toml")
 
@@ -26,10 +27,15 @@ def bounded(
     return field(default=default, metadata={"low": low, "high": high, "choices": choices, **kw})
 
 
+def _topic_level(value: str) -> None:
+    valid_topic_level(value, "value")
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
-    id: str = "door-1"
-    fleet: str = "default"
+    # Each is one level of the MQTT topics ({prefix}/{id}/..., {prefix}/fleet/{fleet}/gallery).
+    id: str = bounded("door-1", check=_topic_level)
+    fleet: str = bounded("default", check=_topic_level)
     state_dir: Path = Path("/var/lib/edgeface")
 
 
@@ -138,6 +144,9 @@ class SyncConfig:
     enabled: bool = False
     public_key: Path | None = None
     expiry_policy: str = bounded("warn", choices=("warn", "deny"))
+    # A signed bundle may move the running version forward by at most this much (a huge one cannot lock
+    # the fleet out of later updates).
+    max_version_jump: int = bounded(DEFAULT_MAX_VERSION_JUMP, 1, MAX_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +207,11 @@ def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
         return
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{key}: must be one of {list(meta['choices'])}, got {value!r}")
+    if meta.get("check") is not None:
+        try:
+            meta["check"](value)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f"{key}: must be in [{low}, {high if high is not None else 'inf'}], got {value!r}")

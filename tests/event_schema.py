@@ -104,6 +104,20 @@ STATUS = {
             "required": ["name", "sha256"],
             "properties": {"name": {"type": "string"}, "sha256": {"type": "string"}},
         },
+        "incidents": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["kind", "detail", "ts"],
+                "properties": {
+                    "kind": {"enum": ["gallery_set_aside", "gallery_unusable", "reload_refused",
+                                      "bundle_rejected"]},
+                    "detail": {"type": "string"},
+                    "ts": _TS,
+                },
+            },
+        },
     },
 }
 
