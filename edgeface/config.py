@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeface.errors import ConfigError
+from edgeface.imagesize import DEFAULT_MAX_MEGAPIXELS
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 
 DEFAULT_PATH = Path("/etc/edgeface/edgeface.toml")
@@ -60,6 +61,9 @@ class CameraConfig:
     backoff_max_s: float = bounded(30.0, 0.5, 3600.0)
     stall_timeout_s: float = bounded(5.0, 0.1, 600.0)
     seed: int = 0
+    # replay: images above this are skipped (counted); `edgeface enroll/identify/gallery build` take
+    # --max-megapixels with the same default
+    max_megapixels: float = bounded(DEFAULT_MAX_MEGAPIXELS, 0.01, 1000.0)
 
 
 @dataclass(frozen=True, slots=True)

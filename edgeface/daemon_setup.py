@@ -69,6 +69,7 @@ def camera_spec(config: Config) -> CameraSpec:
         backoff_max_s=c.backoff_max_s,
         stall_timeout_s=c.stall_timeout_s,
         seed=c.seed,
+        max_megapixels=c.max_megapixels,
     )
 
 

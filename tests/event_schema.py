@@ -111,8 +111,9 @@ STATUS = {
                 "additionalProperties": False,
                 "required": ["kind", "detail", "ts"],
                 "properties": {
-                    "kind": {"enum": ["gallery_set_aside", "gallery_unusable", "reload_refused",
-                                      "bundle_rejected"]},
+                    "kind": {
+                        "enum": ["gallery_set_aside", "gallery_unusable", "reload_refused", "bundle_rejected"]
+                    },
                     "detail": {"type": "string"},
                     "ts": _TS,
                 },
