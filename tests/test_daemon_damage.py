@@ -40,14 +40,14 @@ from tests.test_sync_support import FLEET, make_keys, raw_publish
 CHILD = Path(__file__).with_name("daemon_damage_child.py")
 DEVICE = "damage-door"
 FPS = 10.0
-V1, V2 = "000000000001", "000000000002"
+V1, V2, V3 = "000000000001", "000000000002", "000000000003"
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, faces5: Path, models_dir: Path) -> tuple[Path, set[str], Gallery]:
-    """A gallery store holding versions 1 and 2 (same people) of the scenario's enrolled identities."""
+    """A gallery store holding versions 1, 2 and 3 (same people) of the scenario's enrolled identities."""
     encoder = FaceEncoder(FaceDetector(models_dir), Embedder(models_dir / "facerec128.int8.json"),
                           LandmarkRefiner(models_dir))  # fmt: skip
     try:
@@ -59,9 +59,9 @@ def template(tmp_path_factory, faces5: Path, models_dir: Path) -> tuple[Path, se
     finally:
         encoder.close()
     root = tmp_path_factory.mktemp("damage-template") / "gallery"
-    store = GalleryStore(root)
-    store.save(gallery.with_version(1))
-    store.save(gallery.with_version(2))
+    store = GalleryStore(root, keep_versions=3)
+    for version in (1, 2, 3):
+        store.save(gallery.with_version(version))
     return root, set(scenario.enrolment), gallery
 
 
@@ -182,51 +182,61 @@ def test_damaged_spool_and_gallery_wrong_dim_bundle_and_bad_sighup(
         for i in range(300):
             spool.put("edgeface/elsewhere/events", f"{i:06d}".encode() + b"x" * 400, 1)
     damage_page(state / "spool.sqlite3")
-    flip_bit(state / "gallery" / "versions" / V2 / "vectors.npy")  # the current version
+    flip_bit(state / "gallery" / "versions" / V3 / "vectors.npy")  # the current version
     keys = make_keys(tmp_path)
     config = write_config(tmp_path / "edgeface.toml", state, faces5, broker.port, keys.public_path)
     log = tmp_path / "daemon.log"
     watcher = Watcher(broker.port)
     try:
         with daemon(config, faces5, log) as process:
-            # 1. started anyway: version 2 set aside, version 1 running, the spool recreated
-            seen = assert_new_correct_matches(watcher, 0, enrolled, 1, log, timeout=40)
+            # 1. started anyway: version 3 set aside, version 2 running, the spool recreated
+            seen = assert_new_correct_matches(watcher, 0, enrolled, 2, log, timeout=40)
             status = watcher.status()
             validate("status", {k: v for k, v in status.items() if k != "spool"})
-            assert status["gallery"]["version"] == 1
+            assert status["gallery"]["version"] == 2
             (aside,) = watcher.incidents("gallery_set_aside")
-            assert V2 in aside["detail"] and "sha256" in aside["detail"]
+            assert V3 in aside["detail"] and "sha256" in aside["detail"]
             assert status["spool"]["quarantined_files"] == 1
-            assert [p.name[:12] for p in (state / "gallery" / "set-aside").iterdir()] == [V2]
+            assert [p.name[:12] for p in (state / "gallery" / "set-aside").iterdir()] == [V3]
 
             # 2. a correctly signed bundle whose dim is not the embedder's: refused before commit
             wrong = Gallery(gallery.ids, gallery.names, gallery.samples,
-                            np.tile(gallery.vectors, (1, 4)) / 2.0, gallery.model_sha256, 3)  # fmt: skip
+                            np.tile(gallery.vectors, (1, 4)) / 2.0, gallery.model_sha256, 4)  # fmt: skip
             parts = unpack_bundle(
-                build_bundle(wrong, fleet=FLEET, version=3, key=keys.private, chunk_bytes=4096)
+                build_bundle(wrong, fleet=FLEET, version=4, key=keys.private, chunk_bytes=4096)
             )
             chunks = split_chunks(parts.payload, 4096)
             announcement = announcement_bytes(parts.manifest, parts.signature, parts.payload, chunks)
-            raw_publish(broker, 3, announcement, dict(enumerate(chunks)))
+            raw_publish(broker, 4, announcement, dict(enumerate(chunks)))
             watcher.wait(lambda: watcher.incidents("bundle_rejected"), 10, "bundle_rejected in status", log)
             assert "dim_mismatch" in watcher.incidents("bundle_rejected")[0]["detail"]
             watcher.wait(lambda: watcher.retained.get("gallery/state", {}).get("status") == "rejected", 5,
                          "rejected gallery state", log)  # fmt: skip
             assert watcher.retained["gallery/state"]["reason"].startswith("dim_mismatch:")
-            assert not (state / "gallery" / "versions" / "000000000003").exists()
+            assert not (state / "gallery" / "versions" / "000000000004").exists()
+            seen = assert_new_correct_matches(watcher, seen, enrolled, 2, log)
+
+            # 3. SIGHUP with the current version damaged: falls back to version 1
+            flip_bit(state / "gallery" / "versions" / V2 / "vectors.npy")
+            process.send_signal(signal.SIGHUP)
+            watcher.wait(lambda: watcher.status()["gallery"]["version"] == 1, 10, "fallback on SIGHUP", log)
+            assert any(V2 in i["detail"] for i in watcher.incidents("gallery_set_aside"))
+            with watcher._lock:
+                seen = len(watcher.events)  # events decided before the swap may still name version 2
             seen = assert_new_correct_matches(watcher, seen, enrolled, 1, log)
 
-            # 3. SIGHUP while the only stored version is damaged: reload refused, the running gallery kept
+            # 4. SIGHUP while the only stored version is damaged: reload refused, the running gallery kept
             flip_bit(state / "gallery" / "versions" / V1 / "vectors.npy")
             process.send_signal(signal.SIGHUP)
             watcher.wait(lambda: watcher.incidents("reload_refused"), 10, "reload_refused in status", log)
             assert any(V1 in i["detail"] for i in watcher.incidents("gallery_set_aside"))
+            assert watcher.status()["gallery"]["version"] == 1
             seen = assert_new_correct_matches(watcher, seen, enrolled, 1, log)
             assert process.poll() is None
             watcher.wait(lambda: watcher.metrics and watcher.metrics[-1].get("incidents", {}).get("reload_refused"),
                          5, "incidents in metrics", log)  # fmt: skip
             counts = watcher.metrics[-1]["incidents"]
-            assert counts["gallery_set_aside"] == 2 and counts["bundle_rejected"] >= 1
+            assert counts["gallery_set_aside"] == 3 and counts["bundle_rejected"] >= 1
         assert process.returncode == 0, log.read_text()[-3000:]
     finally:
         watcher.close()
@@ -261,19 +271,19 @@ def test_full_disk_keeps_recognising_and_says_so(
     filler = tmpfs / "filler"
     try:
         with daemon(config, faces5, log) as process:
-            seen = assert_new_correct_matches(watcher, 0, enrolled, 2, log, timeout=40)
+            seen = assert_new_correct_matches(watcher, 0, enrolled, 3, log, timeout=40)
             with filler.open("wb", buffering=0) as f, contextlib.suppress(OSError):
                 while True:
                     f.write(b"\0" * 65536)
-            seen = assert_new_correct_matches(watcher, seen, enrolled, 2, log)
-            seen = assert_new_correct_matches(watcher, seen, enrolled, 2, log)
+            seen = assert_new_correct_matches(watcher, seen, enrolled, 3, log)
+            seen = assert_new_correct_matches(watcher, seen, enrolled, 3, log)
             watcher.wait(lambda: watcher.status().get("spool", {}).get("mode") == "memory", 10,
                          "spool mode memory in status", log)  # fmt: skip
             filler.unlink()
             # space again: the held events go to disk and the status no longer reports a degraded spool
             watcher.wait(lambda: watcher.status().get("spool", {"mode": "disk"})["mode"] == "disk", 20,
                          "spool back on disk", log)  # fmt: skip
-            assert_new_correct_matches(watcher, seen, enrolled, 2, log)
+            assert_new_correct_matches(watcher, seen, enrolled, 3, log)
             assert process.poll() is None
             watcher.wait(lambda: watcher.metrics and watcher.metrics[-1]["mqtt"]["spool"]["mode"] == "disk", 5,
                          "metrics spool on disk", log)  # fmt: skip
