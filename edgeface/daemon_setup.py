@@ -81,7 +81,17 @@ class CardModel:
     dim: int
 
 
-def recover_stored_gallery(config: Config, model: ModelIdentity | None = None) -> Recovery:
+def stored_gallery_problems(config: Config) -> str | None:
+    """For `doctor`: what the daemon would set aside at start, and what it would run; changes nothing."""
+    recovery = recover_stored_gallery(config, repair=False)
+    if not recovery.fell_back:
+        return None
+    return f"{config.gallery_dir}: {recovery.summary()} (the daemon sets the damaged versions aside)"
+
+
+def recover_stored_gallery(
+    config: Config, model: ModelIdentity | None = None, *, repair: bool = True
+) -> Recovery:
     """The newest stored gallery version that is whole and fits the embedder; damaged or unfitting
     versions are moved aside and `current` re-pointed (`edgeface.gallery_recovery`)."""
     if model is None:
@@ -89,7 +99,9 @@ def recover_stored_gallery(config: Config, model: ModelIdentity | None = None) -
         model = CardModel(card.sha256, card.output_dim)
     fits = model
     return recover_gallery(
-        GalleryStore(config.gallery_dir), lambda gallery: check_gallery(gallery, fits, config.gallery_dir)
+        GalleryStore(config.gallery_dir),
+        lambda gallery: check_gallery(gallery, fits, config.gallery_dir),
+        repair=repair,
     )
 
 

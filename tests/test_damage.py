@@ -113,6 +113,31 @@ def test_recovery_without_repair_changes_nothing_and_no_usable_version_is_report
     assert recover_gallery(GalleryStore(tmp_path / "none"), fits_128).set_aside == ()
 
 
+def test_doctor_names_the_damaged_version_and_the_fallback_without_touching_it(
+    tmp_path: Path, models_dir: Path, capsys
+) -> None:
+    from edgeface.embed import Embedder
+
+    embedder = Embedder(models_dir / "facerec128.int8.json")
+    try:
+        dim, sha = embedder.dim, embedder.sha256
+    finally:
+        embedder.close()
+    store = GalleryStore(tmp_path / "state" / "gallery")
+    for version in (1, 2):
+        gallery = Gallery.empty(dim, sha).enroll("ann", "Ann", np.eye(dim, dtype=np.float32)[:2])
+        store.save(gallery.with_version(version))
+    flip_bit(store.current_link.resolve() / "vectors.npy")
+    config = tmp_path / "edgeface.toml"
+    config.write_text(f'[device]\nstate_dir = "{tmp_path / "state"}"\n[mqtt]\nport = 1\n'
+                      f'[embedder]\nmodels_dir = "{models_dir}"\n[camera]\nkind = "replay"\npath = "{tmp_path}"\n')  # fmt: skip
+    assert main(["doctor", "--config", str(config), "--timeout", "0.5"]) == 1
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if x.startswith("FAIL gallery:")]
+    assert "version 000000000002" in line and "sha256" in line and "running version 1" in line
+    assert not (store.root / "set-aside").exists() and store.current_link.resolve().name == "000000000002"
+
+
 # --- crash loop 1 at apply time: a signed bundle of another dim ------------------------------------------
 def test_signed_bundle_of_another_dim_is_refused_before_commit(tmp_path: Path) -> None:
     keys = make_keys(tmp_path)
