@@ -17,6 +17,7 @@ from typing import Any
 
 from edgeface.errors import ConfigError
 from edgeface.imagesize import DEFAULT_MAX_MEGAPIXELS
+from edgeface.logsafe import printable
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 
 DEFAULT_PATH = Path("/etc/edgeface/edgeface.toml")
@@ -184,33 +185,48 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             return None
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if annotation is Path:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}: must be a non-empty path string, got {value!r}")
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise ConfigError(f"{key}: must be a non-empty path string without NUL, got {_shown(value)}")
         return Path(value)
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: must be true or false, got {value!r}")
+            raise ConfigError(f"{key}: must be true or false, got {_shown(value)}")
         return value
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"{key}: must be a number, finite, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+            raise ConfigError(f"{key}: must be a number, finite, got {_shown(value)}")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+            raise ConfigError(f"{key}: must be an integer, got {_shown(value)}")
         return value
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: must be a string, got {value!r}")
+            raise ConfigError(f"{key}: must be a string, got {_shown(value)}")
         return value
     raise ConfigError(f"{key}: unsupported type {annotation}")
+
+
+def _shown(value: object) -> str:
+    """A value quoted in an error: its repr, printable and cut short (a config may hold megabytes)."""
+    try:
+        return printable(repr(value), 80)
+    except ValueError:  # an integer too long for repr
+        return "a huge integer"
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
     if value is None:
         return
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{key}: must be one of {list(meta['choices'])}, got {value!r}")
+        raise ConfigError(f"{key}: must be one of {list(meta['choices'])}, got {_shown(value)}")
     if meta.get("check") is not None:
         try:
             meta["check"](value)
@@ -218,7 +234,9 @@ def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
             raise ConfigError(f"{key}: {exc}") from None
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{key}: must be in [{low}, {high if high is not None else 'inf'}], got {value!r}")
+        raise ConfigError(
+            f"{key}: must be in [{low}, {high if high is not None else 'inf'}], got {_shown(value)}"
+        )
 
 
 def _section(name: str, cls: type, raw: Any) -> Any:
@@ -228,7 +246,7 @@ def _section(name: str, cls: type, raw: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
+        raise ConfigError(f"{name}.{printable(unknown[0], 80)}: unknown key (known: {', '.join(fields)})")
     values = {}
     for key, value in raw.items():
         path = f"{name}.{key}"
@@ -241,7 +259,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
     hints = typing.get_type_hints(Config)
     unknown = sorted(set(raw) - set(hints))
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(hints)})")
+        raise ConfigError(f"{printable(unknown[0], 80)}: unknown section (known: {', '.join(hints)})")
     config = Config(**{name: _section(name, hints[name], value) for name, value in raw.items()})
     m = config.match
     if m.min_brightness >= m.max_brightness:
