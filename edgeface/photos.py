@@ -29,7 +29,7 @@ def read_image(path: str | Path, max_pixels: int = max_pixels_of(DEFAULT_MAX_MEG
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    size = header_size(memoryview(data)) if data.size else None
+    size = header_size(data.data) if data.size else None
     if size is not None:
         _check_pixels(path, size, max_pixels)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
