@@ -116,6 +116,21 @@ STATUS = {
             },
         },
         "spool": {"type": "object"},  # only while the spool is degraded
+        "incidents": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["kind", "detail", "ts"],
+                "properties": {
+                    "kind": {
+                        "enum": ["gallery_set_aside", "gallery_unusable", "reload_refused", "bundle_rejected"]
+                    },
+                    "detail": {"type": "string"},
+                    "ts": _TS,
+                },
+            },
+        },
     },
 }
 

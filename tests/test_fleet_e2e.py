@@ -33,7 +33,7 @@ def people_folder(root: Path, enrolment: dict[str, list[Path]], ids: list[str]) 
 def build_and_publish(tmp: Path, port: int, folders: Path, version: int) -> None:
     bundle = tmp / f"v{version}.bundle"
     assert main(["gallery", "build", "--folders", str(folders), "--fleet", "lobby", "--version", str(version),
-                 "--key", str(tmp / "fleet.pem"), "--out", str(bundle)]) == 0  # fmt: skip
+                 "--largest-face", "--key", str(tmp / "fleet.pem"), "--out", str(bundle)]) == 0  # fmt: skip
     assert main(["gallery", "publish", "--broker", f"127.0.0.1:{port}", "--fleet", "lobby", str(bundle)]) == 0
 
 

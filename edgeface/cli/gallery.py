@@ -30,26 +30,18 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _enroll_folders(root: Path, model_args: argparse.Namespace):
-    import cv2
-    import numpy as np
-
     from edgeface.cli.common import load_encoder
+    from edgeface.cli.enroll import enroll_people
     from edgeface.gallery import Gallery
+    from edgeface.photos import identity_folders, max_pixels_of
 
+    people = {name: (name, files) for name, files in identity_folders(root).items()}
     encoder = load_encoder(model_args)
     try:
         gallery = Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
-        for person in sorted(p for p in root.iterdir() if p.is_dir()):
-            embeddings = []
-            for photo in sorted(person.iterdir()):
-                image = cv2.imread(str(photo))
-                faces = encoder.encode(image) if image is not None else []
-                if faces:
-                    embeddings.append(faces[0].embedding)
-                else:
-                    log.warning("%s: no face, skipped", photo)
-            if embeddings:
-                gallery = gallery.enroll(person.name, person.name, np.stack(embeddings))
+        # the same photo reader and the same policy as `enroll`: PhotoProblems if any photo is unusable
+        max_pixels = max_pixels_of(model_args.max_megapixels)
+        gallery = enroll_people(encoder, gallery, people, model_args.largest_face, max_pixels)
         return gallery
     finally:
         encoder.close()
@@ -116,7 +108,12 @@ def _build(args: argparse.Namespace) -> int:
     check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)
     _check_out(args.out)
     key = load_private_key(args.key)
-    gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
+    from edgeface.cli.enroll import PhotoProblems
+
+    try:
+        gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
+    except PhotoProblems as exc:
+        return exc.report(f"--out {args.out}: not written")
     if not len(gallery):
         raise BundleError("the gallery is empty: nothing to publish")
     gallery = _calibrated(gallery, args)
@@ -251,6 +248,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="PATH_OR_VERSION",
         help="build a delta against a full bundle, a gallery dir, or a version kept in the --gallery store",
+    )
+    p.add_argument(
+        "--largest-face",
+        action="store_true",
+        help="with --folders: enroll the largest face of a photo with several faces (as `enroll`)",
     )
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="bundle file to write (its directory must exist)")
