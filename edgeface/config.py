@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeface.errors import ConfigError
+from edgeface.imagesize import DEFAULT_MAX_MEGAPIXELS
+from edgeface.logsafe import printable
+from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 
 DEFAULT_PATH = Path("/etc/edgeface/edgeface.toml")
 
@@ -26,10 +29,15 @@ def bounded(
     return field(default=default, metadata={"low": low, "high": high, "choices": choices, **kw})
 
 
+def _topic_level(value: str) -> None:
+    valid_topic_level(value, "value")
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
-    id: str = "door-1"
-    fleet: str = "default"
+    # Each is one level of the MQTT topics ({prefix}/{id}/..., {prefix}/fleet/{fleet}/gallery).
+    id: str = bounded("door-1", check=_topic_level)
+    fleet: str = bounded("default", check=_topic_level)
     state_dir: Path = Path("/var/lib/edgeface")
 
 
@@ -54,6 +62,9 @@ class CameraConfig:
     backoff_max_s: float = bounded(30.0, 0.5, 3600.0)
     stall_timeout_s: float = bounded(5.0, 0.1, 600.0)
     seed: int = 0
+    # replay: images above this are skipped (counted); `edgeface enroll/identify/gallery build` take
+    # --max-megapixels with the same default
+    max_megapixels: float = bounded(DEFAULT_MAX_MEGAPIXELS, 0.01, 1000.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +149,9 @@ class SyncConfig:
     enabled: bool = False
     public_key: Path | None = None
     expiry_policy: str = bounded("warn", choices=("warn", "deny"))
+    # A signed bundle may move the running version forward by at most this much (a huge one cannot lock
+    # the fleet out of later updates).
+    max_version_jump: int = bounded(DEFAULT_MAX_VERSION_JUMP, 1, MAX_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,36 +185,58 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             return None
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if annotation is Path:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}: must be a non-empty path string, got {value!r}")
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise ConfigError(f"{key}: must be a non-empty path string without NUL, got {_shown(value)}")
         return Path(value)
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: must be true or false, got {value!r}")
+            raise ConfigError(f"{key}: must be true or false, got {_shown(value)}")
         return value
     if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"{key}: must be a number, finite, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+            raise ConfigError(f"{key}: must be a number, finite, got {_shown(value)}")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+            raise ConfigError(f"{key}: must be an integer, got {_shown(value)}")
         return value
     if annotation is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: must be a string, got {value!r}")
+            raise ConfigError(f"{key}: must be a string, got {_shown(value)}")
         return value
     raise ConfigError(f"{key}: unsupported type {annotation}")
+
+
+def _shown(value: object) -> str:
+    """A value quoted in an error: its repr, printable and cut short (a config may hold megabytes)."""
+    try:
+        return printable(repr(value), 80)
+    except ValueError:  # an integer too long for repr
+        return "a huge integer"
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
     if value is None:
         return
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{key}: must be one of {list(meta['choices'])}, got {value!r}")
+        raise ConfigError(f"{key}: must be one of {list(meta['choices'])}, got {_shown(value)}")
+    if meta.get("check") is not None:
+        try:
+            meta["check"](value)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
     low, high = meta.get("low"), meta.get("high")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{key}: must be in [{low}, {high if high is not None else 'inf'}], got {value!r}")
+        raise ConfigError(
+            f"{key}: must be in [{low}, {high if high is not None else 'inf'}], got {_shown(value)}"
+        )
 
 
 def _section(name: str, cls: type, raw: Any) -> Any:
@@ -210,7 +246,7 @@ def _section(name: str, cls: type, raw: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"{name}.{unknown[0]}: unknown key (known: {', '.join(fields)})")
+        raise ConfigError(f"{name}.{printable(unknown[0], 80)}: unknown key (known: {', '.join(fields)})")
     values = {}
     for key, value in raw.items():
         path = f"{name}.{key}"
@@ -223,7 +259,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
     hints = typing.get_type_hints(Config)
     unknown = sorted(set(raw) - set(hints))
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(hints)})")
+        raise ConfigError(f"{printable(unknown[0], 80)}: unknown section (known: {', '.join(hints)})")
     config = Config(**{name: _section(name, hints[name], value) for name, value in raw.items()})
     m = config.match
     if m.min_brightness >= m.max_brightness:

@@ -16,11 +16,20 @@ import edgeface
 from edgeface.announce import Announcer
 from edgeface.camera import FrameSource, open_source
 from edgeface.config import Config, load_config
-from edgeface.daemon_setup import SyncParts, camera_spec, decision_settings, quality_settings, start_sync
-from edgeface.errors import EdgefaceError
+from edgeface.daemon_setup import (
+    SyncParts,
+    camera_spec,
+    decision_settings,
+    quality_settings,
+    recover_stored_gallery,
+    start_sync,
+)
+from edgeface.errors import EdgefaceError, GalleryError
 from edgeface.events import recognition_event
 from edgeface.frames import CaptureThread, DropOldestQueue
-from edgeface.gallery import GalleryStore
+from edgeface.gallery import Gallery
+from edgeface.gallery_recovery import Recovery
+from edgeface.incidents import Incidents
 from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.logsafe import printable
 from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload
@@ -44,6 +53,7 @@ class Daemon:
         self.started = time.monotonic()
         self.ready = threading.Event()
         self.sync: SyncParts | None = None
+        self.incidents = Incidents()
 
     @property
     def index(self) -> IndexHolder:
@@ -60,7 +70,9 @@ class Daemon:
         with ExitStack() as stack:
             self.notifier = stack.enter_context(Notifier())
             self.notifier.status("loading models")
-            parts = self.parts = build_parts(config)
+            recovery = recover_stored_gallery(config)  # a damaged current version falls back, never stops us
+            self.report_recovery(recovery)
+            parts = self.parts = build_parts(config, gallery=recovery.gallery)
             stack.callback(parts.close)
             self.model_name = parts.embedder.card.name
             log.info(
@@ -79,6 +91,8 @@ class Daemon:
                 parts.embedder.sha256,
                 self.on_gallery_applied,
                 index_settings(config),
+                dim=parts.embedder.dim,
+                on_rejected=lambda reason: self.incident("bundle_rejected", reason),
             )
             if self.sync is not None:
                 stack.callback(self.sync.close)
@@ -184,7 +198,23 @@ class Daemon:
             model_name=self.model_name,
             gallery_expired=bool(self.sync and self.sync.client.expired),
             model_sha256=index.gallery.model_sha256,
+            decision=self.parts.rule.as_dict(),
+            incidents=self.incidents.latest(),
         )
+
+    def incident(self, kind: str, detail: str) -> None:
+        """Record what was survived and, if it is new, say so in the retained status."""
+        if self.incidents.add(kind, detail) and hasattr(self, "publisher"):
+            self.publisher.set_status(self.status_info())
+
+    def report_recovery(self, recovery: Recovery) -> None:
+        for aside in recovery.set_aside:
+            moved = f"; moved to {aside.moved_to}" if aside.moved_to else ""
+            self.incident("gallery_set_aside", f"version {aside.version}: {aside.reason}{moved}")
+        if recovery.fell_back and recovery.gallery is not None:
+            log.error("gallery: fell back to stored version %d", recovery.gallery.version)
+        elif recovery.fell_back:
+            self.incident("gallery_unusable", "no usable gallery version on disk")
 
     def metrics(self) -> dict:
         uptime = time.monotonic() - self.started
@@ -205,6 +235,7 @@ class Daemon:
                 "decision": self.parts.rule.as_dict(),
                 "events": self.events_published,
                 "mqtt": publisher.as_dict(),
+                "incidents": self.incidents.counts(),
             },
         )
 
@@ -216,18 +247,27 @@ class Daemon:
                 "last_error": current.last_error}  # fmt: skip
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config and the on-disk gallery; if either is bad, keep running on the old."""
+        """SIGHUP: re-read the config and the on-disk gallery (falling back past damaged versions); if the
+        config is bad or no stored version is usable, refuse: keep the running config and gallery."""
         if self.config_path is None:
             return
         self.notifier.reloading()
         try:
             config = load_config(self.config_path)
-            gallery = GalleryStore(config.gallery_dir).load()
+            recovery = recover_stored_gallery(config, self.parts.embedder)
+            self.report_recovery(recovery)
+            if recovery.gallery is None and recovery.fell_back:
+                raise GalleryError(f"{config.gallery_dir}: no usable gallery version on disk")
+            gallery: Gallery = recovery.gallery or self.parts.gallery
             index = self.parts.use_gallery(gallery, config)
-        except EdgefaceError as exc:
-            log.error("reload refused, keeping the running config and gallery: %s", exc)
+        except Exception as exc:  # whatever is wrong on disk, recognition goes on with what runs
+            reason = str(exc) if isinstance(exc, EdgefaceError) else f"{type(exc).__name__}: {exc}"
+            log.error("reload refused, keeping the running config and gallery: %s", printable(reason, 600))
+            self.incident("reload_refused", reason)
             self.notifier.ready("running (reload refused)")
             return
+        if self.sync is not None and recovery.fell_back:
+            self.sync.client.set_running(gallery)
         self.config = config
         self.recognizer.reconfigure(self.parts.matcher(), quality_settings(config), decision_settings(config))
         self.publisher.set_status(self.status_info(index))

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 from edgeface.camera import CameraSpec
 from edgeface.config import Config
 from edgeface.gallery import GalleryStore
+from edgeface.gallery_recovery import Recovery, recover_gallery
 from edgeface.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.modelcard import load_card
+from edgeface.parts import ModelIdentity, check_gallery, models_dir
 from edgeface.quality import QualitySettings
 from edgeface.recognize import DecisionSettings
 
@@ -66,6 +69,39 @@ def camera_spec(config: Config) -> CameraSpec:
         backoff_max_s=c.backoff_max_s,
         stall_timeout_s=c.stall_timeout_s,
         seed=c.seed,
+        max_megapixels=c.max_megapixels,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CardModel:
+    """The embedder a gallery must fit, read from its card alone (before the model is loaded)."""
+
+    sha256: str
+    dim: int
+
+
+def stored_gallery_problems(config: Config) -> str | None:
+    """For `doctor`: what the daemon would set aside at start, and what it would run; changes nothing."""
+    recovery = recover_stored_gallery(config, repair=False)
+    if not recovery.fell_back:
+        return None
+    return f"{config.gallery_dir}: {recovery.summary()} (the daemon sets the damaged versions aside)"
+
+
+def recover_stored_gallery(
+    config: Config, model: ModelIdentity | None = None, *, repair: bool = True
+) -> Recovery:
+    """The newest stored gallery version that is whole and fits the embedder; damaged or unfitting
+    versions are moved aside and `current` re-pointed (`edgeface.gallery_recovery`)."""
+    if model is None:
+        card = load_card(models_dir(config) / config.embedder.card)
+        model = CardModel(card.sha256, card.output_dim)
+    fits = model
+    return recover_gallery(
+        GalleryStore(config.gallery_dir),
+        lambda gallery: check_gallery(gallery, fits, config.gallery_dir),
+        repair=repair,
     )
 
 
@@ -90,6 +126,8 @@ def start_sync(
     model_sha256: str,
     on_applied: Callable[[GalleryIndex], None],
     settings: IndexSettings,
+    dim: int | None = None,
+    on_rejected: Callable[[str], None] | None = None,
 ) -> SyncParts | None:
     """Fleet sync over the daemon's own MQTT connection: verified bundles are stored atomically, then
     a worker builds the new index and swaps it in (recognition keeps using the old one meanwhile)."""
@@ -109,10 +147,13 @@ def start_sync(
             model_sha256=model_sha256,
             prefix=config.mqtt.prefix,
             expiry=config.sync.expiry_policy,
+            max_version_jump=config.sync.max_version_jump,
+            dim=dim,
         ),
         load_public_key(config.sync.public_key),
         GalleryStore(config.gallery_dir),
         on_gallery=updater.apply,  # on the sync worker thread: verify, store, build, swap
+        on_rejected=on_rejected,
     )
     PublisherTransport.attach_to(publisher, client)
     return SyncParts(client, updater)

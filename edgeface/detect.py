@@ -120,6 +120,7 @@ class FaceDetector:
     ) -> None:
         if model not in SPECS:
             raise ModelError(f"detector model must be one of {sorted(SPECS)}, got {model!r}")
+        self.model = model
         self.spec = SPECS[model]
         path = Path(models_dir) / self.spec.file
         from edgeface.modelcard import sha256_file

@@ -41,14 +41,17 @@ class CascadeDetector:
     def __init__(self, detectors: Sequence[Detects], borders: Sequence[float] = (0.25, 0.5, 1.0)) -> None:
         self.detectors = tuple(detectors)
         self.borders = tuple(borders)
+        self.last_stage: str | None = None  # which detector and border found the last image's faces
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        self.last_stage = None
         for border in (0.0, *self.borders):
             pad = round(border * max(image.shape[:2]))
             framed = image if pad == 0 else cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
-            for detector in self.detectors:
+            for index, detector in enumerate(self.detectors):
                 found = detector.detect(framed)
                 if found:
+                    self.last_stage = f"{getattr(detector, 'model', index)}+{border:.0%} border"
                     return [shifted(d, -pad) for d in found] if pad else found
         return []
 

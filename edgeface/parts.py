@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from edgeface.config import Config
 from edgeface.decision import DecisionRule, resolve_decision
@@ -77,7 +77,16 @@ def decision_rule(config: Config, gallery: Gallery, embedder: Embedder) -> Decis
     return rule
 
 
-def check_gallery(gallery: Gallery, embedder: Embedder, where: Path) -> Gallery:
+class ModelIdentity(Protocol):
+    """What a gallery must fit: an `Embedder`, or a model card's sha256 and output dim."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+
+
+def check_gallery(gallery: Gallery, embedder: ModelIdentity, where: Path) -> Gallery:
     """Refuse a gallery this embedder cannot search: another model, or vectors of another size."""
     if gallery.model_sha256 != embedder.sha256:
         raise GalleryError(

@@ -8,21 +8,55 @@ import cv2
 import numpy as np
 
 from edgeface.errors import ImageError
+from edgeface.imagesize import DEFAULT_MAX_MEGAPIXELS, header_size
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+# Every still format OpenCV's imread knows (a build without one of the codecs says so when decoding).
+IMAGE_SUFFIXES = frozenset(
+    {
+        *(".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".avif", ".gif"),
+        *(".pbm", ".pgm", ".ppm", ".pxm", ".pnm", ".pfm", ".sr", ".ras", ".tif", ".tiff", ".hdr", ".pic"),
+    }
+)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """BGR uint8 pixels of an image file; ImageError if it is missing or cannot be decoded."""
+__all__ = ["DEFAULT_MAX_MEGAPIXELS", "identity_folders", "image_files", "max_pixels_of", "read_image"]
+
+
+def max_pixels_of(megapixels: float) -> int:
+    return int(megapixels * 1_000_000)
+
+
+def read_image(path: str | Path, max_pixels: int = max_pixels_of(DEFAULT_MAX_MEGAPIXELS)) -> np.ndarray:
+    """BGR uint8 pixels of an image file; ImageError naming the file if it is missing, cannot be decoded,
+    or has more than `max_pixels` pixels. The size is read from the header before decoding where
+    `edgeface.imagesize` knows the format, else checked right after decoding."""
     path = Path(path)
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    size = header_size(data.data) if data.size else None
+    if size is not None:
+        _check_pixels(path, size, max_pixels)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:  # some codecs raise on malformed input instead of returning None
+        raise ImageError(f"{path}: not a decodable image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None:
         raise ImageError(f"{path}: not a decodable image (corrupt or unsupported format)")
+    if image.ndim == 2:  # some decoders (PFM) ignore IMREAD_COLOR for single-channel files
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    _check_pixels(path, (image.shape[1], image.shape[0]), max_pixels)
     return image
+
+
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{path}: {width}x{height} is {width * height / 1e6:.1f} megapixels, above the cap of "
+            f"{max_pixels / 1e6:g} (raise --max-megapixels or camera.max_megapixels, or shrink the photo)"
+        )
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -37,5 +71,7 @@ def identity_folders(root: str | Path) -> dict[str, list[Path]]:
     folders = {d.name: image_files(d) for d in sorted(root.iterdir()) if d.is_dir()}
     folders = {name: files for name, files in folders.items() if files}
     if not folders:
-        raise ImageError(f"{root}: no sub-folder with images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise ImageError(
+            f"{root}: no sub-folder with images (any still format OpenCV reads, e.g. jpg, png, pgm, tiff)"
+        )
     return folders

@@ -2,11 +2,14 @@
 
 Synchronous and free of threads and I/O, so it is tested frame by frame; the daemon drives it.
 
-A track gets one decision after `min_frames` good faces (or `max_wait_s`). After that:
-- a track decided `unknown` is searched again every `recheck_s` on its most recent faces while the person
-  stays; if it becomes a `match`, one correction is emitted and the track is settled;
-- every decided track is re-verified every `reverify_s`: its current face is compared with the faces it was
-  decided on, and a different person who stepped into the same spot starts a fresh track and decision.
+A track gets one decision after `min_frames` good faces (or `max_wait_s`). After that it is checked now and
+then on `min_frames` fresh consecutive faces (a check window), never on single frames:
+- a track decided `unknown` is checked every `recheck_s` while the person stays: if the window's faces match
+  someone, one correction is emitted and the track is settled (a better pose or light arrived);
+- otherwise (and for matched tracks every `reverify_s`) the window is compared with the faces the track was
+  decided on; if they are not the same person at the decision threshold, someone else stepped into the same
+  spot, and a fresh track is decided on the window.
+Only undecided tracks and open check windows cost embedder (and refiner) work.
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from edgeface.quality import QualitySettings, assess
 from edgeface.stats import LatencyWindow
 from edgeface.track import IouTracker
 from edgeface.types import Detection, Frame, Match, Track
-
-RECENT_FACES = 5  # faces a re-check decides on
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,8 @@ class Recognizer:
             started = time.perf_counter()
             embeddings = self.encoder.embed_faces(frame.image, [d for _, d in good])
             self.latency.add("embed", (time.perf_counter() - started) * 1e3)
-            good = [(self._take_face(t, e, frame.ts), d) for (t, d), e in zip(good, embeddings, strict=True)]
+            for (track, _), embedding in zip(good, embeddings, strict=True):
+                self._take_face(track, embedding)
         out = []
         for track, _ in good:
             decision = self._maybe_decide(frame, track)
@@ -118,10 +120,12 @@ class Recognizer:
         ]
 
     def _needs_face(self, track: Track, ts: float) -> bool:
-        """Undecided tracks embed every frame; decided ones only when a re-check or re-verify is due."""
-        if track.decision is None:
+        """Undecided tracks and open check windows embed every frame; a settled track when a check is due."""
+        if track.decision is None or track.checking:
             return True
-        return ts - track.last_check >= min(self.decisions.recheck_s, self.decisions.reverify_s)
+        unsettled = track.decision.decision == "unknown" and not track.corrected
+        interval = self.decisions.recheck_s if unsettled else self.decisions.reverify_s
+        return ts - track.last_check >= interval
 
     def _passes_quality(self, image: np.ndarray, detection: Detection) -> bool:
         report = assess(image, detection, self.quality)
@@ -129,26 +133,33 @@ class Recognizer:
             self.rejected_faces += 1
         return report.ok
 
-    def _take_face(self, track: Track, embedding: np.ndarray, ts: float) -> Track:
-        """Add a face to its track, or, if a decided track's face is now someone else's, restart it."""
-        if track.decision is not None:
-            track.last_check = ts
-            reference = l2_normalize(np.mean(track.decided_on, axis=0))
-            if float(reference @ embedding) < self.matcher.settings.threshold:
-                self.reverified_resets += 1
-                track = self.tracker.restart(track, ts)
-        track.embeddings.append(embedding)
-        return track
+    @staticmethod
+    def _take_face(track: Track, embedding: np.ndarray) -> None:
+        (track.embeddings if track.decision is None else track.checking).append(embedding)
 
     def _maybe_decide(self, frame: Frame, track: Track) -> Decision | None:
         if track.decision is None:
             return self._decide(frame, track, "first") if self._ready(track, frame.ts) else None
-        if track.decision.decision == "unknown" and not track.corrected:
-            match = self._search(track.embeddings[-RECENT_FACES:])
+        if len(track.checking) < self.decisions.min_frames:
+            return None
+        return self._check(frame, track)
+
+    def _check(self, frame: Frame, track: Track) -> Decision | None:
+        """A full check window on a decided track: a correction, a newcomer's fresh decision, or nothing."""
+        faces, track.checking = track.checking, []
+        track.last_check = frame.ts
+        if track.decision is not None and track.decision.decision == "unknown" and not track.corrected:
+            match = self._search(faces)
             if match.decision == "match":
                 track.corrected = True
-                return self._decision(frame, track, match, "correction")
-        return None
+                return self._decision(frame, track, match, "correction", faces)
+        reference = l2_normalize(np.mean(track.decided_on, axis=0))
+        if float(reference @ l2_normalize(np.mean(faces, axis=0))) >= self.matcher.settings.threshold:
+            return None
+        self.reverified_resets += 1
+        fresh = self.tracker.restart(track, frame.ts)
+        fresh.embeddings.extend(faces)
+        return self._decide(frame, fresh, "first")
 
     def _ready(self, track: Track, ts: float) -> bool:
         if not track.embeddings:
@@ -165,22 +176,27 @@ class Recognizer:
         return match
 
     def _decide(self, frame: Frame, track: Track, kind: Literal["first", "correction"]) -> Decision:
-        return self._decision(frame, track, self._search(track.embeddings), kind)
+        return self._decision(frame, track, self._search(track.embeddings), kind, track.embeddings)
 
     def _decision(
-        self, frame: Frame, track: Track, match: Match, kind: Literal["first", "correction"]
+        self,
+        frame: Frame,
+        track: Track,
+        match: Match,
+        kind: Literal["first", "correction"],
+        faces: list[np.ndarray],
     ) -> Decision:
         track.decision = match
-        track.decided_on = list(track.embeddings)
+        track.decided_on = list(faces)
         track.last_check = frame.ts
         return Decision(
             frame.camera,
             track.track_id,
             match,
-            len(track.embeddings),
+            len(faces),
             track.bbox,
             frame.ts,
             self.index.current.gallery.version,
-            l2_normalize(np.mean(track.embeddings, axis=0)),
+            l2_normalize(np.mean(faces, axis=0)),
             kind,
         )

@@ -98,6 +98,7 @@ class Track:
     decision: Match | None = None  # set once the track is decided
     decided_on: list[np.ndarray] = field(default_factory=list)  # the faces of that decision
     last_check: float = 0.0  # when a decided track was last re-checked or re-verified
+    checking: list[np.ndarray] = field(default_factory=list)  # faces of a decided track's open check window
     corrected: bool = False  # an `unknown` that became a `match` is settled
 
     @property

@@ -104,6 +104,33 @@ STATUS = {
             "required": ["name", "sha256"],
             "properties": {"name": {"type": "string"}, "sha256": {"type": "string"}},
         },
+        "decision": {  # the threshold in force and where it came from (config, gallery, or card fallback)
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["threshold", "margin", "source", "detail"],
+            "properties": {
+                "threshold": {"type": "number", "minimum": -1, "maximum": 1},
+                "margin": {"type": "number", "minimum": 0},
+                "source": {"enum": ["config", "gallery", "card"]},
+                "detail": {"type": "string"},
+            },
+        },
+        "spool": {"type": "object"},  # only while the spool is degraded
+        "incidents": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["kind", "detail", "ts"],
+                "properties": {
+                    "kind": {
+                        "enum": ["gallery_set_aside", "gallery_unusable", "reload_refused", "bundle_rejected"]
+                    },
+                    "detail": {"type": "string"},
+                    "ts": _TS,
+                },
+            },
+        },
     },
 }
 

@@ -45,8 +45,11 @@ def scenario_state(tmp_path_factory, faces5, models_dir) -> tuple[Scenario, Path
     for identity, photos in scenario.enrolment.items():
         embeddings = np.stack([encoder.encode_largest(read_image(p), str(p)).embedding for p in photos])
         gallery = gallery.enroll(identity, identity, embeddings)
+    card = encoder.embedder.card.decision
+    gallery = gallery.with_version(1).calibrated(0.01, 0.0, card.shape if card else None)  # as `enroll` does
+    assert gallery.calibration is not None
     template = tmp_path_factory.mktemp("state-template")
-    GalleryStore(template / "gallery").save(gallery.with_version(1))
+    GalleryStore(template / "gallery").save(gallery)
     return scenario, template
 
 
@@ -61,19 +64,25 @@ class Viewer:
 
     def __init__(self, port: int) -> None:
         self.events: list[dict] = []
+        self.statuses: list[dict] = []
         self.raw: list[bytes] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id="e2e-viewer", clean_session=False
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
-        self.client.on_connect = lambda c, *_: c.subscribe("edgeface/+/events", qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [("edgeface/+/events", 1), ("edgeface/+/status", 1)]
+        )
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
     def _on_message(self, client: object, userdata: object, message: mqtt.MQTTMessage) -> None:
         with self._lock:
+            if message.topic.endswith("/status"):
+                self.statuses.append(json.loads(message.payload))
+                return
             self.raw.append(message.payload)
             self.events.append(json.loads(message.payload))
 
@@ -147,6 +156,13 @@ def test_enrolled_match_once_and_strangers_are_unknown(scenario_state, broker, t
         viewer.close()
     assert len(viewer.ids()) == len(set(viewer.ids()))
     assert_visits_decided(scenario, viewer.events)
+    calibration = GalleryStore(template / "gallery").load().calibration
+    assert calibration is not None and viewer.statuses
+    for status in viewer.statuses:  # the daemon decides with the gallery's own calibration, and says so
+        validate("status", status)
+        assert status["decision"]["source"] == "gallery"
+        assert status["decision"]["threshold"] == calibration.threshold
+    assert {e["threshold"] for e in viewer.events} == {calibration.threshold}
 
 
 def test_broker_outage_of_30s_loses_nothing(scenario_state, broker, tmp_path, faces5) -> None:

@@ -33,7 +33,7 @@ def people_folder(root: Path, enrolment: dict[str, list[Path]], ids: list[str]) 
 def build_and_publish(tmp: Path, port: int, folders: Path, version: int) -> None:
     bundle = tmp / f"v{version}.bundle"
     assert main(["gallery", "build", "--folders", str(folders), "--fleet", "lobby", "--version", str(version),
-                 "--key", str(tmp / "fleet.pem"), "--out", str(bundle)]) == 0  # fmt: skip
+                 "--largest-face", "--key", str(tmp / "fleet.pem"), "--out", str(bundle)]) == 0  # fmt: skip
     assert main(["gallery", "publish", "--broker", f"127.0.0.1:{port}", "--fleet", "lobby", str(bundle)]) == 0
 
 
@@ -83,6 +83,9 @@ def test_two_doors_follow_version_n_then_n_plus_1(broker, tmp_path, faces5, mode
     try:
         for door in doors:
             wait_until(lambda d=door: d.ready.is_set() and d.index.current.gallery.version == 1, 30)
+            signed = door.index.current.gallery.calibration  # the manifest's decision, stored on apply
+            assert signed is not None and signed.method == "signed manifest"
+            assert door.parts.rule.source == "gallery" and door.parts.rule.threshold == signed.threshold
         cycle = scenario.scene.duration
         time.sleep(cycle)  # every visitor passes each door once on version 1
         build_and_publish(tmp_path, broker.port,

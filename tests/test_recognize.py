@@ -1,131 +1,233 @@
-"""The per-frame recognizer with scripted detections and embeddings: when it decides, on what, and how its
-settings, the quality gate, the lores stream and reconfigure() change that."""
+"""Decisions on emulated video made from faces5 (motion, blur, noise, scale and pose changes), with the real
+detector, landmark refiner, int8 embedder and hnswlib index, decided with the gallery's own calibration.
+
+Frames carry scene time as their timestamp, so re-checks, re-verification, track expiry and the cooldown
+run on the video's clock. Decisions go through the `Announcer` exactly as `Daemon.handle` sends them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from edgeface.index import GalleryIndex, IndexHolder
-from edgeface.match import Matcher, MatchSettings
-from edgeface.quality import QualitySettings
-from edgeface.recognize import DecisionSettings, Recognizer
-from edgeface.types import Detection, Frame
-from tests.factories import make_detection, make_gallery, unit_vectors
-from tests.test_quality import textured
+from edgeface.announce import Announcer
+from edgeface.camera.scene import Actor, ActorPhoto, Scene, SceneSpec
+from edgeface.config import parse_config
+from edgeface.daemon_setup import decision_settings, quality_settings
+from edgeface.faces import FaceEncoder
+from edgeface.gallery import Gallery
+from edgeface.parts import Parts, build_encoder, build_parts
+from edgeface.photos import identity_folders, read_image
+from edgeface.recognize import Decision, Recognizer
 
-GALLERY = make_gallery(3, dim=32, seed=4)
-STRANGER = unit_vectors(1, 32, seed=99)[0]
-
-
-class ScriptedEncoder:
-    """Detects the same faces in every frame; embeds each face as whoever the test says is standing there."""
-
-    def __init__(self, faces: Sequence[Detection], person: np.ndarray) -> None:
-        self.detector = self
-        self.faces = list(faces)
-        self.person = person
-        self.seen_shapes: list[tuple[int, ...]] = []
-        self.embedded = 0
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        self.seen_shapes.append(image.shape)
-        return list(self.faces)
-
-    def embed_faces(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
-        self.embedded += len(detections)
-        return np.stack([self.person] * len(detections))
+ENROLLED = ("baejun", "chipu", "khanh")
+STRANGERS = ("sontung", "thaotam")
+HELD_OUT = 6  # last photos of each person, never enrolled: the only ones the camera shows
+FPS = 10.0
+T0 = 1000.0  # scene time 0 on the frames' monotonic clock
 
 
-def recognizer(
-    encoder: ScriptedEncoder,
-    threshold: float = 0.5,
-    decisions: DecisionSettings | None = None,
-    allowed: bool = True,
-) -> Recognizer:
-    return Recognizer(
-        encoder,  # type: ignore[arg-type]
-        IndexHolder(GalleryIndex(GALLERY)),
-        Matcher(MatchSettings(threshold, 0.05)),
-        QualitySettings(),
-        decisions or DecisionSettings(),
-        matching_allowed=lambda: allowed,
+@dataclass(frozen=True, slots=True)
+class Shown:
+    decision: Decision
+    event_id: str | None  # None: held back by the announcer
+    corrects: str | None
+
+    @property
+    def who(self) -> str:
+        identity = self.decision.match.identity
+        return identity.id if identity else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    photos: dict[str, list[ActorPhoto]]  # person -> held-out photos with their face boxes
+    scores: dict[str, list[float]]  # person -> each held-out photo's best score against the gallery
+
+
+@pytest.fixture(scope="module")
+def config(models_dir: Path):
+    return parse_config({"embedder": {"models_dir": str(models_dir)}})
+
+
+@pytest.fixture(scope="module")
+def photo_encoder(config):
+    encoder = build_encoder(config, photos=True)
+    yield encoder
+    encoder.close()
+
+
+@pytest.fixture(scope="module")
+def gallery(photo_encoder: FaceEncoder, faces5: Path) -> Gallery:
+    """The enrolled people's photos but the held-out ones, calibrated as `edgeface enroll` does."""
+    folders = identity_folders(faces5)
+    enrolled = Gallery.empty(photo_encoder.embedder.dim, photo_encoder.embedder.sha256)
+    for person in ENROLLED:
+        photos = folders[person][:-HELD_OUT]
+        embeddings = [photo_encoder.encode_largest(read_image(p), str(p)).embedding for p in photos]
+        enrolled = enrolled.enroll(person, person, np.stack(embeddings))
+    card = photo_encoder.embedder.card.decision
+    calibrated = enrolled.with_version(1).calibrated(0.01, 0.0, card.shape if card else None)
+    assert calibrated.calibration is not None
+    return calibrated
+
+
+@pytest.fixture(scope="module")
+def parts(config, gallery: Gallery):
+    built = build_parts(config, gallery=gallery)
+    yield built
+    built.close()
+
+
+@pytest.fixture(scope="module")
+def cast(photo_encoder: FaceEncoder, gallery: Gallery, faces5: Path) -> Cast:
+    folders = identity_folders(faces5)
+    photos: dict[str, list[ActorPhoto]] = {}
+    scores: dict[str, list[float]] = {}
+    for person in (*ENROLLED, *STRANGERS):
+        photos[person], scores[person] = [], []
+        for path in folders[person][-HELD_OUT:]:
+            face = photo_encoder.encode_largest(read_image(path), str(path))
+            photos[person].append(ActorPhoto(path, tuple(float(v) for v in face.detection.bbox)))  # type: ignore[arg-type]
+            scores[person].append(float(np.max(gallery.vectors @ face.embedding)))
+    return Cast(photos, scores)
+
+
+def visit(person: str, photos: tuple[ActorPhoto, ...], enter: float, exit: float, **motion) -> Actor:
+    """A visitor walking towards the camera: drifting sideways and growing, switching photos (pose)."""
+    walk = {"start": (0.45, 0.5), "end": (0.55, 0.47), "start_scale": 0.32, "end_scale": 0.42}
+    return Actor(person, photos, enter, exit, **(walk | motion))
+
+
+def scene(*actors: Actor, seed: int = 3) -> SceneSpec:
+    return SceneSpec(actors=actors, seed=seed, noise_sigma=3.0, blur_sigma=(0.0, 1.0), lighting_amplitude=0.1)
+
+
+def play(parts: Parts, spec: SceneSpec, **match) -> list[Shown]:
+    """Every decision of the video, and whether (and as what) the announcer lets it out."""
+    config = replace(parts.config, match=replace(parts.config.match, **match))
+    recognizer = Recognizer(
+        parts.encoder, parts.index, parts.matcher(), quality_settings(config), decision_settings(config)
     )
+    announcer = Announcer(config.match.cooldown_s)
+    video = Scene(spec)
+    shown: list[Shown] = []
+    for seq in range(math.ceil(video.duration * FPS)):
+        image, _ = video.render(seq / FPS, seq)
+        now = T0 + seq / FPS
+        for decision in recognizer.process(_frame(image, now, seq)):
+            verdict = announcer.consider(decision, now)
+            event_id = f"event-{len(shown)}" if verdict.announce else None
+            if event_id is not None:
+                announcer.announced(decision, event_id, now)
+            shown.append(Shown(decision, event_id, verdict.corrects))
+    return shown
 
 
-IMAGE = textured(shape=(240, 320))
+def _frame(image: np.ndarray, ts: float, seq: int):
+    from edgeface.types import Frame
+
+    return Frame(image, ts, seq, "door")
 
 
-def frames(count: int, start: int = 0, dt: float = 0.1) -> list[Frame]:
-    return [Frame(IMAGE, (start + i) * dt, start + i) for i in range(count)]
+def announced(shown: list[Shown]) -> list[Shown]:
+    return [s for s in shown if s.event_id is not None]
 
 
-def run(rec: Recognizer, count: int, start: int = 0) -> list[list]:
-    return [rec.process(frame) for frame in frames(count, start)]
+def lowest_and_highest(cast: Cast, person: str) -> tuple[ActorPhoto, ActorPhoto]:
+    order = np.argsort(cast.scores[person])
+    return cast.photos[person][order[0]], cast.photos[person][order[-1]]
 
 
-def test_one_match_after_min_frames_then_settled() -> None:
-    encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[1])
-    out = run(recognizer(encoder), 6)
-    assert [len(d) for d in out] == [0, 0, 1, 0, 0, 0]
-    decision = out[2][0]
-    assert decision.match.decision == "match" and decision.match.identity is not None
-    assert decision.match.identity.id == GALLERY.ids[1] and decision.frames == 3 and decision.kind == "first"
-    assert decision.frame_ts == 0.2 and decision.gallery_version == GALLERY.version
-    assert decision.bbox == (50, 50, 100, 100)
+def test_the_daemon_path_refines_keypoints_and_crops_like_the_photo_path(parts, photo_encoder, config, cast):
+    """One face path: a camera frame's face is refined, aligned and embedded exactly as the same image is
+    by `enroll`/`identify`, and refinement changes the crop (so the check could fail)."""
+    assert parts.encoder.refiner is not None and parts.encoder.flip == photo_encoder.flip
+    video = Scene(
+        scene(visit("baejun", (cast.photos["baejun"][0],), 0.0, 1.0, end=(0.45, 0.5), end_scale=0.32))
+    )
+    image, _ = video.render(0.0, 0)
+    recognizer = Recognizer(
+        parts.encoder,
+        parts.index,
+        parts.matcher(),
+        quality_settings(config),
+        replace(decision_settings(config), min_frames=1),
+    )
+    (decision,) = recognizer.process(_frame(image, T0, 0))
+    (face,) = photo_encoder.encode(image)
+    detection = parts.encoder.detector.detect(image)[0]
+    assert np.array_equal(parts.encoder.crop(image, detection), photo_encoder.crop(image, face.detection))
+    assert float(decision.embedding @ face.embedding) > 0.9999
+    coarse = FaceEncoder(parts.encoder.detector, parts.embedder, refiner=None, flip=parts.encoder.flip)
+    assert not np.array_equal(coarse.crop(image, detection), parts.encoder.crop(image, detection))
 
 
-def test_a_stranger_is_unknown_with_the_threshold_it_was_held_to() -> None:
-    out = run(recognizer(ScriptedEncoder([make_detection(50, 50, 100)], STRANGER), threshold=0.6), 3)
-    (decision,) = out[2]
-    assert decision.match.decision == "unknown" and decision.match.identity is None
-    assert decision.match.threshold == 0.6
+def test_decisions_use_the_gallery_calibration(parts, gallery, cast) -> None:
+    assert parts.rule.source == "gallery" and gallery.calibration is not None
+    assert parts.rule.threshold == gallery.calibration.threshold
+    shown = play(parts, scene(visit("khanh", tuple(cast.photos["khanh"][:2]), 0.0, 2.0, photo_period=1.0)))
+    assert [s.who for s in announced(shown)] == ["khanh"]
+    assert all(s.decision.match.threshold == gallery.calibration.threshold for s in shown)
 
 
-def test_faces_failing_the_quality_gate_are_never_embedded_or_decided() -> None:
-    encoder = ScriptedEncoder([make_detection(50, 50, 30)], GALLERY.vectors[0])  # 30 px < 40 px
-    rec = recognizer(encoder)
-    assert not any(run(rec, 10))
-    assert encoder.embedded == 0 and rec.rejected_faces == 10
+def test_an_unknown_that_becomes_a_match_is_corrected_once(parts, gallery, cast) -> None:
+    """An enrolled person first seen in a pose the gallery does not recognise, then in one it does."""
+    poor, good = lowest_and_highest(cast, "baejun")
+    threshold = parts.rule.threshold
+    assert min(cast.scores["baejun"]) < threshold < max(cast.scores["baejun"]), "the video needs both poses"
+    shown = play(parts, scene(visit("baejun", (poor, good), 0.0, 3.0, photo_period=1.5)))
+    events = announced(shown)
+    assert [s.who for s in events] == ["unknown", "baejun"], [(s.who, s.decision.match.score) for s in shown]
+    first, correction = events
+    assert correction.decision.kind == "correction" and correction.corrects == first.event_id
+    assert correction.decision.track_id == first.decision.track_id
+    assert len(shown) == 2, "a settled track is not decided again"
 
 
-def test_max_wait_decides_on_fewer_faces() -> None:
-    encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[2])
-    rec = recognizer(encoder, decisions=DecisionSettings(min_frames=50, max_wait_s=0.25))
-    out = run(rec, 5)
-    assert [len(d) for d in out] == [0, 0, 0, 1, 0]
-    assert out[3][0].frames == 4
+def test_a_stranger_coming_back_within_the_cooldown_is_not_announced_again(parts, cast) -> None:
+    """The stranger leaves the picture long enough for the track to break, and comes back."""
+    photo = cast.photos["sontung"][0]
+    back = {"start": (0.6, 0.5), "end": (0.5, 0.5), "start_scale": 0.4, "end_scale": 0.35}
+    shown = play(
+        parts,
+        scene(visit("sontung", (photo,), 0.0, 2.0), visit("sontung", (photo,), 3.0, 5.0, **back)),
+        cooldown_s=10.0,
+    )
+    tracks = {s.decision.track_id for s in shown}
+    assert len(tracks) == 2, "the track broke and re-formed"
+    assert [s.who for s in shown] == ["unknown", "unknown"]
+    assert [s.event_id is not None for s in shown] == [True, False]
 
 
-def test_detect_every_other_frame() -> None:
-    encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[0])
-    run(recognizer(encoder, decisions=DecisionSettings(detect_every=2)), 6)
-    assert len(encoder.seen_shapes) == 3
+def test_another_stranger_within_the_cooldown_is_announced(parts, cast) -> None:
+    shown = play(
+        parts,
+        scene(
+            visit("sontung", (cast.photos["sontung"][0],), 0.0, 2.0),
+            visit("thaotam", (cast.photos["thaotam"][0],), 3.0, 5.0),
+        ),
+        cooldown_s=10.0,
+    )
+    assert [(s.who, s.event_id is not None) for s in shown] == [("unknown", True), ("unknown", True)]
 
 
-def test_detection_runs_on_lores_and_boxes_map_back_to_the_image() -> None:
-    encoder = ScriptedEncoder([make_detection(25, 25, 50)], GALLERY.vectors[0])  # in lores pixels
-    rec = recognizer(encoder)
-    lores = IMAGE[::2, ::2].copy()
-    out = [rec.process(Frame(IMAGE, i * 0.1, i, lores=lores)) for i in range(3)]
-    assert encoder.seen_shapes == [lores.shape] * 3
-    assert out[2][0].bbox == (50.0, 50.0, 100.0, 100.0)
-
-
-def test_matching_not_allowed_turns_a_match_into_unknown() -> None:
-    encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[1])
-    (decision,) = run(recognizer(encoder, allowed=False), 3)[2]
-    assert decision.match.decision == "unknown" and decision.match.score > 0.99
-
-
-def test_reconfigure_decides_new_tracks_with_the_new_rule() -> None:
-    encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[1])
-    rec = recognizer(encoder, threshold=0.5)
-    assert run(rec, 3)[2][0].match.threshold == 0.5
-    rec.reconfigure(Matcher(MatchSettings(0.999_999, 0.05)), QualitySettings(), DecisionSettings())
-    encoder.faces = [make_detection(200, 120, 100)]  # someone else, elsewhere: a new track
-    encoder.person = GALLERY.vectors[1] * 0.8 + GALLERY.vectors[0] * 0.2
-    encoder.person /= np.linalg.norm(encoder.person)
-    later = [d for step in run(rec, 3, start=100) for d in step]
-    assert [(d.match.decision, d.match.threshold) for d in later] == [("unknown", 0.999_999)]
+def test_a_newcomer_in_the_same_spot_gets_a_fresh_decision(parts, cast) -> None:
+    """chipu is matched, then thaotam (never enrolled) takes her place in the very same frame position: the
+    tracker alone would keep the track, re-verification must not let thaotam inherit chipu's match."""
+    still = {"end": (0.45, 0.5), "end_scale": 0.32}
+    shown = play(
+        parts,
+        scene(
+            visit("chipu", (cast.photos["chipu"][0],), 0.0, 2.5, **still),
+            visit("thaotam", (cast.photos["thaotam"][0],), 2.5, 5.0, **still),
+        ),
+    )
+    assert [s.who for s in announced(shown)] == ["chipu", "unknown"]
+    chipu, newcomer = shown
+    assert newcomer.decision.track_id != chipu.decision.track_id
+    assert newcomer.decision.frame_ts >= T0 + 2.5

@@ -118,13 +118,18 @@ def test_build_from_photo_folders_with_the_device_encoder(
         for photo in sorted((faces5 / person).glob("*.jpg"))[:3]:
             (root / person / photo.name).symlink_to(photo)
     out = tmp_path / "photos.bundle"
-    args = ["gallery", "build", "--folders", str(root), "--fleet", FLEET, "--version", "1"]
+    # faces5 khanh/001 shows a second face: as with `enroll`, --largest-face says which one to take
+    args = ["gallery", "build", "--folders", str(root), "--fleet", FLEET, "--version", "1", "--largest-face"]
     assert main([*args, "--models", str(models_dir), "--key", str(private), "--out", str(out)]) == 0
     verified = verify_bundle(read_bundle(out), load_public_key(public))
     card = json.loads((models_dir / "facerec128.int8.json").read_text())
     assert verified.manifest.model_sha256 == card["sha256"]
     assert verified.rows.ids == tuple(people) and verified.manifest.dim == card["output"]["dim"]
-    assert all(s >= 2 for s in verified.rows.samples)
+    assert all(s == 3 for s in verified.rows.samples)
+    decision = verified.manifest.decision  # chosen on these enrolment photos, signed with the rows
+    assert decision is not None and decision.target_fpir == 0.01
+    assert decision.n_impostor == sum(verified.rows.samples) * (len(people) - 1)
+    assert decision.n_genuine == sum(verified.rows.samples) and 0.0 < decision.est_fpir <= 0.02
     encoder = load_encoder(
         build_parser().parse_args([*args, "--models", str(models_dir), "--key", "k", "--out", "o"])
     )

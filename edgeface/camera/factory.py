@@ -68,7 +68,13 @@ def _open_direct(
         from edgeface.camera.replay import ReplaySource
 
         return ReplaySource(
-            spec.path or ".", spec.fps, spec.realtime, spec.loop, spec.name, (spec.width, spec.height)
+            spec.path or ".",
+            spec.fps,
+            spec.realtime,
+            spec.loop,
+            spec.name,
+            (spec.width, spec.height),
+            max_megapixels=spec.max_megapixels,
         )
     from edgeface.camera.emulated import EmulatedSource
 

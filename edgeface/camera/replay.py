@@ -8,9 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.camera.base import CameraError, EndOfStream, Pacer, SourceBase, Stamper
+from edgeface.camera.base import CameraError, CameraStatus, EndOfStream, Pacer, SourceBase, Stamper
 from edgeface.errors import ImageError
-from edgeface.photos import image_files, read_image
+from edgeface.logsafe import printable
+from edgeface.photos import DEFAULT_MAX_MEGAPIXELS, image_files, max_pixels_of, read_image
 from edgeface.types import Frame
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,10 @@ class ReplaySource(SourceBase):
 
     `realtime=True` delivers one frame per 1/fps s; False delivers them as fast as `read` is called.
     At the end: `loop=True` starts again, otherwise EndOfStream.
+
+    An image that cannot be read or decoded, or is above `max_megapixels`, is skipped with a warning and
+    counted (`skipped`, and `failures` in `status()`); only a folder with no readable image at all is an
+    error, so one corrupt file never ends the daemon.
     """
 
     def __init__(
@@ -32,8 +37,14 @@ class ReplaySource(SourceBase):
         loop: bool = False,
         name: str = "cam0",
         size: tuple[int, int] | None = None,
+        max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     ) -> None:
         self.path = Path(path)
+        self.max_pixels = max_pixels_of(max_megapixels)
+        self.frames = 0
+        self.skipped = 0
+        self.last_error: str | None = None
+        self._ended = False
         self.name = name
         self.loop = loop
         self.size = size
@@ -69,27 +80,45 @@ class ReplaySource(SourceBase):
             self._video = self._open_video()
             ok, image = self._video.read()
             return image if ok else None
-        if self._index >= len(self._files):
-            if not self.loop:
-                return None
-            self._index = 0
-        path = self._files[self._index]
-        self._index += 1
-        try:
-            return read_image(path)
-        except ImageError as exc:
-            raise CameraError(f"camera {self.name}: {exc}") from exc
+        for _ in range(len(self._files)):  # skip unreadable images, at most one pass of the folder
+            if self._index >= len(self._files):
+                if not self.loop:
+                    return None
+                self._index = 0
+            path = self._files[self._index]
+            self._index += 1
+            try:
+                return read_image(path, self.max_pixels)
+            except ImageError as exc:
+                self.skipped += 1
+                self.last_error = printable(str(exc), 300)
+                log.warning(
+                    "camera %s: skipped %s (%d skipped so far)", self.name, self.last_error, self.skipped
+                )
+        if self._index >= len(self._files) and not self.loop:
+            return None
+        raise CameraError(f"camera {self.name}: no readable image in {self.path} ({self.last_error})")
+
+    def status(self) -> CameraStatus:
+        """Skipped images count as failures; `last_error` names the last one skipped."""
+        return CameraStatus(
+            self.name, not self._ended, self.frames, 0, self.skipped, self.last_error, dropped=0
+        )
 
     def read(self, timeout: float) -> Frame | None:
         if not self._pacer.wait(timeout):
             return None
         image = self._next_image()
         if image is None:
+            self._ended = True
+            if self.frames == 0 and self.skipped:
+                raise CameraError(f"camera {self.name}: no readable image in {self.path} ({self.last_error})")
             raise EndOfStream(f"camera {self.name}: replay of {self.path} has ended")
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         if self.size is not None and (image.shape[1], image.shape[0]) != self.size:
             image = fit(image, self.size)
+        self.frames += 1
         return self._stamper.frame(image)
 
     def close(self) -> None:

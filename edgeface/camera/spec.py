@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edgeface.camera.scene import SceneSpec
 from edgeface.errors import ConfigError
+from edgeface.imagesize import DEFAULT_MAX_MEGAPIXELS
 
 KINDS = ("picamera2", "opencv", "replay", "emulated")
 
@@ -43,6 +44,7 @@ class CameraSpec:
     scene: SceneSpec | None = None
     faces: Path | None = None
     seed: int = 0
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # replay: larger images are skipped, and counted
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -62,6 +64,8 @@ class CameraSpec:
                 f"camera.backoff_initial_s: must be > 0 and <= backoff_max_s ({self.backoff_max_s}), "
                 f"got {self.backoff_initial_s}"
             )
+        if not self.max_megapixels > 0:
+            raise ConfigError(f"camera.max_megapixels: must be > 0, got {self.max_megapixels}")
         if self.stall_timeout_s <= 0:
             raise ConfigError(f"camera.stall_timeout_s: must be > 0, got {self.stall_timeout_s}")
         self._check_target()

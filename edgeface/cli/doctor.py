@@ -37,8 +37,12 @@ def check_models(config: Config, timeout: float) -> str:
 
 
 def check_gallery(config: Config, timeout: float) -> str:
+    from edgeface.daemon_setup import stored_gallery_problems
     from edgeface.parts import build_parts
 
+    problems = stored_gallery_problems(config)  # reads only: the daemon is the one that sets aside
+    if problems:
+        raise EdgefaceError(problems)
     parts = build_parts(config)
     try:
         gallery, rule = parts.gallery, parts.rule

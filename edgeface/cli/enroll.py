@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.calibration import DEFAULT_TARGET_FPIR
-from edgeface.cli.common import add_model_options, load_encoder
+from edgeface.cli.common import add_model_options, load_encoder, target_fpir
 from edgeface.errors import EdgefaceError, GalleryError, ImageError
 from edgeface.faces import FaceEncoder
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.logsafe import printable
-from edgeface.photos import identity_folders, read_image
+from edgeface.photos import DEFAULT_MAX_MEGAPIXELS, identity_folders, max_pixels_of, read_image
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = max_pixels_of(DEFAULT_MAX_MEGAPIXELS)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--target-fpir",
-        type=float,
+        type=target_fpir,
         default=DEFAULT_TARGET_FPIR,
         help="share of strangers the calibrated threshold may match to anyone (default 0.01)",
     )
@@ -44,9 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def embed_photo(encoder: FaceEncoder, path: Path, largest: bool) -> np.ndarray:
+def embed_photo(
+    encoder: FaceEncoder, path: Path, largest: bool, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """The embedding of the photo's face; ImageError naming the photo if it has none, or several."""
-    faces = encoder.encode(read_image(path))
+    faces = encoder.encode(read_image(path, max_pixels))
     if not faces:
         raise ImageError(f"{path}: no face found")
     if len(faces) > 1 and not largest:
@@ -55,17 +59,69 @@ def embed_photo(encoder: FaceEncoder, path: Path, largest: bool) -> np.ndarray:
 
 
 def embed_photos(
-    encoder: FaceEncoder, paths: list[Path], largest: bool = False
+    encoder: FaceEncoder, paths: list[Path], largest: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, list[str]]:
     """Embeddings of the photos that gave one face, and a reason for each photo that did not."""
     embeddings, problems = [], []
     for path in paths:
         try:
-            embeddings.append(embed_photo(encoder, path, largest))
+            embeddings.append(embed_photo(encoder, path, largest, max_pixels))
         except ImageError as exc:
             problems.append(str(exc))
     dim = encoder.embedder.dim
     return (np.stack(embeddings) if embeddings else np.zeros((0, dim), np.float32)), problems
+
+
+class PhotoProblems(ImageError):
+    """Some photos could not be enrolled; nothing is written. `problems` names each photo and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} photos or identities could not be enrolled")
+        self.problems = problems
+
+    def report(self, unchanged: str) -> int:
+        """Print every problem and what was left unchanged to stderr; the exit code (1)."""
+        for problem in self.problems:
+            print(f"not enrolled: {printable(problem, 400)}", file=sys.stderr)
+        print(f"{unchanged} ({len(self.problems)} problems; fix or remove those photos)", file=sys.stderr)
+        return 1
+
+
+def enroll_people(
+    encoder: FaceEncoder,
+    gallery: Gallery,
+    people: dict[str, tuple[str, list[Path]]],
+    largest: bool,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Gallery:
+    """`gallery` with each person's photos enrolled; PhotoProblems if any photo (or id) is unusable.
+
+    The one enrolment policy of `enroll` and `gallery build --folders`: a photo without a face, or with
+    several unless `largest`, or unreadable or above the pixel cap, is a problem; so is an id that is not
+    valid text (a non-UTF-8 folder name)."""
+    problems: list[str] = []
+    for identity, (name, files) in people.items():
+        if not _is_text(identity) or not _is_text(name):
+            problems.append(f"{identity!r}: identity name is not valid UTF-8 (rename the folder)")
+            continue
+        embeddings, failed = embed_photos(encoder, files, largest, max_pixels)
+        problems += failed
+        if len(embeddings) == 0:
+            problems.append(f"{identity}: none of {len(files)} photos had a usable face")
+            continue
+        gallery = gallery.enroll(identity, name, embeddings)
+        print(f"enrolled {printable(identity)}: {len(embeddings)} of {len(files)} photos")
+    if problems:
+        raise PhotoProblems(problems)
+    return gallery
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def people_of(args: argparse.Namespace) -> dict[str, tuple[str, list[Path]]]:
@@ -96,26 +152,17 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args)
     try:
         store = GalleryStore(args.gallery)
-        gallery = current_gallery(store, encoder)
-        problems: list[str] = []
-        for identity, (name, files) in people.items():
-            embeddings, failed = embed_photos(encoder, files, args.largest_face)
-            problems += failed
-            if len(embeddings) == 0:
-                problems.append(f"{identity}: none of {len(files)} photos had a usable face")
-                continue
-            gallery = gallery.enroll(identity, name, embeddings)
-            print(f"enrolled {printable(identity)}: {len(embeddings)} of {len(files)} photos")
+        gallery = enroll_people(
+            encoder,
+            current_gallery(store, encoder),
+            people,
+            args.largest_face,
+            max_pixels_of(args.max_megapixels),
+        )
+    except PhotoProblems as exc:
+        return exc.report(f"gallery {args.gallery}: unchanged")
     finally:
         encoder.close()
-    if problems:
-        for problem in problems:
-            print(f"not enrolled: {printable(problem, 400)}", file=sys.stderr)
-        print(
-            f"gallery {args.gallery}: unchanged ({len(problems)} problems; fix or remove those photos)",
-            file=sys.stderr,
-        )
-        return 1
     prior = encoder.embedder.card.decision.shape if encoder.embedder.card.decision else None
     gallery = gallery.with_version(gallery.version + 1).calibrated(args.target_fpir, 0.0, prior)
     store.save(gallery)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeface.calibration import DEFAULT_TARGET_FPIR
 from edgeface.errors import BundleError, EdgefaceError
 from edgeface.logsafe import printable
 
@@ -29,26 +30,18 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _enroll_folders(root: Path, model_args: argparse.Namespace):
-    import cv2
-    import numpy as np
-
     from edgeface.cli.common import load_encoder
+    from edgeface.cli.enroll import enroll_people
     from edgeface.gallery import Gallery
+    from edgeface.photos import identity_folders, max_pixels_of
 
+    people = {name: (name, files) for name, files in identity_folders(root).items()}
     encoder = load_encoder(model_args)
     try:
         gallery = Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
-        for person in sorted(p for p in root.iterdir() if p.is_dir()):
-            embeddings = []
-            for photo in sorted(person.iterdir()):
-                image = cv2.imread(str(photo))
-                faces = encoder.encode(image) if image is not None else []
-                if faces:
-                    embeddings.append(faces[0].embedding)
-                else:
-                    log.warning("%s: no face, skipped", photo)
-            if embeddings:
-                gallery = gallery.enroll(person.name, person.name, np.stack(embeddings))
+        # the same photo reader and the same policy as `enroll`: PhotoProblems if any photo is unusable
+        max_pixels = max_pixels_of(model_args.max_megapixels)
+        gallery = enroll_people(encoder, gallery, people, model_args.largest_face, max_pixels)
         return gallery
     finally:
         encoder.close()
@@ -88,20 +81,46 @@ def _write_out(path: Path, data: bytes) -> None:
         raise BundleError(f"--out {path}: cannot write ({exc.strerror or exc})") from exc
 
 
+def _calibrated(gallery: Gallery, args: argparse.Namespace) -> Gallery:
+    """The gallery with its threshold chosen on its own enrolment photos for `--target-fpir`, as `enroll`
+    does; a source without enrolment photos (an applied bundle) keeps the calibration it came with."""
+    from edgeface.cli.common import photo_config
+    from edgeface.cli.enroll import calibration_line
+    from edgeface.modelcard import load_card
+    from edgeface.parts import models_dir
+
+    if gallery.enrolment is None or not len(gallery.enrolment):
+        log.info("%s", calibration_line(gallery))
+        return gallery
+    config = photo_config(args)
+    card = load_card(models_dir(config) / config.embedder.card)
+    gallery = gallery.calibrated(args.target_fpir, 0.0, card.decision.shape if card.decision else None)
+    log.info("%s", calibration_line(gallery))
+    return gallery
+
+
 def _build(args: argparse.Namespace) -> int:
     from edgeface.server.build import build_bundle, check_build_arguments, load_source_gallery
     from edgeface.server.signing import load_private_key
+    from edgeface.sync.decision import evidence_of
 
     # everything a device would refuse is refused before any work, by the device's own checks
     check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)
     _check_out(args.out)
     key = load_private_key(args.key)
-    gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
+    from edgeface.cli.enroll import PhotoProblems
+
+    try:
+        gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
+    except PhotoProblems as exc:
+        return exc.report(f"--out {args.out}: not written")
     if not len(gallery):
         raise BundleError("the gallery is empty: nothing to publish")
+    gallery = _calibrated(gallery, args)
     base = _load_base(args, key.public_key()) if args.base else None
     data = build_bundle(
         gallery,
+        decision=evidence_of(gallery.calibration) if gallery.calibration else None,
         fleet=args.fleet,
         version=args.version,
         key=key,
@@ -213,6 +232,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing private key")
     p.set_defaults(func=_keygen)
 
+    from edgeface.cli.common import add_model_options, target_fpir
+
     p = verbs.add_parser("build", help="build and sign a full or delta bundle")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -228,16 +249,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH_OR_VERSION",
         help="build a delta against a full bundle, a gallery dir, or a version kept in the --gallery store",
     )
+    p.add_argument(
+        "--largest-face",
+        action="store_true",
+        help="with --folders: enroll the largest face of a photo with several faces (as `enroll`)",
+    )
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="bundle file to write (its directory must exist)")
+    p.add_argument(
+        "--target-fpir",
+        type=target_fpir,
+        default=DEFAULT_TARGET_FPIR,
+        help="share of strangers the signed, calibrated threshold may match to anyone (default 0.01)",
+    )
     p.add_argument(
         "--chunk-bytes",
         type=int,
         default=256 * 1024,
         help="MQTT chunk size the manifest signs (1..262144; default 262144)",
     )
-    from edgeface.cli.common import add_model_options
-
     add_model_options(p)
     p.set_defaults(func=_build)
 

@@ -12,7 +12,7 @@ from edgeface.errors import GalleryError, ImageError
 from edgeface.gallery import GalleryStore
 from edgeface.logsafe import printable
 from edgeface.parts import Parts, build_parts
-from edgeface.photos import read_image
+from edgeface.photos import DEFAULT_MAX_MEGAPIXELS, max_pixels_of, read_image
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,16 +43,18 @@ def run(args: argparse.Namespace) -> int:
             f"threshold {parts.rule.threshold:.4f} ({parts.rule.source}: {parts.rule.detail})",
             file=sys.stderr,
         )
-        return identify_all(parts, args.images, args.json)
+        return identify_all(parts, args.images, args.json, max_pixels_of(args.max_megapixels))
     finally:
         parts.close()
 
 
-def identify_all(parts: Parts, images: list[Path], as_json: bool) -> int:
+def identify_all(
+    parts: Parts, images: list[Path], as_json: bool, max_pixels: int = max_pixels_of(DEFAULT_MAX_MEGAPIXELS)
+) -> int:
     matcher, failures = parts.matcher(), 0
     for path in images:
         try:
-            faces = parts.encoder.encode(read_image(path))
+            faces = parts.encoder.encode(read_image(path, max_pixels))
         except ImageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1

@@ -28,6 +28,19 @@ def _finite(name: str, value: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class Incident:
+    """Something damaged or refused that the daemon survived: `kind` is a short stable code
+    (`gallery_set_aside`, `gallery_unusable`, `reload_refused`, `bundle_rejected`), `detail` is printable."""
+
+    kind: str
+    detail: str
+    ts: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "detail": self.detail, "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
 class StatusInfo:
     """What the retained status message says besides online/offline."""
 
@@ -37,6 +50,8 @@ class StatusInfo:
     model_name: str
     model_sha256: str
     gallery_expired: bool = False  # fleet sync under `warn`: still matching, and saying so
+    decision: dict[str, float | str] | None = None  # `DecisionRule.as_dict()`: threshold, margin, source
+    incidents: tuple[Incident, ...] = ()  # the latest few, newest last; the payload gets them only if any
 
 
 def status_payload(
@@ -57,8 +72,12 @@ def status_payload(
         },
         "model": {"name": info.model_name, "sha256": info.model_sha256},
     }
+    if info.decision is not None:
+        payload["decision"] = dict(info.decision)
     if spool is not None:
         payload["spool"] = spool.as_dict()
+    if info.incidents:
+        payload["incidents"] = [incident.as_dict() for incident in info.incidents]
     return payload
 
 

@@ -1,6 +1,6 @@
 """Device-side checks that need device state, and the atomic apply (DESIGN §4).
 
-A bundle is applied only if its fleet and `model_sha256` are this device's, its version is above the running
+A bundle is applied only if its fleet, `model_sha256` and `dim` are this device's, its version is above the running
 one by at most `max_version_jump` (so one signed huge version cannot end all future updates), a delta's `base_version` is exactly the running version, and it is not expired (policy `warn` accepts it
 with a warning, `deny` rejects it). The resulting gallery is written through `GalleryStore.save` (temporary
 directory, fsync, rename, directory fsync, symlink swap), so a power cut leaves the old or the new one, whole.
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
 from edgeface.sync.bundle import MAX_PAYLOAD, Rows, check_binding, rows_gallery, verify_payload
+from edgeface.sync.decision import calibration_of
 from edgeface.sync.delta import apply_delta, delta_of
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest
@@ -40,6 +41,7 @@ class DevicePolicy:
     expiry: str = "warn"
     max_payload: int = MAX_PAYLOAD
     max_version_jump: int = DEFAULT_MAX_VERSION_JUMP
+    dim: int | None = None  # the running embedder's output size, when known
 
     def __post_init__(self) -> None:
         if self.expiry not in EXPIRY_POLICIES:
@@ -69,6 +71,11 @@ def check_device(
         raise Rejected(
             "model_mismatch",
             f"bundle is for model {manifest.model_sha256[:12]}, device runs {policy.model_sha256[:12]}",
+        )
+    if policy.dim is not None and manifest.dim != policy.dim:
+        raise Rejected(
+            "dim_mismatch",
+            f"bundle vectors are {manifest.dim}-d, this device's embedder gives {policy.dim}-d",
         )
     running_version = running.version if running is not None else 0
     if manifest.version <= running_version:
@@ -134,6 +141,7 @@ def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Mate
         manifest.version,
         None,
         info,
+        calibration=calibration_of(manifest.decision, len(gallery)) if manifest.decision else None,
     )
     return Materialised(final, identities, vectors)
 

@@ -57,6 +57,7 @@ class SyncConfig:
     fetch_retries: int = 5  # re-subscriptions after the first timeout, then `chunk_missing` for good
     fetch_backoff_max_s: float = 300.0
     max_version_jump: int = DEFAULT_MAX_VERSION_JUMP
+    dim: int | None = None  # the embedder's output size: a bundle of another `dim` is refused
     state_interval_s: float = 1.0  # retained state: a burst of 5, then at most one per interval
 
     def __post_init__(self) -> None:
@@ -101,10 +102,17 @@ class GallerySyncClient:
         public_key: Ed25519PublicKey,
         store: GalleryStore,
         on_gallery: Callable[[Gallery], object],
+        on_rejected: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_rejected = on_rejected  # rate-limited like the rejection log lines
         self.policy = DevicePolicy(
-            config.fleet, config.model_sha256, config.expiry, config.max_payload, config.max_version_jump
+            config.fleet,
+            config.model_sha256,
+            config.expiry,
+            config.max_payload,
+            config.max_version_jump,
+            config.dim,
         )
         self._key = public_key
         self._store = store
@@ -144,6 +152,13 @@ class GallerySyncClient:
     @property
     def last_state(self) -> dict:
         return dict(self._state)
+
+    def set_running(self, gallery: Gallery | None) -> None:
+        """The daemon fell back to another stored gallery (damage on disk): judge bundles against it, and
+        ask for the retained announcement again so a newer good bundle is fetched."""
+        self._running = gallery
+        if self._transport is not None:
+            self._transport.subscribe(self.config.gallery_topic)
 
     # --- transport side --------------------------------------------------------------------------
     def attach(self, transport: Transport) -> None:
@@ -290,9 +305,11 @@ class GallerySyncClient:
 
     def _reject(self, version: int | None, exc: Rejected) -> None:
         # exc.reason is bounded and printable (errors.Rejected); version is a parsed integer or None
-        self._rejections.log(
+        logged = self._rejections.log(
             "gallery %s rejected: %s (keeping %d)", version, exc.reason, self.running_version
         )
+        if logged and self._on_rejected is not None:
+            self._on_rejected(f"gallery {version}: {exc.reason}")
         self._set_state(self._state_payload(version, "rejected", exc.reason))
 
     def _state_payload(self, version: int | None, status: str, reason: str | None) -> dict:

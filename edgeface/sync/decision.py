@@ -1,12 +1,17 @@
 """The optional `decision` object of a signed manifest (DESIGN §5): the gallery's calibrated threshold and
-the evidence it was chosen on. Parsed strictly: every key present, no other key, every number in range."""
+the evidence it was chosen on. Parsed strictly: every key present, no other key, every number in range.
+`est_dir` is null when no identity had two photos to estimate it from.
+
+The server puts a gallery's `Calibration` here (`evidence_of`); a device stores it back as the applied
+gallery's calibration (`calibration_of`), so its decision threshold is the one chosen on that gallery."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from edgeface.calibration import Calibration
 from edgeface.logsafe import printable
 
 MAX_COUNT = 2**53 - 1
@@ -18,6 +23,8 @@ _RANGES = {  # name: (low, high), both inclusive
     "est_dir": (0.0, 1.0),
 }
 _COUNTS = ("n_impostor", "n_genuine")
+_NULLABLE = frozenset({"est_dir"})
+CALIBRATION_METHOD = "signed manifest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +33,7 @@ class DecisionEvidence:
     margin: float
     target_fpir: float
     est_fpir: float
-    est_dir: float
+    est_dir: float | None
     n_impostor: int
     n_genuine: int
 
@@ -38,9 +45,11 @@ class DecisionEvidence:
         return asdict(self)
 
 
-def _number(doc: dict, key: str) -> float:
+def _number(doc: dict, key: str) -> float | None:
     low, high = _RANGES[key]
     value = doc[key]
+    if value is None and key in _NULLABLE:
+        return None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"decision.{key} must be a number, got {printable(repr(value), 60)}")
     if not math.isfinite(value) or not low <= value <= high:
@@ -71,3 +80,13 @@ def _checked(doc: object) -> dict[str, Any]:
 def parse_decision(doc: object) -> DecisionEvidence:
     """A `DecisionEvidence` from a JSON object; `ValueError` names the first problem."""
     return DecisionEvidence(**_checked(doc))
+
+
+def evidence_of(calibration: Calibration) -> DecisionEvidence:
+    """What a manifest carries of a gallery's calibration."""
+    return DecisionEvidence(**{f.name: getattr(calibration, f.name) for f in fields(DecisionEvidence)})
+
+
+def calibration_of(evidence: DecisionEvidence, identities: int) -> Calibration:
+    """The calibration a device records for a gallery it applied from a signed manifest."""
+    return Calibration(**evidence.as_dict(), identities=identities, method=CALIBRATION_METHOD)

@@ -21,6 +21,7 @@ CODES = (
     "payload_invalid",
     "fleet_mismatch",
     "model_mismatch",
+    "dim_mismatch",
     "version_not_newer",
     "version_jump",
     "base_mismatch",

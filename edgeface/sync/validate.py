@@ -20,19 +20,25 @@ CHUNK_BYTES_MAX = 256 * 1024  # DESIGN §6: each chunk <= 256 KiB
 _TOPIC_FORBIDDEN = frozenset("/+#\0")
 
 
-def valid_fleet(name: object) -> str:
-    """A fleet name: one MQTT topic level, 1..64 characters, no ``/ + #``, no control/bidi characters."""
+def valid_topic_level(name: object, what: str = "fleet") -> str:
+    """One MQTT topic level (a fleet name, a device id): 1..64 characters, no ``/ + #``, no control or
+    bidi characters."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"fleet must be a non-empty string, got {printable(repr(name), 80)}")
+        raise ValueError(f"{what} must be a non-empty string, got {printable(repr(name), 80)}")
     if len(name) > MAX_FLEET_CHARS:
-        raise ValueError(f"fleet must be at most {MAX_FLEET_CHARS} characters, got {len(name)}")
+        raise ValueError(f"{what} must be at most {MAX_FLEET_CHARS} characters, got {len(name)}")
     bad = sorted({c for c in name if c in _TOPIC_FORBIDDEN or not is_printable_char(c)})
     if bad:
         shown = printable("".join(bad), 40)
         raise ValueError(
-            f"fleet '{printable(name, 80)}' must be a single MQTT topic level: it contains '{shown}'"
+            f"{what} '{printable(name, 80)}' must be a single MQTT topic level: it contains '{shown}'"
         )
     return name
+
+
+def valid_fleet(name: object) -> str:
+    """A fleet name: one MQTT topic level (`valid_topic_level`)."""
+    return valid_topic_level(name, "fleet")
 
 
 def valid_version(version: object, name: str = "version") -> int:
