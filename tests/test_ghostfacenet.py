@@ -190,3 +190,21 @@ def test_int8_export_runs_and_rewrite_is_fully_delegated(
             out = np.concatenate([runner.run(crop[np.newaxis])[0] for crop in face_crops[:4]])
         cosine = np.sum(out * reference, 1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)
         assert out.shape == (4, 512) and cosine.min() > 0.9, (path.name, cosine)
+
+
+def test_depthwise_split_is_equivalent(small: Any) -> None:
+    """Every ghost-module depthwise conv gets its own equalised input copy; the function does not change."""
+    from edgeface_tools.export.depthwise_split import SUFFIX, candidates, split_depthwise_inputs
+    from edgeface_tools.export.prelu import make_delegate_friendly
+
+    x = _sample(4, seed=5)
+    expected = small.predict(x, verbose=0)
+    found = candidates(small)
+    assert len(found) >= 16  # at least one per ghost module with a shared primary output
+    split, done = split_depthwise_inputs(small, _sample(8, seed=6), min_noise=0.0)
+    assert {d.depthwise for d in done} == {chain[-1].name for chain, _ in found}
+    assert all(d.spread_before >= 1.0 for d in done)
+    copies = [layer.name for layer in split.layers if layer.name.endswith(SUFFIX)]
+    assert len(copies) >= 3 * len(done)  # conv, BN (PReLU) and the depthwise conv itself
+    got = make_delegate_friendly(split).predict(x, verbose=0)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()

@@ -1,19 +1,20 @@
 """Give a depthwise conv its own, range-equalised copy of an input that is also used elsewhere.
 
-Where a trained GhostFaceNet loses int8 fidelity (measured on the shared W0.5 checkpoint by quantising one
-Keras layer output at a time, per tensor, everything else in float): almost all of it comes from the primary
-1x1 conv output of two ghost modules (`batch_normalization_14` alone: embedding cosine 0.756,
-`batch_normalization_8`: 0.845; every other tensor alone stays above 0.98). That tensor feeds both the
-module's concat and its cheap 3x3 depthwise conv. Its channels span very different ranges, so on one int8
-scale the small channels are a few steps wide, and the depthwise conv (its BN folded in) multiplies exactly
-those channels back up. The concat half of the same tensor is harmless (0.9999 alone).
+Where the shared trained GhostFaceNet W0.5 checkpoint loses int8 fidelity, measured by quantising one Keras
+layer output at a time (per tensor, min/max over the calibration crops, everything else float): the worst
+single tensors are the primary 1x1 conv outputs of two ghost modules (`batch_normalization_14` alone takes
+the embedding cosine to 0.756, `batch_normalization_8` to 0.845; every other tensor alone stays above 0.98).
+Such a tensor feeds the module's concat and its cheap 3x3 depthwise conv. Its channels span very different
+ranges (1316:1 for `batch_normalization_14`), so on one int8 scale the small channels are a few steps wide,
+and the depthwise conv (its BN folded in) multiplies exactly those channels back up. The concat half of the
+same tensor is harmless (0.9999 alone).
 
-The equalisation in `equalize` cannot fix this in place: scaling channel c of the tensor by s_c would also
-scale the concat half, which feeds a residual add. So the depthwise conv gets a copy of the chain that makes
-its input (Conv2D -> BatchNormalization [-> PReLU]), whose BatchNormalization gamma and beta are multiplied
-by s_c (PReLU is positively homogeneous, so the copy's PReLU keeps alpha), and its own kernel channel c is
-divided by s_c: the same function, with an input whose channels have equal ranges. The price is one extra
-1x1 conv per split module, all int8 and delegated like the original.
+`equalize` cannot fix this in place: scaling channel c of the tensor by s_c would also scale the concat half,
+which feeds a residual add. So the depthwise conv gets a copy of the chain that makes its input
+(Conv2D -> BatchNormalization [-> PReLU]) whose output channel c is s_c times larger (`_scaled_weights`),
+and its own kernel channel c is divided by s_c: the same function, with an input whose channels have equal
+ranges. Each copy costs one 1x1 conv (int8, delegated), so only depthwise convs whose input rounding alone
+makes a noise-to-signal power of at least `MIN_NOISE` at their output are split (`int8_noise`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SUFFIX = "_dwcopy"
+MIN_NOISE = 1e-3  # shared W0.5 checkpoint: 21 of 32 split, int8 cosine 0.922 (0.01: 14, 0.907; all: 0.920)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class Split:
     depthwise: str
     source: str
     spread_before: float
+    noise_before: float  # int8_noise of the shared input
 
 
 def _kind(layer: Any) -> str:
@@ -111,20 +114,65 @@ def candidates(model: Any) -> list[tuple[list[Any], Any]]:
     return found
 
 
+def int8_noise(model: Any, chain: list[Any], sample: np.ndarray) -> float:
+    """Noise-to-signal power at the depthwise conv's output (through the BatchNormalization after it) when
+    only its input is rounded to one int8 scale over its calibration range, everything else float."""
+    import keras
+
+    source, depthwise = chain[-2], chain[-1]
+    after = [c for c in _consumers(model).get(depthwise.name, []) if _kind(c) == "BatchNormalization"]
+    x = np.asarray(keras.Model(model.inputs, source.output).predict(sample, verbose=0, batch_size=16))
+    low, high = min(0.0, float(x.min())), max(0.0, float(x.max()))
+    step = (high - low) / 255.0 or 1.0
+    rounded = np.round((x - low) / step) * step + low
+
+    def run(value: np.ndarray) -> np.ndarray:
+        y = depthwise(value)
+        return np.asarray(after[0](y, training=False) if len(after) == 1 else y, np.float64)
+
+    reference = run(x)
+    return float(np.sum((run(rounded) - reference) ** 2) / max(np.sum(reference**2), 1e-30))
+
+
+def _scaled_weights(layer: Any, s: np.ndarray) -> list[np.ndarray]:
+    """Weights of a copy of `layer` whose output channel c is s_c times the original's (s_c >= 1).
+
+    The conv kernel itself is scaled, not just the BatchNormalization after it: with identical kernels the
+    converter merges the two convs into one, and the two BatchNormalizations can then no longer fold
+    into it (each becomes a MUL by a per-tensor-quantised constant and an ADD). The BatchNormalization sees
+    s*z, so its mean and variance follow (the variance keeps the original epsilon exact) and its gamma and
+    beta carry the scale to the output. PReLU keeps alpha (PReLU(s*z) = s*PReLU(z) for s > 0).
+    """
+    weights = layer.get_weights()
+    if _kind(layer) == "Conv2D":
+        weights[0] = weights[0] * s
+        if layer.use_bias:
+            weights[1] = weights[1] * s
+    elif _kind(layer) == "BatchNormalization":  # gamma, beta, moving mean, moving variance
+        gamma, beta, mean, variance = weights
+        eps = float(layer.epsilon)
+        weights = [gamma * s, beta * s, mean * s, (s * s * (variance + eps) - eps).astype(variance.dtype)]
+    return weights
+
+
 def _copy(layer: Any) -> Any:
     config = {**layer.get_config(), "name": layer.name + SUFFIX}
     return type(layer).from_config(config)
 
 
-def split_depthwise_inputs(model: Any, sample: np.ndarray) -> tuple[Any, list[Split]]:
-    """A new model computing the same function, each candidate depthwise conv fed by its own equalised copy.
+def split_depthwise_inputs(
+    model: Any, sample: np.ndarray, min_noise: float = MIN_NOISE
+) -> tuple[Any, list[Split]]:
+    """A new model computing the same function, each candidate depthwise conv whose `int8_noise` is at
+    least `min_noise` fed by its own equalised copy (each copy costs a 1x1 conv, so only where it matters).
 
     Layers that are not copied are shared with `model` (same weights). `sample` are calibration crops.
     """
     import keras
     from edgeface_tools.export.equalize import channel_ranges
 
-    found = candidates(model)
+    noise = {chain[-1].name: int8_noise(model, chain, sample) for chain, _ in candidates(model)}
+    found = [(chain, source) for chain, source in candidates(model) if noise[chain[-1].name] >= min_noise]
     if not found:
         return model, []
     ranges = channel_ranges(model, [chain[-2] for chain, _ in found], sample)
@@ -150,17 +198,14 @@ def split_depthwise_inputs(model: Any, sample: np.ndarray) -> tuple[Any, list[Sp
         for original in chain:
             copy = _copy(original)
             x = copy(x)
-            weights = original.get_weights()
-            if _kind(original) == "BatchNormalization":  # gamma, beta, moving mean, moving variance
-                weights[0], weights[1] = weights[0] * s, weights[1] * s
-            copy.set_weights(weights)
+            copy.set_weights(_scaled_weights(original, s))
         depthwise = _copy(layer)
         x = depthwise(x)
         weights = layer.get_weights()
         weights[0] = weights[0] / s.reshape(1, 1, -1, 1)
         depthwise.set_weights(weights)
         tensors[layer.name] = x
-        done.append(Split(layer.name, chain[-1].name, float(r.max() / r.min())))
+        done.append(Split(layer.name, chain[-1].name, float(r.max() / r.min()), noise[layer.name]))
     outputs = [tensors[_producer(t).name] for t in model.outputs]
     log.info("gave %d depthwise convs an equalised copy of their shared input", len(done))
     return keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=model.name), done
