@@ -208,3 +208,25 @@ def test_depthwise_split_is_equivalent(small: Any) -> None:
     assert len(copies) >= 3 * len(done)  # conv, BN (PReLU) and the depthwise conv itself
     got = make_delegate_friendly(split).predict(x, verbose=0)
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_channel_equalisation_is_exact_and_evens_ranges(small: Any) -> None:
+    """Graph-wide channel rescaling keeps the function and brings every channel group to range 1."""
+    import keras
+    from edgeface_tools.export.channel_scales import channel_absmax, equalize_channels
+
+    model = keras.models.clone_model(small)
+    model.set_weights(small.get_weights())
+    x, sample = _sample(4, seed=8), _sample(8, seed=9)
+    expected = model.predict(x, verbose=0)
+    bn = [layer.name for layer in model.layers if type(layer).__name__ == "BatchNormalization"][:6]
+    before = channel_absmax(model, bn, sample)
+    done = equalize_channels(model, sample)
+    assert done.scaled > 0 and done.scale_max > done.scale_min
+    got = model.predict(x, verbose=0)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+    after = channel_absmax(model, bn, sample)
+    assert any(float(r.max() / r.min()) > 2 for r in before.values())  # uneven to begin with
+    # every channel's group now peaks at 1, so no channel of these tensors exceeds it (within float error)
+    assert all(float(after[n].max()) <= 1.0 + 1e-3 for n in bn)
+    assert max(float(r.max()) for r in after.values()) >= 1.0 - 1e-3

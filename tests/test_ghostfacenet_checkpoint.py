@@ -99,7 +99,7 @@ def test_float32_tflite_reproduces_the_keras2_model(
     assert model.count_params() == 722_364
     assert {layer.epsilon for layer in model.layers if type(layer).__name__ == "BatchNormalization"} == {1e-5}
     model, changed = prepare_checkpoint(model, crops)
-    assert changed["equalised_prelu"] and changed["depthwise_own_input"]
+    assert changed["equalised_channels"] and changed["depthwise_own_input"]
     path = quantize.convert_float32(make_delegate_friendly(model), tmp_path / "g.float32.tflite")
     reference = _unit(_keras2_embeddings(checkpoint, crops, tmp_path))
     cosine = np.einsum("nd,nd->n", fidelity.embeddings(path, crops), reference)

@@ -164,14 +164,17 @@ def _ghostfacenet_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def prepare_checkpoint(model: Any, sample: np.ndarray) -> tuple[Any, dict[str, list[str]]]:
     """Exact float rewrites of a trained checkpoint that int8 per-tensor ranges need (before
-    `prelu.make_delegate_friendly`): PReLU channel equalisation, then equalised depthwise input copies.
+    `prelu.make_delegate_friendly`): graph-wide channel equalisation, then equalised depthwise input copies.
     Returns the model and, for the card, what was changed."""
-    from edgeface_tools.export import depthwise_split, equalize
+    from edgeface_tools.export import channel_scales, depthwise_split
 
-    changed = equalize.equalize_prelu_ranges(model, sample)
+    done = channel_scales.equalize_channels(model, sample)
     model, splits = depthwise_split.split_depthwise_inputs(model, sample)
     return model, {
-        "equalised_prelu": [e.layer for e in changed],
+        "equalised_channels": [
+            f"{done.scaled} of {done.groups} channel groups rescaled "
+            f"(scales {done.scale_min:.3g}..{done.scale_max:.3g}, edgeface_tools.export.channel_scales)"
+        ],
         "depthwise_own_input": [f"{s.depthwise} ({s.source}, spread {s.spread_before:.0f})" for s in splits],
     }
 

@@ -9,7 +9,7 @@ ranges (1316:1 for `batch_normalization_14`), so on one int8 scale the small cha
 and the depthwise conv (its BN folded in) multiplies exactly those channels back up. The concat half of the
 same tensor is harmless (0.9999 alone).
 
-`equalize` cannot fix this in place: scaling channel c of the tensor by s_c would also scale the concat half,
+`channel_scales` cannot fix this in place: scaling channel c of the tensor by s_c would also scale the concat half,
 which feeds a residual add. So the depthwise conv gets a copy of the chain that makes its input
 (Conv2D -> BatchNormalization [-> PReLU]) whose output channel c is s_c times larger (`_scaled_weights`),
 and its own kernel channel c is divided by s_c: the same function, with an input whose channels have equal
@@ -169,13 +169,14 @@ def split_depthwise_inputs(
     Layers that are not copied are shared with `model` (same weights). `sample` are calibration crops.
     """
     import keras
-    from edgeface_tools.export.equalize import channel_ranges
+    from edgeface_tools.export.channel_scales import channel_absmax
 
     noise = {chain[-1].name: int8_noise(model, chain, sample) for chain, _ in candidates(model)}
     found = [(chain, source) for chain, source in candidates(model) if noise[chain[-1].name] >= min_noise]
     if not found:
         return model, []
-    ranges = channel_ranges(model, [chain[-2] for chain, _ in found], sample)
+    absmax = channel_absmax(model, [chain[-2].name for chain, _ in found], sample)
+    ranges = [absmax[chain[-2].name] for chain, _ in found]
     by_depthwise = {
         chain[-1].name: (chain[:-1], _producer(source).name, r)
         for (chain, source), r in zip(found, ranges, strict=True)
