@@ -230,3 +230,23 @@ def test_channel_equalisation_is_exact_and_evens_ranges(small: Any) -> None:
     # every channel's group now peaks at 1, so no channel of these tensors exceeds it (within float error)
     assert all(float(after[n].max()) <= 1.0 + 1e-3 for n in bn)
     assert max(float(r.max()) for r in after.values()) >= 1.0 - 1e-3
+
+
+def test_prelu_flip_is_exact(small: Any) -> None:
+    """Slopes below -1 move into the producer as a sign-flipping factor; the function does not change."""
+    import keras
+    from edgeface_tools.export.prelu_flip import flip_steep_negative_slopes
+
+    model = keras.models.clone_model(small)
+    model.set_weights(small.get_weights())
+    prelus = [layer for layer in model.layers if type(layer).__name__ == "PReLU"]
+    rng = np.random.default_rng(11)
+    for layer in prelus:  # trained nets have slopes far below -1; the random net's are all 0.25
+        (alpha,) = layer.get_weights()
+        layer.set_weights([rng.uniform(-6.0, 2.0, alpha.shape).astype(np.float32)])
+    x = _sample(4, seed=12)
+    expected = model.predict(x, verbose=0)
+    assert flip_steep_negative_slopes(model) > 0
+    assert all(layer.get_weights()[0].min() >= -1.0 for layer in prelus)
+    got = model.predict(x, verbose=0)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
