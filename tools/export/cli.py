@@ -164,15 +164,15 @@ def _ghostfacenet_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def prepare_checkpoint(model: Any, sample: np.ndarray) -> tuple[Any, dict[str, list[str]]]:
     """Exact float rewrites of a trained checkpoint that int8 per-tensor ranges need (before
-    `prelu.make_delegate_friendly`): PReLU slopes below -1 moved into the layer before, graph-wide channel
+    `prelu.make_delegate_friendly`): PReLU slopes beyond +-1 moved into the layers around, graph-wide channel
     equalisation, then equalised depthwise input copies. Returns the model and, for the card, what changed."""
     from edgeface_tools.export import channel_scales, depthwise_split, prelu_flip
 
-    flipped = prelu_flip.flip_steep_negative_slopes(model)
+    flipped = prelu_flip.flip_steep_slopes(model)
     done = channel_scales.equalize_channels(model, sample)
     model, splits = depthwise_split.split_depthwise_inputs(model, sample)
     return model, {
-        "prelu_slopes_flipped": [f"{flipped} channels with slope < -1 (edgeface_tools.export.prelu_flip)"],
+        "prelu_slopes_flipped": [f"{flipped} channels with |slope| > 1 (edgeface_tools.export.prelu_flip)"],
         "equalised_channels": [
             f"{done.scaled} of {done.groups} channel groups rescaled "
             f"(scales {done.scale_min:.3g}..{done.scale_max:.3g}, edgeface_tools.export.channel_scales)"
