@@ -62,7 +62,7 @@ from edgeface_tools.export import calibration, cli
 from edgeface_tools.export.quantize import convert_float32, convert_int8
 out, checkpoint, faces, models = (Path(a) for a in sys.argv[1:5])
 args = argparse.Namespace(checkpoint=checkpoint, calibration=faces, models_dir=models, refine_landmarks=True)
-model, _ = cli._ghostfacenet_model(args)  # loaded, PReLU-equalised, delegate-friendly: what the tool converts
+model, _ = cli._ghostfacenet_model(args)  # loaded, flipped, equalised, split, delegate-friendly: as the tool
 spec = cli.ghostfacenet_spec("bench", (112, 112), 512, {})
 crops, _, _ = calibration.aligned_crops(
     calibration.split_photos(faces).calibration, spec.align_spec(), spec.input_spec(), models
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         else {
             "file": args.ghostfacenet_checkpoint.name,
             "calibration": "faces5, even-index photos (as edgeface-export)",
-            "graph": "PReLU-equalised + delegate-friendly (as edgeface-export)",
+            "graph": "PReLU flip + channel equalisation + depthwise input copies + delegate-friendly (as edgeface-export)",
         },
         "runtime": {
             "ai-edge-litert": package_version("ai-edge-litert"),

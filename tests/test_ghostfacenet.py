@@ -190,3 +190,65 @@ def test_int8_export_runs_and_rewrite_is_fully_delegated(
             out = np.concatenate([runner.run(crop[np.newaxis])[0] for crop in face_crops[:4]])
         cosine = np.sum(out * reference, 1) / np.linalg.norm(out, axis=1) / np.linalg.norm(reference, axis=1)
         assert out.shape == (4, 512) and cosine.min() > 0.9, (path.name, cosine)
+
+
+def test_depthwise_split_is_equivalent(small: Any) -> None:
+    """Every ghost-module depthwise conv gets its own equalised input copy; the function does not change."""
+    from edgeface_tools.export.depthwise_split import SUFFIX, candidates, split_depthwise_inputs
+    from edgeface_tools.export.prelu import make_delegate_friendly
+
+    x = _sample(4, seed=5)
+    expected = small.predict(x, verbose=0)
+    found = candidates(small)
+    assert len(found) >= 16  # at least one per ghost module with a shared primary output
+    split, done = split_depthwise_inputs(small, _sample(8, seed=6), min_noise=0.0)
+    assert {d.depthwise for d in done} == {chain[-1].name for chain, _ in found}
+    assert all(d.spread_before >= 1.0 for d in done)
+    copies = [layer.name for layer in split.layers if layer.name.endswith(SUFFIX)]
+    assert len(copies) >= 3 * len(done)  # conv, BN (PReLU) and the depthwise conv itself
+    got = make_delegate_friendly(split).predict(x, verbose=0)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_channel_equalisation_is_exact_and_evens_ranges(small: Any) -> None:
+    """Graph-wide channel rescaling keeps the function and brings every channel group to range 1."""
+    import keras
+    from edgeface_tools.export.channel_scales import channel_absmax, equalize_channels
+
+    model = keras.models.clone_model(small)
+    model.set_weights(small.get_weights())
+    x, sample = _sample(4, seed=8), _sample(8, seed=9)
+    expected = model.predict(x, verbose=0)
+    bn = [layer.name for layer in model.layers if type(layer).__name__ == "BatchNormalization"][:6]
+    before = channel_absmax(model, bn, sample)
+    done = equalize_channels(model, sample)
+    assert done.scaled > 0 and done.scale_max > done.scale_min
+    got = model.predict(x, verbose=0)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+    after = channel_absmax(model, bn, sample)
+    assert any(float(r.max() / r.min()) > 2 for r in before.values())  # uneven to begin with
+    # every channel's group now peaks at 1, so no channel of these tensors exceeds it (within float error)
+    assert all(float(after[n].max()) <= 1.0 + 1e-3 for n in bn)
+    assert max(float(r.max()) for r in after.values()) >= 1.0 - 1e-3
+
+
+def test_prelu_flip_is_exact(small: Any) -> None:
+    """Slopes beyond +-1 move into the layers around the PReLU; the function does not change."""
+    import keras
+    from edgeface_tools.export.prelu_flip import flip_steep_slopes
+
+    model = keras.models.clone_model(small)
+    model.set_weights(small.get_weights())
+    prelus = [layer for layer in model.layers if type(layer).__name__ == "PReLU"]
+    rng = np.random.default_rng(11)
+    for layer in prelus:  # trained nets have slopes far below -1; the random net's are all 0.25
+        (alpha,) = layer.get_weights()
+        layer.set_weights([rng.uniform(-6.0, 2.0, alpha.shape).astype(np.float32)])
+    x = _sample(4, seed=12)
+    expected = model.predict(x, verbose=0)
+    assert flip_steep_slopes(model) > 0
+    assert all(layer.get_weights()[0].min() >= -1.0 for layer in prelus)
+    # slopes > 1 are flipped wherever the output's sign can be absorbed (all but the residual-stream PReLUs)
+    assert sum(int((layer.get_weights()[0] > 1.0).any()) for layer in prelus) < len(prelus) // 4
+    got = model.predict(x, verbose=0)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()

@@ -143,13 +143,13 @@ def _ghostfacenet_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     from edgeface_tools.export import ghostfacenet, prelu
 
     if args.checkpoint:
-        from edgeface_tools.export import equalize
         from edgeface_tools.export.ghostfacenet_h5 import checkpoint_identity
 
-        model = ghostfacenet.load_checkpoint(args.checkpoint)
         source = checkpoint_identity(args.checkpoint)
-        changed = equalize.equalize_prelu_ranges(model, _statistics_sample(args, count=64))
-        source["equalised_prelu"] = [e.layer for e in changed]
+        model, equalised = prepare_checkpoint(
+            ghostfacenet.load_checkpoint(args.checkpoint), _statistics_sample(args, count=64)
+        )
+        source.update(equalised)
     else:
         model = ghostfacenet.build_ghostfacenet_v1(args.width, args.strides, seed=args.seed)
         # An untrained net needs BN statistics from real inputs, or its activations explode.
@@ -160,6 +160,25 @@ def _ghostfacenet_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         }
     source["built_by"] = "edgeface_tools.export.ghostfacenet"
     return prelu.make_delegate_friendly(model), source
+
+
+def prepare_checkpoint(model: Any, sample: np.ndarray) -> tuple[Any, dict[str, list[str]]]:
+    """Exact float rewrites of a trained checkpoint that int8 per-tensor ranges need (before
+    `prelu.make_delegate_friendly`): PReLU slopes beyond +-1 moved into the layers around, graph-wide channel
+    equalisation, then equalised depthwise input copies. Returns the model and, for the card, what changed."""
+    from edgeface_tools.export import channel_scales, depthwise_split, prelu_flip
+
+    flipped = prelu_flip.flip_steep_slopes(model)
+    done = channel_scales.equalize_channels(model, sample)
+    model, splits = depthwise_split.split_depthwise_inputs(model, sample)
+    return model, {
+        "prelu_slopes_flipped": [f"{flipped} channels with |slope| > 1 (edgeface_tools.export.prelu_flip)"],
+        "equalised_channels": [
+            f"{done.scaled} of {done.groups} channel groups rescaled "
+            f"(scales {done.scale_min:.3g}..{done.scale_max:.3g}, edgeface_tools.export.channel_scales)"
+        ],
+        "depthwise_own_input": [f"{s.depthwise} ({s.source}, spread {s.spread_before:.0f})" for s in splits],
+    }
 
 
 def _statistics_sample(args: argparse.Namespace, count: int = 16) -> np.ndarray:
