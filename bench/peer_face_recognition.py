@@ -191,20 +191,13 @@ def accuracy(fr: Any, files: dict[str, list[Path]], seeds: list[int], upsample: 
 
 
 def edgeface_encoder() -> Any:
-    """edgeface's per-photo path as the daemon runs it: BlazeFace full-range (no pad retry), face-mesh
-    refinement, alignment, int8 embedder, 1 TFLite thread (config defaults)."""
-    from edgeface.detect import FaceDetector
-    from edgeface.embed import Embedder
-    from edgeface.faces import FaceEncoder
-    from edgeface.landmarks import LandmarkRefiner
-    from edgeface.paths import DEFAULT_EMBEDDER_CARD, default_models_dir
+    """edgeface's per-photo path as the daemon runs it (`build_encoder` on the config defaults: BlazeFace
+    full-range without pad retry, face-mesh refinement, alignment, int8 embedder with flip averaging), with
+    1 TFLite thread."""
+    from edgeface.config import parse_config
+    from edgeface.parts import build_encoder
 
-    models = default_models_dir()
-    return FaceEncoder(
-        FaceDetector(models, num_threads=1, pad_retry=False),
-        Embedder(models / DEFAULT_EMBEDDER_CARD, num_threads=1),
-        LandmarkRefiner(models, num_threads=1),
-    )
+    return build_encoder(parse_config({"embedder": {"num_threads": 1}}))
 
 
 def time_edgeface(encoder: Any, bgr: np.ndarray) -> tuple[float, float, int]:

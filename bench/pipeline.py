@@ -26,7 +26,7 @@ from _common import emit, percentiles
 from edgeface.camera.emulated import EmulatedSource
 from edgeface.camera.scene import Actor, SceneSpec, locate_faces
 from edgeface.daemon import Daemon
-from edgeface.daemon_setup import decision_settings, quality_settings
+from edgeface.daemon_setup import decision_settings
 from edgeface.demo import demo_config, enroll
 from edgeface.faces import Detects
 from edgeface.gallery import GalleryStore
@@ -63,7 +63,7 @@ def offline(faces_root: Path, n_faces: int, seconds: float, parts: Parts, fps: f
     # Rendered ahead of time, so stamp each frame with its scene time, as a live camera would.
     frames = [replace(source.read(1.0), ts=i / fps) for i in range(int(seconds * fps))]
     config = parts.config
-    recognizer = Recognizer(parts.encoder, parts.index, parts.matcher(), quality_settings(config),
+    recognizer = Recognizer(parts.encoder, parts.index, parts.matcher(), config.quality,
                             decision_settings(config))  # fmt: skip
     per_frame, deciding = [], []
     started = time.perf_counter()

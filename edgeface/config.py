@@ -1,13 +1,14 @@
 """Daemon configuration (DESIGN §7): one TOML file, one strict section per stage.
 
-Every field has a default and, where it matters, bounds; unknown keys are errors; every error names the
-full key path. Importing this module pulls in no cv2, hnswlib or paho.
+Each section parses straight into the type its stage uses (`[camera]` into `CameraSpec`, `[mqtt]` into
+`MqttSettings`, `[quality]` into `QualitySettings`), whose fields declare their defaults and limits once
+(`edgeface.fields`). Unknown keys are errors; every error names the full key path. Importing this module
+pulls in no cv2, hnswlib or paho.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 import types
 import typing
@@ -15,18 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeface.camera.spec import CameraSpec
 from edgeface.errors import ConfigError
-from edgeface.imagesize import DEFAULT_MAX_MEGAPIXELS
+from edgeface.fields import bounded, check_fields, finite, settable, shown
 from edgeface.logsafe import printable
+from edgeface.mqtt.settings import MqttSettings
+from edgeface.quality_settings import QualitySettings
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 
 DEFAULT_PATH = Path("/etc/edgeface/edgeface.toml")
+DEFAULT_DEVICE_ID = "door-1"
 
-
-def bounded(
-    default: Any, low: float | None = None, high: float | None = None, choices: tuple = (), **kw: Any
-) -> Any:
-    return field(default=default, metadata={"low": low, "high": high, "choices": choices, **kw})
+# Keys that lived elsewhere in earlier versions: named in the error so an old file is easy to fix.
+MOVED_KEYS = {
+    **{f"match.{key}": f"[quality] {key}" for key in (f.name for f in dataclasses.fields(QualitySettings))},
+    "mqtt.ca_file": "[mqtt.tls] ca_file",
+    "mqtt.cert_file": "[mqtt.tls] cert_file",
+    "mqtt.key_file": "[mqtt.tls] key_file",
+    "mqtt.tls_insecure": "[mqtt.tls] insecure",
+}
 
 
 def _topic_level(value: str) -> None:
@@ -36,35 +44,12 @@ def _topic_level(value: str) -> None:
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
     # Each is one level of the MQTT topics ({prefix}/{id}/..., {prefix}/fleet/{fleet}/gallery).
-    id: str = bounded("door-1", check=_topic_level)
+    id: str = bounded(DEFAULT_DEVICE_ID, check=_topic_level)
     fleet: str = bounded("default", check=_topic_level)
     state_dir: Path = Path("/var/lib/edgeface")
 
-
-@dataclass(frozen=True, slots=True)
-class CameraConfig:
-    """Mirrors `edgeface.camera.CameraSpec` (which checks combinations); set only what your kind needs."""
-
-    kind: str = bounded("opencv", choices=("picamera2", "opencv", "replay", "emulated"))
-    name: str = "cam0"
-    device: str | None = None  # V4L2 index ("0") or path (opencv); camera number (picamera2)
-    url: str | None = None  # rtsp:// or http:// (opencv)
-    pipeline: str | None = None  # GStreamer pipeline ending in appsink, e.g. Jetson nvarguscamerasrc
-    path: Path | None = None  # video file (opencv); image folder or video (replay)
-    faces: Path | None = None  # identity folders walked in one by one (emulated)
-    width: int = bounded(640, 64, 4096)
-    height: int = bounded(480, 64, 4096)
-    fps: float = bounded(15.0, 0.1, 120.0)
-    realtime: bool = True
-    loop: bool = False
-    lores_width: int = bounded(320, 0, 4096)
-    reconnect: bool = True
-    backoff_max_s: float = bounded(30.0, 0.5, 3600.0)
-    stall_timeout_s: float = bounded(5.0, 0.1, 600.0)
-    seed: int = 0
-    # replay: images above this are skipped (counted); `edgeface enroll/identify/gallery build` take
-    # --max-megapixels with the same default
-    max_megapixels: float = bounded(DEFAULT_MAX_MEGAPIXELS, 0.01, 1000.0)
+    def __post_init__(self) -> None:
+        check_fields(self, "device")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +60,9 @@ class DetectorConfig:
     # Re-run on a bordered frame when nothing is found: needed for tight photo crops, wasted on camera frames.
     pad_retry: bool = False
     queue_frames: int = bounded(2, 1, 64)  # frames waiting for detection; the oldest is dropped beyond it
+
+    def __post_init__(self) -> None:
+        check_fields(self, "detector")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +80,9 @@ class EmbedderConfig:
     # be too (bench/results/face_path.json: one more embedder call per undecided face).
     flip: bool = True
 
+    def __post_init__(self) -> None:
+        check_fields(self, "embedder")
+
 
 @dataclass(frozen=True, slots=True)
 class GalleryConfig:
@@ -102,6 +93,9 @@ class GalleryConfig:
     exact_below: int = bounded(10_000, 0)
     hnsw_m: int = bounded(16, 4, 64)
     hnsw_ef: int = bounded(256, 8, 1024)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "gallery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,31 +111,9 @@ class MatchConfig:
     # A decided track's face is compared with the face it was decided on this often; a different person
     # standing in the same spot gets a fresh decision.
     reverify_s: float = bounded(1.0, 0.1, 60.0)
-    min_face_px: int = bounded(40, 8, 2000)
-    min_sharpness: float = bounded(20.0, 0.0)
-    max_yaw: float = bounded(0.6, 0.0, 1.0)
-    min_brightness: float = bounded(40.0, 0.0, 255.0)
-    max_brightness: float = bounded(220.0, 0.0, 255.0)
 
-
-@dataclass(frozen=True, slots=True)
-class MqttConfig:
-    """Mirrors `edgeface.mqtt.MqttSettings`; the device id comes from `device.id`."""
-
-    host: str = "localhost"
-    port: int = bounded(1883, 1, 65535)
-    client_id: str = ""
-    protocol: str = bounded("3.1.1", choices=("3.1.1", "5"))
-    prefix: str = "edgeface"
-    keepalive: int = bounded(30, 5, 3600)
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = False
-    credentials_file: Path | None = None
-    spool_max_events: int = bounded(100_000, 10)
-    max_inflight: int = bounded(16, 1, 1000)
-    ha_discovery: bool = False
+    def __post_init__(self) -> None:
+        check_fields(self, "match")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,106 +125,104 @@ class SyncConfig:
     # the fleet out of later updates).
     max_version_jump: int = bounded(DEFAULT_MAX_VERSION_JUMP, 1, MAX_VERSION)
 
+    def __post_init__(self) -> None:
+        check_fields(self, "sync")
+        if self.enabled and self.public_key is None:
+            raise ConfigError("sync.public_key: required when sync.enabled is true")
+
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     interval_s: float = bounded(30.0, 1.0, 3600.0)
 
+    def __post_init__(self) -> None:
+        check_fields(self, "metrics")
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
     device: DeviceConfig = DeviceConfig()
-    camera: CameraConfig = CameraConfig()
+    camera: CameraSpec | None = None  # None: no [camera] section (the CLI verbs need none; the daemon does)
     detector: DetectorConfig = DetectorConfig()
     embedder: EmbedderConfig = EmbedderConfig()
     gallery: GalleryConfig = GalleryConfig()
     match: MatchConfig = MatchConfig()
-    mqtt: MqttConfig = MqttConfig()
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    mqtt: MqttSettings = field(default_factory=lambda: MqttSettings(device=DEFAULT_DEVICE_ID))
     sync: SyncConfig = SyncConfig()
     metrics: MetricsConfig = MetricsConfig()
+
+    def __post_init__(self) -> None:
+        # The MQTT client id, topics and spool follow [device]; a replace() of `device` keeps them in step.
+        spool = self.device.state_dir / "spool.sqlite3"
+        if self.mqtt.device != self.device.id or self.mqtt.spool_path != spool:
+            object.__setattr__(
+                self, "mqtt", dataclasses.replace(self.mqtt, device=self.device.id, spool_path=spool)
+            )
 
     @property
     def gallery_dir(self) -> Path:
         return self.gallery.dir or self.device.state_dir / "gallery"
 
+    def require_camera(self) -> CameraSpec:
+        if self.camera is None:
+            raise ConfigError("camera: the config has no [camera] section (set camera.kind and its source)")
+        return self.camera
+
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(
-        None
-    ) in typing.get_args(annotation)
-    if optional:
-        if value is None:
-            return None
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    if annotation is Path:
+    """The TOML value as the field's type; None only where the field is optional."""
+    allowed = _alternatives(annotation)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            return _section(key, kind, value) if isinstance(value, dict) else _wrong(key, "a table", value)
+    if Path in allowed:
         if not isinstance(value, str) or not value or "\0" in value:
-            raise ConfigError(f"{key}: must be a non-empty path string without NUL, got {_shown(value)}")
+            raise ConfigError(f"{key}: must be a non-empty path string without NUL, got {shown(value)}")
         return Path(value)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: must be true or false, got {_shown(value)}")
+    if bool in allowed:
+        return value if isinstance(value, bool) else _wrong(key, "true or false", value)
+    if isinstance(value, bool):
+        return _wrong(key, _expected(allowed), value)
+    if int in allowed and isinstance(value, int):
         return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
-            raise ConfigError(f"{key}: must be a number, finite, got {_shown(value)}")
-        return float(value)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: must be an integer, got {_shown(value)}")
+    if float in allowed and isinstance(value, int | float):
+        return float(value) if finite(value) else _wrong(key, "a number, finite", value)
+    if str in allowed and isinstance(value, str):
         return value
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: must be a string, got {_shown(value)}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {annotation}")
+    return _wrong(key, _expected(allowed), value)
 
 
-def _shown(value: object) -> str:
-    """A value quoted in an error: its repr, printable and cut short (a config may hold megabytes)."""
-    try:
-        return printable(repr(value), 80)
-    except ValueError:  # an integer too long for repr
-        return "a huge integer"
+def _alternatives(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
 
 
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer beyond any float
-        return False
+def _expected(allowed: tuple[Any, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string"}
+    return " or ".join(names[kind] for kind in allowed if kind in names) or "another type"
 
 
-def _check_bounds(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
-    if value is None:
-        return
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{key}: must be one of {list(meta['choices'])}, got {_shown(value)}")
-    if meta.get("check") is not None:
-        try:
-            meta["check"](value)
-        except ValueError as exc:
-            raise ConfigError(f"{key}: {exc}") from None
-    low, high = meta.get("low"), meta.get("high")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(
-            f"{key}: must be in [{low}, {high if high is not None else 'inf'}], got {_shown(value)}"
-        )
+def _wrong(key: str, expected: str, value: Any) -> Any:
+    raise ConfigError(f"{key}: must be {expected}, got {shown(value)}")
 
 
-def _section(name: str, cls: type, raw: Any) -> Any:
+def _section(name: str, cls: type, raw: Any, **bound: Any) -> Any:
+    """Build `cls` from one TOML table; `bound` supplies the fields the file does not set."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}: must be a table, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{name}.{printable(unknown[0], 80)}: unknown key (known: {', '.join(fields)})")
-    values = {}
-    for key, value in raw.items():
-        path = f"{name}.{key}"
-        values[key] = _coerce(path, value, hints[key])
-        _check_bounds(path, values[key], fields[key].metadata)
-    return cls(**values)
+    fields = settable(cls)
+    for key in sorted(set(raw) - set(fields)):
+        moved = MOVED_KEYS.get(f"{name}.{key}")
+        if moved is not None:
+            raise ConfigError(f"{name}.{key}: moved to {moved}")
+        raise ConfigError(f"{name}.{printable(key, 80)}: unknown key (known: {', '.join(fields)})")
+    values = {key: _coerce(f"{name}.{key}", value, hints[key]) for key, value in raw.items()}
+    return cls(**values, **bound)
 
 
 def parse_config(raw: dict[str, Any]) -> Config:
@@ -260,13 +230,20 @@ def parse_config(raw: dict[str, Any]) -> Config:
     unknown = sorted(set(raw) - set(hints))
     if unknown:
         raise ConfigError(f"{printable(unknown[0], 80)}: unknown section (known: {', '.join(hints)})")
-    config = Config(**{name: _section(name, hints[name], value) for name, value in raw.items()})
-    m = config.match
-    if m.min_brightness >= m.max_brightness:
-        raise ConfigError("match.min_brightness: must be below match.max_brightness")
-    if config.sync.enabled and config.sync.public_key is None:
-        raise ConfigError("sync.public_key: required when sync.enabled is true")
-    return config
+    device = _section("device", DeviceConfig, raw.get("device", {}))
+    bound: dict[str, dict[str, Any]] = {
+        "mqtt": {"device": device.id, "spool_path": device.state_dir / "spool.sqlite3"}
+    }
+    sections = {
+        name: _section(name, _section_type(hints[name]), value, **bound.get(name, {}))
+        for name, value in raw.items()
+        if name != "device"
+    }
+    return Config(device=device, **sections)
+
+
+def _section_type(annotation: Any) -> type:
+    return next(k for k in _alternatives(annotation) if isinstance(k, type) and dataclasses.is_dataclass(k))
 
 
 def load_config(path: str | Path) -> Config:

@@ -18,9 +18,7 @@ from edgeface.camera import FrameSource, open_source
 from edgeface.config import Config, load_config
 from edgeface.daemon_setup import (
     SyncParts,
-    camera_spec,
     decision_settings,
-    quality_settings,
     recover_stored_gallery,
     start_sync,
 )
@@ -100,12 +98,12 @@ class Daemon:
                 parts.encoder,
                 parts.index,
                 parts.matcher(),
-                quality_settings(config),
+                config.quality,
                 decision_settings(config),
                 matching_allowed=self.sync.matching_allowed if self.sync else (lambda: True),
             )
             self.announcer = Announcer(config.match.cooldown_s)
-            source = self.source = self._injected_source or open_source(camera_spec(config))
+            source = self.source = self._injected_source or open_source(config.require_camera())
             stack.callback(source.close)
             self.frames = DropOldestQueue(config.detector.queue_frames)
             self.capture = CaptureThread(source, self.frames, self.stop_event)
@@ -183,9 +181,7 @@ class Daemon:
     def on_gallery_applied(self, index: GalleryIndex) -> None:
         """A synced gallery is live: its own calibration now decides (unless the config sets a threshold)."""
         self.parts.rule = decision_rule(self.config, index.gallery, self.parts.embedder)
-        self.recognizer.reconfigure(
-            self.parts.matcher(), quality_settings(self.config), decision_settings(self.config)
-        )
+        self.recognizer.reconfigure(self.parts.matcher(), self.config.quality, decision_settings(self.config))
         self.publisher.set_status(self.status_info(index))
         log.info("gallery v%d active: %d identities", index.gallery.version, len(index.gallery))
 
@@ -269,7 +265,7 @@ class Daemon:
         if self.sync is not None and recovery.fell_back:
             self.sync.client.set_running(gallery)
         self.config = config
-        self.recognizer.reconfigure(self.parts.matcher(), quality_settings(config), decision_settings(config))
+        self.recognizer.reconfigure(self.parts.matcher(), config.quality, decision_settings(config))
         self.publisher.set_status(self.status_info(index))
         log.info(
             "config reloaded from %s: threshold %.4f (%s)",

@@ -1,4 +1,4 @@
-"""The daemon's own settings from the config: camera, quality gate, decision timing, fleet sync.
+"""The daemon's own settings from the config: decision timing, stored-gallery recovery, fleet sync.
 
 Models, gallery, index, decision rule and publisher are built by `edgeface.parts`."""
 
@@ -9,14 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edgeface.camera import CameraSpec
 from edgeface.config import Config
 from edgeface.gallery import GalleryStore
 from edgeface.gallery_recovery import Recovery, recover_gallery
 from edgeface.index import GalleryIndex, IndexHolder, IndexSettings
 from edgeface.modelcard import load_card
 from edgeface.parts import ModelIdentity, check_gallery, models_dir
-from edgeface.quality import QualitySettings
 from edgeface.recognize import DecisionSettings
 
 if TYPE_CHECKING:
@@ -25,11 +23,6 @@ if TYPE_CHECKING:
     from edgeface.sync.updater import IndexUpdater
 
 log = logging.getLogger(__name__)
-
-
-def quality_settings(config: Config) -> QualitySettings:
-    m = config.match
-    return QualitySettings(m.min_face_px, m.min_sharpness, m.max_yaw, m.min_brightness, m.max_brightness)
 
 
 def decision_settings(config: Config) -> DecisionSettings:
@@ -41,35 +34,6 @@ def decision_settings(config: Config) -> DecisionSettings:
         config.detector.every_n_frames,
         m.recheck_s,
         m.reverify_s,
-    )
-
-
-def camera_spec(config: Config) -> CameraSpec:
-    c = config.camera
-    device: int | str | None = c.device
-    if isinstance(device, str) and device.isdigit():
-        device = int(device)
-    if c.kind == "picamera2" and device is None:
-        device = 0
-    return CameraSpec(
-        kind=c.kind,
-        name=c.name,
-        device=device,
-        url=c.url,
-        pipeline=c.pipeline,
-        path=c.path,
-        faces=c.faces,
-        width=c.width,
-        height=c.height,
-        fps=c.fps,
-        realtime=c.realtime,
-        loop=c.loop,
-        lores_width=c.lores_width,
-        reconnect=c.reconnect,
-        backoff_max_s=c.backoff_max_s,
-        stall_timeout_s=c.stall_timeout_s,
-        seed=c.seed,
-        max_megapixels=c.max_megapixels,
     )
 
 
@@ -133,20 +97,19 @@ def start_sync(
     a worker builds the new index and swaps it in (recognition keeps using the old one meanwhile)."""
     if not config.sync.enabled or config.sync.public_key is None:
         return None
-    from edgeface.sync.client import GallerySyncClient
-    from edgeface.sync.client import SyncConfig as ClientSyncConfig
+    from edgeface.sync.client import GallerySyncClient, SyncClientSettings
     from edgeface.sync.mqtt import PublisherTransport
     from edgeface.sync.signing import load_public_key
     from edgeface.sync.updater import IndexUpdater
 
     updater = IndexUpdater(holder, settings, on_swapped=lambda index, _: on_applied(index))
     client = GallerySyncClient(
-        ClientSyncConfig(
+        SyncClientSettings(
             fleet=config.device.fleet,
             device_id=config.device.id,
             model_sha256=model_sha256,
             prefix=config.mqtt.prefix,
-            expiry=config.sync.expiry_policy,
+            expiry_policy=config.sync.expiry_policy,
             max_version_jump=config.sync.max_version_jump,
             dim=dim,
         ),

@@ -27,7 +27,6 @@ from edgeface.paths import default_models_dir
 if TYPE_CHECKING:
     from edgeface.mqtt.client import MqttPublisher
     from edgeface.mqtt.payloads import StatusInfo
-    from edgeface.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -159,29 +158,4 @@ def build_parts(config: Config, *, photos: bool = False, gallery: Gallery | None
 def build_publisher(config: Config, status: StatusInfo) -> MqttPublisher:
     from edgeface.mqtt.client import MqttPublisher
 
-    return MqttPublisher(mqtt_settings(config), status)
-
-
-def mqtt_settings(config: Config) -> MqttSettings:
-    from edgeface.mqtt.settings import MqttSettings, TlsSettings
-
-    m = config.mqtt
-    tls = (
-        TlsSettings(m.ca_file, m.cert_file, m.key_file, m.tls_insecure) if m.ca_file or m.cert_file else None
-    )
-    settings = MqttSettings(
-        device=config.device.id,
-        host=m.host,
-        port=m.port,
-        client_id=m.client_id,
-        prefix=m.prefix,
-        protocol=m.protocol,
-        keepalive=m.keepalive,
-        tls=tls,
-        credentials_file=m.credentials_file,
-        spool_path=config.device.state_dir / "spool.sqlite3",
-        spool_max_events=m.spool_max_events,
-        ha_discovery=m.ha_discovery,
-        max_inflight=m.max_inflight,
-    )
-    return settings
+    return MqttPublisher(config.mqtt, status)

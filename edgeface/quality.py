@@ -7,16 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edgeface.quality_settings import QualitySettings
 from edgeface.types import Detection
-
-
-@dataclass(frozen=True, slots=True)
-class QualitySettings:
-    min_face_px: int = 40
-    min_sharpness: float = 20.0  # variance of the Laplacian of the face region
-    max_yaw: float = 0.6  # |nose offset from the eye midpoint| / eye distance
-    min_brightness: float = 40.0
-    max_brightness: float = 220.0
 
 
 @dataclass(frozen=True, slots=True)

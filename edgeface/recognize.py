@@ -25,7 +25,8 @@ from edgeface.embed import l2_normalize
 from edgeface.faces import FaceEncoder
 from edgeface.index import IndexHolder
 from edgeface.match import Matcher
-from edgeface.quality import QualitySettings, assess
+from edgeface.quality import assess
+from edgeface.quality_settings import QualitySettings
 from edgeface.stats import LatencyWindow
 from edgeface.track import IouTracker
 from edgeface.types import Detection, Frame, Match, Track

@@ -20,7 +20,7 @@ from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
 from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key, sign
 from edgeface.sync.bundle import Bundle
-from edgeface.sync.client import GallerySyncClient, SyncConfig
+from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.manifest import manifest_bytes
 from edgeface.sync.mqtt import PahoTransport
 from edgeface.sync.signing import Ed25519PublicKey, load_public_key
@@ -182,7 +182,7 @@ def start_device(
         with lock:
             galleries.append(gallery)
 
-    settings = SyncConfig(FLEET, name, model, PREFIX, **config)  # type: ignore[arg-type]
+    settings = SyncClientSettings(FLEET, name, model, PREFIX, **config)  # type: ignore[arg-type]
     sync = GallerySyncClient(settings, keys.public, store, on_gallery)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
     PahoTransport.attach_to(client, sync)

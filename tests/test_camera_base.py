@@ -1,4 +1,4 @@
-"""The camera contract: pacing, stamping, the threaded reader, spec validation, lazy picamera2."""
+"""The camera contract: pacing, stamping, the threaded reader, lazy picamera2 (the spec: test_camera_spec.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 from edgeface.camera import CameraError, CameraSpec, FrameSource
 from edgeface.camera.base import DualFrame, Pacer, Stamper, ThreadedReader
 from edgeface.camera.picamera_source import import_picamera2
-from edgeface.errors import ConfigError
 from edgeface.types import Frame
 
 
@@ -113,33 +112,6 @@ def test_threaded_reader_read_times_out_with_none() -> None:
     gate.set()
     assert reader.read(2.0) is not None
     reader.stop()
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"kind": "webcam"}, r"camera\.kind: must be one of"),
-        ({"kind": "opencv"}, r"exactly one of device, url, pipeline, path; got none"),
-        ({"kind": "opencv", "device": 0, "url": "rtsp://x"}, r"exactly one of .* got \['device', 'url'\]"),
-        ({"kind": "opencv", "pipeline": "videotestsrc ! fakesink"}, r"camera\.pipeline: .*appsink"),
-        ({"kind": "replay"}, r"camera\.path: replay needs"),
-        ({"kind": "emulated"}, r"camera\.faces: the emulated camera needs"),
-        ({"kind": "emulated", "faces": ".", "fps": 0}, r"camera\.fps: must be in \(0, 240\]"),
-        ({"kind": "picamera2", "device": "/dev/video0"}, r"camera\.device: picamera2 takes a camera number"),
-        ({"kind": "picamera2", "lores_width": 800}, r"camera\.lores_width: must be in \[0, width=640\]"),
-        ({"kind": "picamera2", "name": "a/b"}, r"camera\.name: must be non-empty"),
-        ({"kind": "picamera2", "backoff_initial_s": 60}, r"camera\.backoff_initial_s: must be > 0 and <="),
-    ],
-)
-def test_camera_spec_errors_name_the_key(kwargs: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        CameraSpec(**kwargs)
-
-
-def test_camera_spec_lores_keeps_the_main_aspect_and_even_sizes() -> None:
-    assert CameraSpec(kind="picamera2", width=1280, height=720, lores_width=320).lores_size == (320, 180)
-    assert CameraSpec(kind="picamera2", width=640, height=480).lores_size == (320, 240)
-    assert CameraSpec(kind="picamera2", lores_width=0).lores_size is None
 
 
 def test_emulated_source_satisfies_the_protocol() -> None:

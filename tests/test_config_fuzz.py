@@ -25,8 +25,15 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 
+
+def _section_class(annotation: typing.Any) -> typing.Any:
+    """The section's dataclass (`[camera]` is optional: `CameraSpec | None`)."""
+    return next(a for a in (*typing.get_args(annotation), annotation) if dataclasses.is_dataclass(a))
+
+
 SECTIONS = {
-    name: [f.name for f in dataclasses.fields(cls)] for name, cls in typing.get_type_hints(Config).items()
+    name: [f.name for f in dataclasses.fields(_section_class(annotation))]
+    for name, annotation in typing.get_type_hints(Config).items()
 }
 
 scalars = st.one_of(

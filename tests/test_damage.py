@@ -212,7 +212,6 @@ def test_max_version_jump_reaches_the_sync_client(tmp_path: Path) -> None:
     from edgeface.index import GalleryIndex, IndexHolder, IndexSettings
     from edgeface.mqtt.client import MqttPublisher
     from edgeface.mqtt.payloads import StatusInfo
-    from edgeface.parts import mqtt_settings
 
     keys = make_keys(tmp_path)
     config = parse_config(
@@ -222,7 +221,7 @@ def test_max_version_jump_reaches_the_sync_client(tmp_path: Path) -> None:
             "mqtt": {"port": 1},  # never connected: only the wiring is looked at
         }
     )
-    publisher = MqttPublisher(mqtt_settings(config), StatusInfo("0", 0, 0, "m", MODEL))
+    publisher = MqttPublisher(config.mqtt, StatusInfo("0", 0, 0, "m", MODEL))
     holder = IndexHolder(GalleryIndex(Gallery.empty(128, MODEL)))
     sync = start_sync(config, publisher, holder, MODEL, lambda index: None, IndexSettings(), dim=128)
     try:

@@ -1,17 +1,14 @@
-"""§6 payload builders, settings validation, and that the schemas reject bad payloads."""
+"""§6 payload builders and that the schemas reject bad payloads (settings: test_mqtt_settings.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from edgeface.errors import ConfigError
 from edgeface.events import recognition_event
 from edgeface.mqtt.discovery import last_person_config
 from edgeface.mqtt.payloads import (
@@ -22,7 +19,6 @@ from edgeface.mqtt.payloads import (
     metrics_payload,
     status_payload,
 )
-from edgeface.mqtt.settings import MqttSettings
 from edgeface.mqtt.topics import DeviceTopics
 from edgeface.types import Identity, Match
 from tests.event_schema import validate
@@ -113,32 +109,6 @@ def test_status_gallery_state_metrics_and_discovery_validate() -> None:
     topic, config = last_person_config(DeviceTopics("edgeface", "door1"), "0.1.0")
     assert topic == "homeassistant/sensor/door1_last_person/config"
     validate("ha_discovery", config)
-
-
-@pytest.mark.parametrize(
-    ("overrides", "key"),
-    [
-        ({"port": 0}, "mqtt.port"),
-        ({"protocol": "3.1"}, "mqtt.protocol"),
-        ({"device": "a/b"}, "mqtt.device"),
-        ({"keepalive": 1}, "mqtt.keepalive"),
-        ({"spool_max_events": 0}, "mqtt.spool_max_events"),
-        ({"max_inflight": 0}, "mqtt.max_inflight"),
-        ({"reconnect_min_s": 10, "reconnect_max_s": 5}, "mqtt.reconnect_min_s"),
-        ({"host": ""}, "mqtt.host"),
-        ({"prefix": "a/#"}, "prefix"),
-    ],
-)
-def test_settings_errors_name_the_key(overrides: dict[str, Any], key: str, tmp_path: Path) -> None:
-    values: dict[str, Any] = {"device": "door1", "spool_path": tmp_path / "s.db"}
-    values.update(overrides)
-    with pytest.raises(ConfigError, match=re.escape(key)):
-        MqttSettings(**values)
-
-
-def test_settings_default_client_id() -> None:
-    assert MqttSettings(device="door1").effective_client_id == "edgeface-door1"
-    assert MqttSettings(device="door1", client_id="x").effective_client_id == "x"
 
 
 def test_fleet_announcement_and_manifest_schemas_match_the_sync_format() -> None:

@@ -17,7 +17,7 @@ import pytest
 from edgeface.announce import Announcer
 from edgeface.camera.scene import Actor, ActorPhoto, Scene, SceneSpec
 from edgeface.config import parse_config
-from edgeface.daemon_setup import decision_settings, quality_settings
+from edgeface.daemon_setup import decision_settings
 from edgeface.faces import FaceEncoder
 from edgeface.gallery import Gallery
 from edgeface.parts import Parts, build_encoder, build_parts
@@ -111,7 +111,7 @@ def play(parts: Parts, spec: SceneSpec, **match) -> list[Shown]:
     """Every decision of the video, and whether (and as what) the announcer lets it out."""
     config = replace(parts.config, match=replace(parts.config.match, **match))
     recognizer = Recognizer(
-        parts.encoder, parts.index, parts.matcher(), quality_settings(config), decision_settings(config)
+        parts.encoder, parts.index, parts.matcher(), config.quality, decision_settings(config)
     )
     announcer = Announcer(config.match.cooldown_s)
     video = Scene(spec)
@@ -155,7 +155,7 @@ def test_the_daemon_path_refines_keypoints_and_crops_like_the_photo_path(parts, 
         parts.encoder,
         parts.index,
         parts.matcher(),
-        quality_settings(config),
+        config.quality,
         replace(decision_settings(config), min_frames=1),
     )
     (decision,) = recognizer.process(_frame(image, T0, 0))

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.match import Matcher, MatchSettings
-from edgeface.quality import QualitySettings
+from edgeface.quality_settings import QualitySettings
 from edgeface.recognize import DecisionSettings, Recognizer
 from edgeface.types import Detection, Frame
 from tests.factories import make_detection, make_gallery, unit_vectors

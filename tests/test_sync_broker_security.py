@@ -21,7 +21,7 @@ from edgeface.cli import main
 from edgeface.gallery import Gallery, GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.server.build import build_bundle
-from edgeface.sync.client import GallerySyncClient, SyncConfig
+from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.mqtt import BrokerOptions, PahoTransport, make_client
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import ROOT, Broker, free_port
@@ -158,7 +158,7 @@ def test_signed_gallery_flows_over_tls_with_acl(secure, tmp_path: Path) -> None:
     store = GalleryStore(tmp_path / "door1")
     holder = IndexHolder(GalleryIndex(Gallery.empty(128, MODEL)))
     sync = GallerySyncClient(
-        SyncConfig("lobby", "door1", MODEL), keys.public, store, IndexUpdater(holder).apply
+        SyncClientSettings("lobby", "door1", MODEL), keys.public, store, IndexUpdater(holder).apply
     )
     client = make_client(_options(broker, pki, "door1"))
     PahoTransport.attach_to(client, sync)

@@ -14,7 +14,7 @@ from edgeface.server.build import build_bundle
 from edgeface.server.publish import publish
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
-from edgeface.sync.client import GallerySyncClient, SyncConfig
+from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.mqtt import BrokerOptions
 from tests.factories import (
     FLEET,
@@ -124,13 +124,17 @@ def test_restarted_device_starts_from_its_stored_gallery(broker, tmp_path: Path,
     device.close()
     broker.stop()  # offline: the device must still come up with version 1
     store = GalleryStore(tmp_path / "door1")
-    offline = GallerySyncClient(SyncConfig(FLEET, "door1", MODEL, PREFIX), keys.public, store, lambda g: None)
+    offline = GallerySyncClient(
+        SyncClientSettings(FLEET, "door1", MODEL, PREFIX), keys.public, store, lambda g: None
+    )
     try:
         assert offline.gallery is not None and offline.gallery.version == 1 and len(offline.gallery) == 10
         assert offline.running_version == 1 and offline.matching_allowed() and not offline.expired
     finally:
         offline.close()
-    other_model = GallerySyncClient(SyncConfig(FLEET, "door1", "cd" * 32), keys.public, store, lambda g: None)
+    other_model = GallerySyncClient(
+        SyncClientSettings(FLEET, "door1", "cd" * 32), keys.public, store, lambda g: None
+    )
     try:  # a gallery made for another embedder is never used
         assert other_model.gallery is None and other_model.running_version == 0
     finally:

@@ -11,7 +11,7 @@ from edgeface.index import GalleryIndex, IndexHolder
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.server.build import build_bundle
 from edgeface.server.publish import publish
-from edgeface.sync.client import GallerySyncClient, SyncConfig
+from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.mqtt import BrokerOptions, PublisherTransport
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import Broker
@@ -28,7 +28,7 @@ def test_sync_over_the_daemons_publisher_survives_a_broker_restart(broker: Broke
     with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
         assert publisher.wait_connected(5)
         sync = GallerySyncClient(
-            SyncConfig(FLEET, "door1", MODEL, PREFIX),
+            SyncClientSettings(FLEET, "door1", MODEL, PREFIX),
             keys.public,
             GalleryStore(tmp_path / "g"),
             updater.apply,

@@ -66,7 +66,9 @@ def keys(tmp_path: Path) -> Keys:
 
 def _start_v1(broker, tmp_path: Path, keys: Keys, expiry: str) -> tuple[Device, Gallery]:
     """A device that applied version 1 (40 identities) from a real publish."""
-    device = start_device(broker, tmp_path, keys, expiry=expiry, fetch_timeout_s=1.0, max_payload=200_000)
+    device = start_device(
+        broker, tmp_path, keys, expiry_policy=expiry, fetch_timeout_s=1.0, max_payload=200_000
+    )
     v1 = make_gallery(40)
     _send(broker, unpack_bundle(build_bundle(v1, fleet=FLEET, version=1, key=keys.private)), 1)
     wait_for(lambda: device.sync.running_version == 1, 5, "v1 applied")
@@ -217,7 +219,7 @@ def test_expired_bundle_under_warn_is_applied_with_a_warning(broker, running_war
 
 
 def test_gallery_expiring_under_deny_stops_matching(broker, tmp_path: Path, keys: Keys) -> None:
-    device = start_device(broker, tmp_path, keys, expiry="deny")
+    device = start_device(broker, tmp_path, keys, expiry_policy="deny")
     try:
         gallery = make_gallery(5)
         bundle = build_bundle(gallery, fleet=FLEET, version=1, key=keys.private, expires_days=2 / 86400)

@@ -12,7 +12,7 @@ import pytest
 from edgeface.server.build import build_bundle
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
-from edgeface.sync.client import SyncConfig
+from edgeface.sync.client import SyncClientSettings
 from tests.factories import (
     FLEET,
     MODEL,
@@ -104,8 +104,8 @@ def test_retries_are_bounded_and_back_off(broker, tmp_path: Path, keys: Keys) ->
 
 
 def test_retry_delays_double_up_to_the_cap() -> None:
-    config = SyncConfig(FLEET, "door1", MODEL, fetch_timeout_s=30, fetch_backoff_max_s=300)
+    config = SyncClientSettings(FLEET, "door1", MODEL, fetch_timeout_s=30, fetch_backoff_max_s=300)
     assert [config.retry_delay(n) for n in range(1, 6)] == [60, 120, 240, 300, 300]
     assert config.retry_delay(10_000) == 300
     with pytest.raises(ValueError):
-        SyncConfig(FLEET, "door1", MODEL, fetch_timeout_s=0)
+        SyncClientSettings(FLEET, "door1", MODEL, fetch_timeout_s=0)

@@ -144,10 +144,9 @@ def test_sysusers_and_tmpfiles_create_user_and_directories(tmp_path: Path) -> No
 
 def test_example_config_is_valid() -> None:
     from edgeface.config import load_config
-    from edgeface.parts import mqtt_settings
 
     config = load_config(SYSTEMD / "edgeface.toml.example")
-    settings = mqtt_settings(config)
+    settings = config.mqtt
     assert settings.tls is not None and settings.credentials_file is not None
     assert str(settings.spool_path).startswith("/var/lib/edgeface/")  # inside StateDirectory
 

@@ -93,9 +93,7 @@ def _opencv_target(spec: CameraSpec) -> tuple[str, int | str]:
 
 
 def _scene(spec: CameraSpec) -> SceneSpec:
-    """The spec's scene, or each identity folder's first photo walking in, whole (no face boxes)."""
-    if spec.scene is not None:
-        return spec.scene
+    """Each identity folder's first photo walking in, whole (no face boxes)."""
     try:
         folders = identity_folders(spec.faces or ".")
     except ImageError as exc:

@@ -1,73 +1,72 @@
-"""`CameraSpec`: what the `[camera]` config section describes, validated; `open_source` builds it."""
+"""`CameraSpec`: the `[camera]` config section, validated; `open_source` builds the camera from it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeface.camera.scene import SceneSpec
 from edgeface.errors import ConfigError
+from edgeface.fields import bounded, check_fields
 from edgeface.imagesize import DEFAULT_MAX_MEGAPIXELS
 
 KINDS = ("picamera2", "opencv", "replay", "emulated")
 
 
+def _topic_safe_name(name: str) -> None:
+    if not name or "/" in name or "+" in name or "#" in name:
+        raise ValueError(f"must be non-empty without '/', '+' or '#', got {name!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class CameraSpec:
-    """One camera. Errors name the config key (`camera.<field>`).
+    """One camera: the `[camera]` config section, parsed straight into this type. Errors name the key.
 
     - picamera2: `device` = camera number (default 0); main stream `width`x`height`, lores stream
       `lores_width` wide (same aspect; 0 = none) for detection.
     - opencv: exactly one of `device` (V4L2 index or /dev/videoN), `pipeline` (GStreamer, ends in appsink),
       `url` (rtsp://, http://), `path` (video file).
     - replay: `path` = image folder or video file, played at `fps`, `realtime` or as fast as read, `loop`.
-    - emulated: `scene` (a SceneSpec), or `faces` = a folder of identity sub-folders walked in one by one.
+    - emulated: `faces` = a folder of identity sub-folders walked in one by one.
     Live kinds are wrapped in a ReconnectingSource when `reconnect` is true.
     """
 
-    kind: str
-    name: str = "cam0"
+    kind: str = bounded("opencv", choices=KINDS)
+    name: str = bounded("cam0", check=_topic_safe_name)
+    # V4L2 index (0 or "0") or path (opencv); camera number (picamera2)
     device: int | str | None = None
-    url: str | None = None
-    pipeline: str | None = None
-    path: Path | None = None
-    width: int = 640
-    height: int = 480
-    fps: float = 15.0
+    url: str | None = None  # rtsp:// or http:// (opencv)
+    pipeline: str | None = None  # GStreamer pipeline ending in appsink, e.g. Jetson nvarguscamerasrc
+    path: Path | None = None  # video file (opencv); image folder or video (replay)
+    faces: Path | None = None  # identity folders walked in one by one (emulated)
+    # 8192: above the largest Pi and Jetson CSI sensors (Camera Module 3: 4608x2592)
+    width: int = bounded(640, 16, 8192)
+    height: int = bounded(480, 16, 8192)
+    fps: float = bounded(15.0, 0, 240, low_open=True)
     realtime: bool = True
     loop: bool = False
-    lores_width: int = 320
+    lores_width: int = bounded(320, 0, 8192)
     reconnect: bool = True
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    stall_timeout_s: float = 5.0
-    scene: SceneSpec | None = None
-    faces: Path | None = None
+    backoff_initial_s: float = bounded(0.5, 0, 3600, low_open=True)
+    backoff_max_s: float = bounded(30.0, 0, 3600, low_open=True)
+    stall_timeout_s: float = bounded(5.0, 0, 600, low_open=True)
     seed: int = 0
-    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS  # replay: larger images are skipped, and counted
+    # replay: larger images are skipped, and counted; `edgeface enroll/identify/gallery build` take
+    # --max-megapixels with the same default
+    max_megapixels: float = bounded(DEFAULT_MAX_MEGAPIXELS, 0.01, 1000)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"camera.kind: must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if not self.name or "/" in self.name or "+" in self.name or "#" in self.name:
-            raise ConfigError(f"camera.name: must be non-empty without '/', '+' or '#', got {self.name!r}")
-        if self.width < 16 or self.height < 16:
-            raise ConfigError(f"camera.width/height: must be at least 16, got {self.width}x{self.height}")
-        if not 0 < self.fps <= 240:
-            raise ConfigError(f"camera.fps: must be in (0, 240], got {self.fps}")
-        if self.lores_width < 0 or (self.kind == "picamera2" and self.lores_width > self.width):
+        check_fields(self, "camera")
+        if isinstance(self.device, str) and self.device.isdigit():
+            object.__setattr__(self, "device", int(self.device))  # "0" in TOML is V4L2 index 0
+        if self.kind == "picamera2" and self.lores_width > self.width:
             raise ConfigError(
                 f"camera.lores_width: must be in [0, width={self.width}], got {self.lores_width}"
             )
-        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+        if self.backoff_initial_s > self.backoff_max_s:
             raise ConfigError(
                 f"camera.backoff_initial_s: must be > 0 and <= backoff_max_s ({self.backoff_max_s}), "
                 f"got {self.backoff_initial_s}"
             )
-        if not self.max_megapixels > 0:
-            raise ConfigError(f"camera.max_megapixels: must be > 0, got {self.max_megapixels}")
-        if self.stall_timeout_s <= 0:
-            raise ConfigError(f"camera.stall_timeout_s: must be > 0, got {self.stall_timeout_s}")
         self._check_target()
 
     def _check_target(self) -> None:
@@ -82,8 +81,8 @@ class CameraSpec:
             raise ConfigError("camera.pipeline: a GStreamer pipeline for OpenCV must end in `appsink`")
         if self.kind == "replay" and self.path is None:
             raise ConfigError("camera.path: replay needs an image folder or a video file")
-        if self.kind == "emulated" and self.scene is None and self.faces is None:
-            raise ConfigError("camera.faces: the emulated camera needs `faces` (identity folders) or a scene")
+        if self.kind == "emulated" and self.faces is None:
+            raise ConfigError("camera.faces: the emulated camera needs `faces` (identity folders)")
         if self.kind == "picamera2" and self.device is not None and not isinstance(self.device, int):
             raise ConfigError(f"camera.device: picamera2 takes a camera number, got {self.device!r}")
 

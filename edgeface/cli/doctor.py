@@ -55,13 +55,13 @@ def check_gallery(config: Config, timeout: float) -> str:
 
 def check_camera(config: Config, timeout: float) -> str:
     from edgeface.camera import open_source
-    from edgeface.daemon_setup import camera_spec
 
     # No reconnect wrapper here: doctor wants the camera's own error, not "no frame yet".
-    with open_source(replace(camera_spec(config), reconnect=False)) as source:
+    camera = config.require_camera()
+    with open_source(replace(camera, reconnect=False)) as source:
         frame = source.read(timeout=timeout)
         if frame is None:
-            raise EdgefaceError(f"camera {config.camera.name}: no frame within {timeout:g} s")
+            raise EdgefaceError(f"camera {camera.name}: no frame within {timeout:g} s")
         return f"{frame.image.shape[1]}x{frame.image.shape[0]} frames"
 
 

@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.errors import ConfigError
+from edgeface.fields import bounded, check_fields
 from edgeface.logsafe import printable
 from edgeface.mqtt.topics import check_level, check_prefix
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("3.1.1", "5")
+DEFAULT_SPOOL_PATH = Path("/var/lib/edgeface/spool.sqlite3")
+
+
+def _level(value: str) -> None:
+    try:
+        check_level("device", value)
+    except ValueError:
+        raise ValueError(
+            f"must be a non-empty MQTT topic level without '/', '+', '#', got {value!r}"
+        ) from None
+
+
+def _prefix(value: str) -> None:
+    try:
+        check_prefix(value)
+    except ValueError:
+        raise ValueError(f"must be non-empty, without wildcards or empty levels, got {value!r}") from None
+
+
+def _host(value: str) -> None:
+    if not value:
+        raise ValueError("must not be empty")
 
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
-    """CA bundle to verify the broker; optional client certificate and key for mutual TLS.
-
-    ``insecure`` skips the host name check only (the chain is still verified); never use it in a fleet.
-    """
+    """The `[mqtt.tls]` table: CA bundle to verify the broker; optional client certificate and key for
+    mutual TLS. ``insecure`` skips the host name check only (the chain is still verified); never use it in a
+    fleet."""
 
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -35,52 +58,33 @@ class TlsSettings:
 
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
-    device: str
-    host: str = "localhost"
-    port: int = 1883
-    client_id: str = ""
-    prefix: str = "edgeface"
-    protocol: str = "3.1.1"
-    keepalive: int = 30
+    """The `[mqtt]` config section, parsed straight into this type. `device` and `spool_path` are not set
+    in the section: the config binds them to `device.id` and `<device.state_dir>/spool.sqlite3`."""
+
+    device: str = bounded(dataclasses.MISSING, check=_level, from_config=False)
+    host: str = bounded("localhost", check=_host)
+    port: int = bounded(1883, 1, 65535)
+    client_id: str = ""  # default: edgeface-<device>
+    prefix: str = bounded("edgeface", check=_prefix)
+    protocol: str = bounded("3.1.1", choices=PROTOCOLS)
+    keepalive: int = bounded(30, 5, 65535)  # seconds; 65535 is the protocol's limit
     tls: TlsSettings | None = None
-    credentials_file: Path | None = None
-    spool_path: Path = Path("/var/lib/edgeface/spool.sqlite3")
-    spool_max_events: int = 10_000
-    spool_memory_events: int = 1000  # RAM queue while the disk cannot take events (full); oldest dropped
-    spool_retry_s: float = 5.0  # how often a full or unwritable spool is retried
-    spool_max_pages: int | None = None  # optional cap on the spool file, in SQLite pages (4 KiB)
+    credentials_file: Path | None = None  # 'username:password'; never logged
+    spool_path: Path = bounded(DEFAULT_SPOOL_PATH, from_config=False)
+    # Events kept on disk while the broker is away (about 1 KiB each): the oldest are dropped beyond it.
+    spool_max_events: int = bounded(100_000, 1)
+    spool_memory_events: int = bounded(1000, 1)  # RAM queue while the disk cannot take events (full)
+    spool_retry_s: float = bounded(5.0, 0, 3600, low_open=True)  # how often a full spool is retried
+    spool_max_pages: int | None = bounded(None, 8)  # optional cap on the spool file, in SQLite pages (4 KiB)
     ha_discovery: bool = False
-    ha_discovery_prefix: str = "homeassistant"
-    max_inflight: int = 16
-    reconnect_min_s: int = 1
-    reconnect_max_s: int = 30
+    ha_discovery_prefix: str = bounded("homeassistant", check=_prefix)
+    max_inflight: int = bounded(16, 1, 1000)
+    reconnect_min_s: int = bounded(1, 1, 3600)
+    reconnect_max_s: int = bounded(30, 1, 3600)
 
     def __post_init__(self) -> None:
-        try:
-            check_level("mqtt.device", self.device)
-            check_prefix(self.prefix)
-            check_prefix(self.ha_discovery_prefix)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if not self.host:
-            raise ConfigError("mqtt.host: must not be empty")
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"mqtt.port: must be in 1..65535, got {self.port}")
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"mqtt.protocol: must be one of {PROTOCOLS}, got {self.protocol!r}")
-        if not 5 <= self.keepalive <= 65535:
-            raise ConfigError(f"mqtt.keepalive: must be in 5..65535 seconds, got {self.keepalive}")
-        if self.spool_max_events < 1:
-            raise ConfigError(f"mqtt.spool_max_events: must be >= 1, got {self.spool_max_events}")
-        if self.spool_memory_events < 1:
-            raise ConfigError(f"mqtt.spool_memory_events: must be >= 1, got {self.spool_memory_events}")
-        if not self.spool_retry_s > 0:
-            raise ConfigError(f"mqtt.spool_retry_s: must be > 0, got {self.spool_retry_s}")
-        if self.spool_max_pages is not None and self.spool_max_pages < 8:
-            raise ConfigError(f"mqtt.spool_max_pages: must be >= 8 when set, got {self.spool_max_pages}")
-        if not 1 <= self.max_inflight <= 1000:
-            raise ConfigError(f"mqtt.max_inflight: must be in 1..1000, got {self.max_inflight}")
-        if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
+        check_fields(self, "mqtt")
+        if self.reconnect_min_s > self.reconnect_max_s:
             raise ConfigError("mqtt.reconnect_min_s: must be >= 1 and <= mqtt.reconnect_max_s")
 
     @property

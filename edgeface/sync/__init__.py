@@ -2,7 +2,7 @@
 
 Device wiring (the daemon)::
 
-    sync = GallerySyncClient(SyncConfig(fleet, device_id, model_sha256, prefix, expiry), public_key,
+    sync = GallerySyncClient(SyncClientSettings(fleet, device_id, model_sha256, prefix, expiry_policy), public_key,
                              GalleryStore(state_dir / "gallery"), on_gallery=updater.apply)
     PahoTransport.attach_to(mqtt_client, sync)
 

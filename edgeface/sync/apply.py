@@ -38,14 +38,16 @@ SIGNATURE_FILE = "bundle-manifest.sig"
 class DevicePolicy:
     fleet: str
     model_sha256: str
-    expiry: str = "warn"
+    expiry_policy: str = "warn"
     max_payload: int = MAX_PAYLOAD
     max_version_jump: int = DEFAULT_MAX_VERSION_JUMP
     dim: int | None = None  # the running embedder's output size, when known
 
     def __post_init__(self) -> None:
-        if self.expiry not in EXPIRY_POLICIES:
-            raise ValueError(f"sync.expiry: must be one of {EXPIRY_POLICIES}, got {self.expiry!r}")
+        if self.expiry_policy not in EXPIRY_POLICIES:
+            raise ValueError(
+                f"sync.expiry_policy: must be one of {EXPIRY_POLICIES}, got {self.expiry_policy!r}"
+            )
         valid_fleet(self.fleet)
         valid_max_version_jump(self.max_version_jump)
 
@@ -92,7 +94,7 @@ def check_device(
         )
     if manifest.expired(now):
         expires = rfc3339(manifest.expires)
-        if policy.expiry == "deny":
+        if policy.expiry_policy == "deny":
             raise Rejected("expired", f"bundle expired at {expires} (policy deny)")
         return f"bundle expired at {expires} (policy warn: still matching)"
     return None

@@ -46,12 +46,12 @@ class Transport(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SyncConfig:
+class SyncClientSettings:
     fleet: str
     device_id: str
     model_sha256: str
     prefix: str = "edgeface"
-    expiry: str = "warn"  # "warn" | "deny"
+    expiry_policy: str = "warn"  # "warn" | "deny"
     max_payload: int = MAX_PAYLOAD
     fetch_timeout_s: float = 30.0
     fetch_retries: int = 5  # re-subscriptions after the first timeout, then `chunk_missing` for good
@@ -98,7 +98,7 @@ class GallerySyncClient:
 
     def __init__(
         self,
-        config: SyncConfig,
+        config: SyncClientSettings,
         public_key: Ed25519PublicKey,
         store: GalleryStore,
         on_gallery: Callable[[Gallery], object],
@@ -109,7 +109,7 @@ class GallerySyncClient:
         self.policy = DevicePolicy(
             config.fleet,
             config.model_sha256,
-            config.expiry,
+            config.expiry_policy,
             config.max_payload,
             config.max_version_jump,
             config.dim,
@@ -147,7 +147,7 @@ class GallerySyncClient:
 
     def matching_allowed(self) -> bool:
         """False when the running gallery expired and the policy is `deny`: announce no matches then."""
-        return not (self.expired and self.policy.expiry == "deny")
+        return not (self.expired and self.policy.expiry_policy == "deny")
 
     @property
     def last_state(self) -> dict:
