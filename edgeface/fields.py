@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeface.errors import ConfigError
 from edgeface.logsafe import printable
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def bounded(
@@ -45,9 +48,9 @@ def settable(cls: type) -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("from_config", True)}
 
 
-def check_fields(settings: object, section: str) -> None:
+def check_fields(settings: DataclassInstance, section: str) -> None:
     """Raise ConfigError naming `section.field` for the first field outside its declared limits."""
-    for f in dataclasses.fields(settings):  # type: ignore[arg-type]
+    for f in dataclasses.fields(settings):
         check_value(f"{section}.{f.name}", getattr(settings, f.name), f.metadata)
 
 
