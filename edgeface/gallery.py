@@ -16,6 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -241,6 +242,18 @@ class GalleryStore:
             shutil.rmtree(versions / name, ignore_errors=True)
 
 
+def content_fields(gallery: Gallery, identities: FileBytes, vectors: FileBytes) -> dict[str, Any]:
+    """What a stored version's manifest and a signed bundle's manifest both say about the content."""
+    return {
+        "model_sha256": gallery.model_sha256,
+        "dim": gallery.dim,
+        "dtype": "float32",
+        "count": len(gallery),
+        "identities": sha256_bytes(identities),
+        "vectors": sha256_bytes(vectors),
+    }
+
+
 def gallery_files(gallery: Gallery, encoded: dict[str, FileBytes] | None = None) -> dict[str, FileBytes]:
     """The files of a version directory; `encoded` may already hold this gallery's "identities.json" and
     "vectors.npy" bytes (e.g. a verified bundle's), so a large gallery is not encoded a second time."""
@@ -249,16 +262,10 @@ def gallery_files(gallery: Gallery, encoded: dict[str, FileBytes] | None = None)
     vectors = (
         encoded["vectors.npy"] if "vectors.npy" in encoded else npy_bytes(gallery.vectors.astype(np.float32))
     )
-    manifest = {
-        "format": "edgeface-gallery/1",
-        "version": gallery.version,
-        "model_sha256": gallery.model_sha256,
-        "dim": gallery.dim,
-        "dtype": "float32",
-        "count": len(gallery),
-        "identities": sha256_bytes(identities),
-        "vectors": sha256_bytes(vectors),
-    } | {k: v for k, v in gallery.manifest.items() if k not in {"identities", "vectors", "count", "dim"}}
+    manifest = (
+        {"format": "edgeface-gallery/1", "version": gallery.version}
+        | content_fields(gallery, identities, vectors)
+    ) | {k: v for k, v in gallery.manifest.items() if k not in {"identities", "vectors", "count", "dim"}}
     if gallery.calibration is not None:
         manifest["decision"] = gallery.calibration.as_dict()
     files: dict[str, FileBytes] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.errors import BundleError
-from edgeface.gallery import Gallery, GalleryStore, npy_bytes, read_gallery_dir, sha256_bytes
+from edgeface.gallery import Gallery, GalleryStore, content_fields, npy_bytes, read_gallery_dir, sha256_bytes
 from edgeface.server.delta import compute_delta
 from edgeface.server.signing import Ed25519PrivateKey, sign
 from edgeface.sync.bundle import (
@@ -48,13 +48,7 @@ def _fields(gallery: Gallery, fleet: str, version: int, expires_days: float | No
         "version": version,
         "created": rfc3339(now),
         "expires": expires,
-        "model_sha256": gallery.model_sha256,
-        "dim": gallery.dim,
-        "dtype": "float32",
-        "count": len(gallery),
-        "identities": sha256_bytes(identities),
-        "vectors": sha256_bytes(vectors),
-    }
+    } | content_fields(gallery, identities, vectors)
 
 
 def check_build_arguments(
