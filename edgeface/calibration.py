@@ -251,7 +251,8 @@ def calibrate(
     margin: float = 0.0,
     prior: TailShape | None = None,
 ) -> Calibration | None:
-    """The threshold meeting `target_fpir` on this gallery, or None when it has too few identities.
+    """The threshold meeting `target_fpir` on this gallery, or None when it has too few identities (or,
+    without a `prior`, too few impostor scores for two tail quantiles).
 
     `embeddings` (M, D) are the L2-normalised enrolment embeddings, `labels` (M,) their identity index."""
     labels = np.asarray(labels, np.int64)
@@ -260,6 +261,8 @@ def calibrate(
         return None
     vectors = identity_vectors(embeddings, labels, count)
     fit = fit_impostors(embeddings, labels, vectors, prior)
+    if len(fit.point.shape.quantiles) < 2:  # no prior, and too few impostor scores to read a tail from
+        return None
     threshold = fit.bound.threshold_for(target_fpir, count)
     genuine = genuine_scores(embeddings, labels, count)
     return Calibration(

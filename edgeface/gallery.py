@@ -289,6 +289,8 @@ def read_gallery_dir(directory: Path) -> Gallery:
         vectors_raw = (directory / "vectors.npy").read_bytes()
     except (OSError, json.JSONDecodeError) as exc:
         raise GalleryError(f"{directory}: incomplete or unreadable gallery ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise GalleryError(f"{directory}: gallery.json is not a JSON object")
     if sha256_bytes(identities_raw) != manifest.get("identities") or sha256_bytes(
         vectors_raw
     ) != manifest.get("vectors"):

@@ -36,7 +36,7 @@ def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
             return _pnm_size(bytes(data[:4096]))
         if head[:4] in (b"II*\x00", b"MM\x00*"):
             return _tiff_size(data)
-    except (struct.error, IndexError, ValueError):
+    except (struct.error, LookupError, ValueError):  # a truncated or malformed header (PAM: a missing key)
         return None
     return None
 

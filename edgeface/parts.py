@@ -146,8 +146,11 @@ class Parts:
 def build_parts(config: Config, *, photos: bool = False, gallery: Gallery | None = None) -> Parts:
     encoder = build_encoder(config, photos=photos)
     try:
-        chosen = check_gallery(gallery, encoder.embedder, config.gallery_dir) if gallery else None
-        chosen = chosen or load_gallery(config, encoder.embedder)
+        # `is not None`: a Gallery with no identities is falsy (len 0), and a given empty one is still given.
+        if gallery is not None:
+            chosen = check_gallery(gallery, encoder.embedder, config.gallery_dir)
+        else:
+            chosen = load_gallery(config, encoder.embedder)
     except BaseException:
         encoder.close()
         raise
