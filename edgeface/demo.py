@@ -43,8 +43,9 @@ def enroll(encoder: FaceEncoder, scenario: Scenario, store: GalleryStore) -> Gal
     for identity, photos in scenario.enrolment.items():
         embeddings = [f.embedding for p in photos for f in encoder.encode(read_image(p))[:1]]
         gallery = gallery.enroll(identity, identity.title(), np.stack(embeddings))
-    card = encoder.embedder.card.decision
-    gallery = gallery.with_version(1).calibrated(DEFAULT_TARGET_FPIR, 0.0, card.shape if card else None)
+    gallery = gallery.with_version(1).calibrated_with_card(
+        DEFAULT_TARGET_FPIR, encoder.embedder.card.decision
+    )
     store.save(gallery)
     return gallery
 

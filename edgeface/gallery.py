@@ -16,13 +16,16 @@ import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeface.calibration import Calibration, TailShape, calibrate
 from edgeface.embed import l2_normalize
 from edgeface.errors import GalleryError
+
+if TYPE_CHECKING:
+    from edgeface.decision import CardDecision
 
 FileBytes = bytes | memoryview  # file contents; a verified bundle's views are written without a copy
 
@@ -121,6 +124,11 @@ class Gallery:
         embeddings, labels = self._enrolment_rows()
         calibration = calibrate(embeddings, labels, target_fpir, margin, prior) if len(labels) else None
         return replace(self, calibration=calibration)
+
+    def calibrated_with_card(self, target_fpir: float, card: CardDecision | None) -> Gallery:
+        """Calibrated as every enrolment calibrates (enroll, gallery build, the demo): no margin, and the
+        embedder card's impostor tail as the prior a small gallery leans on."""
+        return self.calibrated(target_fpir, 0.0, card.shape if card is not None else None)
 
     def remove(self, identities: set[str]) -> Gallery:
         keep = [i for i, x in enumerate(self.ids) if x not in identities]

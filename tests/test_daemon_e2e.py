@@ -45,8 +45,9 @@ def scenario_state(tmp_path_factory, faces5, models_dir) -> tuple[Scenario, Path
     for identity, photos in scenario.enrolment.items():
         embeddings = np.stack([encoder.encode_largest(read_image(p), str(p)).embedding for p in photos])
         gallery = gallery.enroll(identity, identity, embeddings)
-    card = encoder.embedder.card.decision
-    gallery = gallery.with_version(1).calibrated(0.01, 0.0, card.shape if card else None)  # as `enroll` does
+    gallery = gallery.with_version(1).calibrated_with_card(
+        0.01, encoder.embedder.card.decision
+    )  # as `enroll`
     assert gallery.calibration is not None
     template = tmp_path_factory.mktemp("state-template")
     GalleryStore(template / "gallery").save(gallery)

@@ -70,8 +70,7 @@ def gallery(photo_encoder: FaceEncoder, faces5: Path) -> Gallery:
         photos = folders[person][:-HELD_OUT]
         embeddings = [photo_encoder.encode_largest(read_image(p), str(p)).embedding for p in photos]
         enrolled = enrolled.enroll(person, person, np.stack(embeddings))
-    card = photo_encoder.embedder.card.decision
-    calibrated = enrolled.with_version(1).calibrated(0.01, 0.0, card.shape if card else None)
+    calibrated = enrolled.with_version(1).calibrated_with_card(0.01, photo_encoder.embedder.card.decision)
     assert calibrated.calibration is not None
     return calibrated
 

@@ -163,8 +163,8 @@ def run(args: argparse.Namespace) -> int:
         return exc.report(f"gallery {args.gallery}: unchanged")
     finally:
         encoder.close()
-    prior = encoder.embedder.card.decision.shape if encoder.embedder.card.decision else None
-    gallery = gallery.with_version(gallery.version + 1).calibrated(args.target_fpir, 0.0, prior)
+    gallery = gallery.with_version(gallery.version + 1)
+    gallery = gallery.calibrated_with_card(args.target_fpir, encoder.embedder.card.decision)
     store.save(gallery)
     print(f"gallery {args.gallery}: {len(gallery)} identities, version {gallery.version}")
     print(calibration_line(gallery))

@@ -94,7 +94,7 @@ def _calibrated(gallery: Gallery, args: argparse.Namespace) -> Gallery:
         return gallery
     config = photo_config(args)
     card = load_card(models_dir(config) / config.embedder.card)
-    gallery = gallery.calibrated(args.target_fpir, 0.0, card.decision.shape if card.decision else None)
+    gallery = gallery.calibrated_with_card(args.target_fpir, card.decision)
     log.info("%s", calibration_line(gallery))
     return gallery
 
