@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from edgeface.config import Config, SyncConfig, parse_config
 from edgeface.daemon_setup import CardModel, recover_stored_gallery, start_sync, stored_gallery_problems
+from edgeface.errors import ConfigError
 from edgeface.gallery import GalleryStore
 from edgeface.index import GalleryIndex, IndexHolder, IndexSettings
 from edgeface.modelcard import load_card
@@ -136,9 +136,9 @@ def test_sync_is_not_started_when_disabled(tmp_path: Path, card_only: Path, publ
     holder = IndexHolder(GalleryIndex(make_gallery(2)))
     assert not config.sync.enabled
     assert start_sync(config, publisher(config), holder, MODEL, lambda index: None, IndexSettings()) is None
-    # `enabled` without a key cannot be parsed from a file; built directly, it still does not start.
-    keyless = replace(config, sync=SyncConfig(enabled=True))
-    assert start_sync(keyless, publisher(keyless), holder, MODEL, lambda index: None, IndexSettings()) is None
+    # `enabled` without a key can neither be parsed from a file nor built in code: the type refuses it.
+    with pytest.raises(ConfigError, match=r"sync\.public_key: required when sync\.enabled is true"):
+        SyncConfig(enabled=True)
 
 
 def test_sync_takes_its_settings_from_the_config(tmp_path: Path, card_only: Path, publisher) -> None:
@@ -155,7 +155,7 @@ def test_sync_takes_its_settings_from_the_config(tmp_path: Path, card_only: Path
     try:
         settings = sync.client.config
         assert (settings.fleet, settings.device_id, settings.prefix) == (FLEET, "door1", "site7")
-        assert (settings.model_sha256, settings.expiry, settings.dim) == (MODEL, "deny", 128)
+        assert (settings.model_sha256, settings.expiry_policy, settings.dim) == (MODEL, "deny", 128)
         assert settings.gallery_topic == f"site7/fleet/{FLEET}/gallery"
         assert sync.updater.holder is holder and sync.matching_allowed()
     finally:
