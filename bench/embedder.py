@@ -59,7 +59,7 @@ _CHECKPOINT_SCRIPT = """
 import argparse, sys
 from pathlib import Path
 from edgeface_tools.export import calibration, cli
-from edgeface_tools.export.quantize import convert_float32, convert_int8
+from edgeface_tools.export.quantize import convert_float32
 out, checkpoint, faces, models = (Path(a) for a in sys.argv[1:5])
 args = argparse.Namespace(checkpoint=checkpoint, calibration=faces, models_dir=models, refine_landmarks=True)
 model, _ = cli._ghostfacenet_model(args)  # loaded, flipped, equalised, split, delegate-friendly: as the tool
@@ -67,8 +67,8 @@ spec = cli.ghostfacenet_spec("bench", (112, 112), 512, {})
 crops, _, _ = calibration.aligned_crops(
     calibration.split_photos(faces).calibration, spec.align_spec(), spec.input_spec(), models
 )
-convert_float32(model, out / "ghostfacenet_checkpoint.float32.tflite")
-convert_int8(model, crops, out / "ghostfacenet_checkpoint.int8.tflite")
+reference = convert_float32(model, out / "ghostfacenet_checkpoint.float32.tflite")
+cli.convert_int8_tuned(model, reference, crops, out / "ghostfacenet_checkpoint.int8.tflite")  # as the tool
 """
 
 
@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             "file": args.ghostfacenet_checkpoint.name,
             "calibration": "faces5, even-index photos (as edgeface-export)",
             "graph": "PReLU flip + channel equalisation + depthwise input copies + delegate-friendly (as edgeface-export)",
+            "int8": "activation ranges of least expected error + bias correction (as edgeface-export)",
         },
         "runtime": {
             "ai-edge-litert": package_version("ai-edge-litert"),

@@ -110,7 +110,12 @@ def compute_section(model: Any) -> dict[str, Any]:
 def speed_section(
     int8_path: Path, float_path: Path, sample: np.ndarray, command: str, runs: int = 200
 ) -> dict[str, Any]:
-    """ms/face of int8 and float32 measured side by side, and what XNNPACK leaves undelegated in each."""
+    """ms/face of int8 and float32 measured side by side, and what XNNPACK leaves undelegated in each.
+
+    The top-level figures use 2 threads (the device default, `embedder.num_threads`); `by_threads` also has
+    1 thread. For a net as small as GhostFaceNet W0.5 (0.4 ms) the second thread mostly adds per-op
+    synchronisation, which costs int8 and float32 alike, so their 2-thread times can tie on a busy host.
+    """
     from edgeface_tools.export import fidelity, quantize
 
     partitions = {}
@@ -119,7 +124,11 @@ def speed_section(
         partitions[label] = {"partitions": count, "not_delegated": leftovers}
         if leftovers:
             log.warning("%s: ops outside the XNNPACK delegate: %s", path.name, leftovers)
-    timings = fidelity.compare_speed({"int8": int8_path, "float32": float_path}, sample, runs=runs)
+    paths = {"int8": int8_path, "float32": float_path}
+    by_threads = {
+        threads: fidelity.compare_speed(paths, sample, runs=runs, num_threads=threads) for threads in (1, 2)
+    }
+    timings = by_threads[2]
     _, runtime = load_interpreter_class()
     return {
         "int8_ms": round(timings["int8"].ms_median, 3),
@@ -129,6 +138,10 @@ def speed_section(
         "runs": runs,
         "batch": 1,
         "threads": 2,
+        "by_threads": {
+            str(threads): {label: round(t.ms_median, 3) for label, t in found.items()}
+            for threads, found in by_threads.items()
+        },
         "runtime": f"{runtime} with the default XNNPACK delegate, runs of both models interleaved",
         "host": host_description(),
         "command": command,

@@ -52,11 +52,18 @@ def short_name(tensor: str) -> str:
     return "/".join(parts[1:3]) if len(parts) > 2 else first
 
 
-def _interpreter(path: Path) -> Any:
+def reference_interpreter(model: Path | bytes) -> Any:
+    """An interpreter on the reference kernels (no XNNPACK) that keeps every intermediate tensor readable;
+    `model` is a .tflite path or its content."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    source: dict[str, Any] = (
+        {"model_content": bytes(model)}
+        if isinstance(model, bytes | bytearray)
+        else {"model_path": str(model)}
+    )
     interpreter = Interpreter(
-        model_path=str(path),
+        **source,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
         experimental_preserve_all_tensors=True,
     )
@@ -64,11 +71,12 @@ def _interpreter(path: Path) -> Any:
     return interpreter
 
 
-def _compared_ops(interpreter: Any) -> list[dict[str, Any]]:
+def compared_ops(interpreter: Any) -> list[dict[str, Any]]:
     return [op for op in interpreter._get_ops_details() if op["op_name"] not in _SKIPPED_OPS]
 
 
-def _feed(interpreter: Any, crop: np.ndarray) -> None:
+def feed(interpreter: Any, crop: np.ndarray) -> None:
+    """Run one crop (H, W, C) float, quantised with the input's own scale when the input is integer."""
     detail = interpreter.get_input_details()[0]
     value = crop[np.newaxis].astype(np.float32)
     if np.dtype(detail["dtype"]) != np.float32:
@@ -79,8 +87,10 @@ def _feed(interpreter: Any, crop: np.ndarray) -> None:
     interpreter.invoke()
 
 
-def _read(interpreter: Any, tensor: int) -> np.ndarray:
-    detail = interpreter.get_tensor_details()[tensor]
+def read(interpreter: Any, tensor: int, details: list[dict[str, Any]] | None = None) -> np.ndarray:
+    """A tensor after the last `feed`, dequantised to float64 and flattened. `details` is the interpreter's
+    `get_tensor_details()`, which is slow to build, for callers reading many tensors."""
+    detail = (details or interpreter.get_tensor_details())[tensor]
     value = interpreter.get_tensor(tensor).astype(np.float64)
     if np.dtype(detail["dtype"]) != np.float32:
         scale, zero = detail["quantization"]
@@ -97,19 +107,20 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def layer_fidelity(float_path: Path, int8_path: Path, crops: np.ndarray) -> list[LayerFidelity]:
     """Accumulated float32-vs-int8 cosine at every op output, in execution order, averaged over `crops`."""
-    reference, quantised = _interpreter(Path(float_path)), _interpreter(Path(int8_path))
-    ops_f, ops_q = _compared_ops(reference), _compared_ops(quantised)
+    reference, quantised = reference_interpreter(Path(float_path)), reference_interpreter(Path(int8_path))
+    ops_f, ops_q = compared_ops(reference), compared_ops(quantised)
     if [o["op_name"] for o in ops_f] != [o["op_name"] for o in ops_q]:
         raise ExportError("layer fidelity: the float32 and int8 models do not have the same op sequence")
     outputs = [(int(f["outputs"][0]), int(q["outputs"][0])) for f, q in zip(ops_f, ops_q, strict=True)]
     cosines = np.zeros((len(crops), len(outputs)))
+    details_f, details_q = reference.get_tensor_details(), quantised.get_tensor_details()
     low, high = np.full(len(outputs), np.inf), np.full(len(outputs), -np.inf)
     for n, crop in enumerate(crops):
-        _feed(reference, crop)
-        _feed(quantised, crop)
+        feed(reference, crop)
+        feed(quantised, crop)
         for k, (tf, tq) in enumerate(outputs):
-            a = _read(reference, tf)
-            cosines[n, k] = _cosine(a, _read(quantised, tq))
+            a = read(reference, tf, details_f)
+            cosines[n, k] = _cosine(a, read(quantised, tq, details_q))
             low[k], high[k] = min(low[k], float(a.min())), max(high[k], float(a.max()))
     details = quantised.get_tensor_details()
     return [

@@ -73,11 +73,7 @@ def representative_dataset(calibration: np.ndarray) -> Callable[[], Iterator[lis
     return generate
 
 
-def convert_int8(model: Any, calibration: np.ndarray, out: Path) -> Path:
-    """Full-integer PTQ: int8 in/out, per-channel weights, BUILTINS_INT8 only; written to `out`.
-
-    `calibration` is (N, H, W, 3) float32, already normalised exactly as the device will feed the model.
-    """
+def _int8_converter(model: Any, calibration: np.ndarray) -> tf.lite.TFLiteConverter:
     expected = tuple(int(d) for d in model.inputs[0].shape[1:])
     if tuple(calibration.shape[1:]) != expected:
         raise ExportError(f"calibration crops have shape {calibration.shape[1:]}, model input is {expected}")
@@ -87,8 +83,43 @@ def convert_int8(model: Any, calibration: np.ndarray, out: Path) -> Path:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    return converter
+
+
+def calibrate(model: Any, calibration: np.ndarray) -> bytes:
+    """The converter's calibration step alone: the float model with every activation tensor's min and max
+    over the calibration crops recorded in it (TF's `_experimental_calibrate_only`), not yet quantised."""
+    converter = _int8_converter(model, calibration)
+    converter._experimental_calibrate_only = True
+    return _convert(converter)
+
+
+def quantize_calibrated(calibrated: bytes) -> bytes:
+    """The converter's quantisation step on a calibrated model, as `convert_int8` runs it (the MLIR quantiser
+    with per-channel weights and int8 input/output, then equal read-only buffers merged). TF's private entry
+    points; `tests/test_export_int8_tuning.py` checks that the result equals the one-call conversion."""
+    from tensorflow.lite.python import lite
+
+    content = lite._mlir_quantize(calibrated, False, input_data_type=tf.int8, output_data_type=tf.int8)
+    return bytes(lite._deduplicate_readonly_buffers(content))
+
+
+def convert_int8(
+    model: Any, calibration: np.ndarray, out: Path, *, adjust_ranges: Callable[[bytes], bytes] | None = None
+) -> Path:
+    """Full-integer PTQ: int8 in/out, per-channel weights, BUILTINS_INT8 only; written to `out`.
+
+    `calibration` is (N, H, W, 3) float32, already normalised exactly as the device will feed the model.
+    `adjust_ranges`, if given, rewrites the calibrated model's recorded activation ranges (`ranges.clip_ranges`)
+    between the converter's calibration and quantisation steps.
+    """
     try:
-        content = _convert(converter)
+        if adjust_ranges is None:
+            content = _convert(_int8_converter(model, calibration))
+        else:
+            content = quantize_calibrated(adjust_ranges(calibrate(model, calibration)))
+    except ExportError:
+        raise
     except Exception as exc:  # ConverterError, ValueError, RuntimeError depending on the stage
         raise ExportError(
             f"int8 conversion of {model.name!r} failed (an op without an int8 kernel cannot fall back to "
