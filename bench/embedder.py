@@ -7,7 +7,7 @@ and a trained GhostFaceNet checkpoint (`--ghostfacenet-checkpoint`, default the 
 `edgeface-export` converts it, int8 beside float32.
 All runners are created first and timed round-robin (one block of invocations per runner per round), so the
 numbers are side by side under the same machine load. Time per face includes input quantisation and output
-dequantisation (`edgeface.runtime.TFLiteModel.run`), as on the device.
+dequantisation (`edgeface.vision.runtime.TFLiteModel.run`), as on the device.
 
     python bench/embedder.py --quick                         # CI smoke, ~1 min (export dominates)
     python bench/embedder.py --out bench/results/embedder.json
@@ -152,11 +152,11 @@ def time_round_robin(
 ) -> dict[str, list[float]]:
     """ms per face for each config; runners timed in turn, `per_round` invocations each per round.
 
-    `runtime` picks the TFLite runtime by name (`edgeface.runtime`); None keeps its preference order.
+    `runtime` picks the TFLite runtime by name (`edgeface.vision.runtime`); None keeps its preference order.
     """
     import numpy as np
 
-    from edgeface.runtime import TFLiteModel
+    from edgeface.vision.runtime import TFLiteModel
 
     runners = {
         c.key: TFLiteModel(c.path, num_threads=c.threads, runtime=runtime, use_xnnpack=c.xnnpack)

@@ -1,7 +1,7 @@
 """Embedder ms/face under tflite-runtime vs ai-edge-litert, and an embedding cross-check between the two.
 
 tflite-runtime 2.14 (the only runtime on 32-bit Raspberry Pi OS) needs numpy<2, so it lives in its own venv
-outside the repository; it needs nothing else (`edgeface.runtime` imports only numpy). To reproduce:
+outside the repository; it needs nothing else (`edgeface.vision.runtime` imports only numpy). To reproduce:
 
     python3 -m venv /tmp/tflrt
     /tmp/tflrt/bin/pip install "numpy<2" "tflite-runtime==2.14.0"
@@ -15,7 +15,7 @@ thread count: with 1- and 2-thread tflite-runtime interpreters alive together it
 slower here, an artefact of co-resident thread pools, not of the runtime), then runs this same file under the venv interpreter (`--worker`) to time the same configs
 under tflite-runtime; the passes alternate `--passes` times so both runtimes see the same machine load.
 Both embed the same real faces (central crops of /work/shared/data/faces5 photos, normalised per the model
-card) through `edgeface.runtime.TFLiteModel`, and the per-face cosine between the runtimes is reported
+card) through `edgeface.vision.runtime.TFLiteModel`, and the per-face cosine between the runtimes is reported
 (pass: built-in kernels agree to >= 0.9999; with XNNPACK, at least as well as ai-edge-litert's own XNNPACK
 and built-in kernels agree with each other, since tflite-runtime 2.14 does not delegate the int8 model).
 """
@@ -72,7 +72,7 @@ def embed(path: Path, faces: Any, runtime: str, use_xnnpack: bool) -> Any:
     """(n, d) embeddings, one face per invocation (batch 1, as on the device)."""
     import numpy as np
 
-    from edgeface.runtime import TFLiteModel
+    from edgeface.vision.runtime import TFLiteModel
 
     with TFLiteModel(path, num_threads=1, runtime=runtime, use_xnnpack=use_xnnpack) as model:
         if model.runtime_name != runtime:
@@ -101,7 +101,7 @@ def run_side(spec: dict[str, Any], runtime: str, work: Path, tag: str) -> dict[s
 
 def xnnpack_partitions(spec: dict[str, Any], runtime: str) -> dict[str, int]:
     """XNNPACK partitions per model under `runtime`'s default delegate (0 = the model runs on builtin kernels)."""
-    from edgeface.runtime import load_interpreter_class
+    from edgeface.vision.runtime import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class(runtime)
     out = {}

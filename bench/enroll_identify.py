@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from _common import emit, percentiles
 
-from edgeface.photos import identity_folders
+from edgeface.vision.photos import identity_folders
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces5"
 EDGEFACE = [str(Path(sys.executable).with_name("edgeface"))]  # the console script beside this interpreter

@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from _common import emit, percentiles
 
-from edgeface.align import align_face
 from edgeface.config import parse_config
-from edgeface.faces import CascadeDetector, FaceEncoder
-from edgeface.parts import build_encoder
-from edgeface.photos import identity_folders, read_image
+from edgeface.daemon.parts import build_encoder
 from edgeface.types import Detection
+from edgeface.vision.align import align_face
+from edgeface.vision.encoder import CascadeDetector, FaceEncoder
+from edgeface.vision.photos import identity_folders, read_image
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces5"
 

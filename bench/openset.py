@@ -23,9 +23,10 @@ from _common import emit, package_version
 from peer_face_recognition import encode_photo, import_peer
 
 from edgeface.config import parse_config
-from edgeface.parts import build_encoder
-from edgeface.photos import identity_folders, read_image
+from edgeface.daemon.parts import build_encoder
+from edgeface.identity.decision import CardDecision
 from edgeface.server.openset import nearest_photo_open_set, open_set
+from edgeface.vision.photos import identity_folders, read_image
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces5"
 PEER_TOLERANCE = 0.6
@@ -57,7 +58,7 @@ def main() -> None:
     edgeface = np.stack([ours[i] for i in rows])
     peer = np.stack([theirs[i] for i in rows]).astype(np.float64)
     seeds = range(args.seeds)
-    card = encoder.embedder.card.decision
+    card = CardDecision.of_card(encoder.embedder.card)
     results = {
         "photos": len(paths),
         "used": int(both.sum()),

@@ -195,7 +195,7 @@ def edgeface_encoder() -> Any:
     full-range without pad retry, face-mesh refinement, alignment, int8 embedder with flip averaging), with
     1 TFLite thread."""
     from edgeface.config import parse_config
-    from edgeface.parts import build_encoder
+    from edgeface.daemon.parts import build_encoder
 
     return build_encoder(parse_config({"embedder": {"num_threads": 1}}))
 

@@ -25,16 +25,16 @@ from _common import emit, percentiles
 
 from edgeface.camera.emulated import EmulatedSource
 from edgeface.camera.scene import Actor, SceneSpec, locate_faces
-from edgeface.daemon import Daemon
-from edgeface.daemon_setup import decision_settings
-from edgeface.demo import demo_config, enroll
-from edgeface.faces import Detects
-from edgeface.gallery import GalleryStore
-from edgeface.localbroker import local_broker
-from edgeface.parts import Parts, build_encoder, build_parts
-from edgeface.photos import identity_folders
-from edgeface.recognize import Recognizer
-from edgeface.scenario import build_scenario
+from edgeface.daemon.parts import Parts, build_encoder, build_parts
+from edgeface.daemon.service import Daemon
+from edgeface.daemon.startup import decision_settings
+from edgeface.demo.localbroker import local_broker
+from edgeface.demo.runner import demo_config, enroll
+from edgeface.demo.scenario import build_scenario
+from edgeface.identity.gallery import GalleryStore
+from edgeface.pipeline.recognize import Recognizer
+from edgeface.vision.encoder import Detects
+from edgeface.vision.photos import identity_folders
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces5"
 SLOTS = {0: (), 1: (0.5,), 3: (0.2, 0.5, 0.8)}

@@ -29,7 +29,7 @@ MODEL = "ab" * 32
 def make_gallery(n: int, dim: int, seed: int, start: int = 0, version: int = 1):
     import numpy as np
 
-    from edgeface.gallery import Gallery
+    from edgeface.identity.gallery import Gallery
 
     rng = np.random.default_rng(seed)
     vectors = rng.standard_normal((n, dim), dtype=np.float32)
@@ -44,7 +44,7 @@ def churn(gallery, fraction: float, seed: int):
     """Remove half of `fraction` of the identities and add as many new ones."""
     import numpy as np
 
-    from edgeface.gallery import Gallery
+    from edgeface.identity.gallery import Gallery
 
     k = max(2, round(len(gallery) * fraction))
     gone = set(gallery.ids[: k // 2])
@@ -88,7 +88,7 @@ class Recognizer(threading.Thread):
 
 def apply_once(bundle: bytes, store, holder, running, key):
     """The device's apply path, stage by stage; returns (gallery, seconds per stage)."""
-    from edgeface.index import GalleryIndex
+    from edgeface.identity.index import GalleryIndex
     from edgeface.sync.apply import DevicePolicy, check_device, commit, materialise
     from edgeface.sync.bundle import check_signature, unpack_bundle, verify_payload
     from edgeface.sync.manifest import parse_manifest
@@ -151,8 +151,8 @@ def baseline(holder, fps: float, seconds: float, queries) -> dict:
 
 
 def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> dict:
-    from edgeface.gallery import GalleryStore
-    from edgeface.index import GalleryIndex, IndexHolder
+    from edgeface.identity.gallery import GalleryStore
+    from edgeface.identity.index import GalleryIndex, IndexHolder
     from edgeface.server.build import build_bundle
 
     base = make_gallery(n, dim, seed=n + dim)

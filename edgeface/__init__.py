@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from edgeface.version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -20,15 +20,15 @@ _EXPORTS: dict[str, str] = {
     "MatchDecision": "edgeface.types",
     "SearchHit": "edgeface.types",
     "Track": "edgeface.types",
-    "Event": "edgeface.events",
+    "Event": "edgeface.pipeline.events",
     "FrameSource": "edgeface.camera.base",
     "CameraStatus": "edgeface.camera.base",
-    "Gallery": "edgeface.gallery",
-    "GalleryStore": "edgeface.gallery",
-    "Decision": "edgeface.recognize",
-    "Recognizer": "edgeface.recognize",
-    "Parts": "edgeface.parts",
-    "build_parts": "edgeface.parts",
+    "Gallery": "edgeface.identity.gallery",
+    "GalleryStore": "edgeface.identity.gallery",
+    "Decision": "edgeface.pipeline.recognize",
+    "Recognizer": "edgeface.pipeline.recognize",
+    "Parts": "edgeface.daemon.parts",
+    "build_parts": "edgeface.daemon.parts",
     "Config": "edgeface.config",
     "load_config": "edgeface.config",
     "EdgefaceError": "edgeface.errors",
@@ -72,6 +72,7 @@ __all__ = [
 if TYPE_CHECKING:
     from edgeface.camera.base import CameraStatus, FrameSource
     from edgeface.config import Config, load_config
+    from edgeface.daemon.parts import Parts, build_parts
     from edgeface.errors import (
         BundleError,
         ConfigError,
@@ -81,10 +82,9 @@ if TYPE_CHECKING:
         ModelError,
         NoFaceError,
     )
-    from edgeface.events import Event
-    from edgeface.gallery import Gallery, GalleryStore
-    from edgeface.parts import Parts, build_parts
-    from edgeface.recognize import Decision, Recognizer
+    from edgeface.identity.gallery import Gallery, GalleryStore
+    from edgeface.pipeline.events import Event
+    from edgeface.pipeline.recognize import Decision, Recognizer
     from edgeface.types import Detection, Frame, Identity, Match, MatchDecision, SearchHit, Track
 
 

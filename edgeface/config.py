@@ -2,7 +2,7 @@
 
 Each section parses straight into the type its stage uses (`[camera]` into `CameraSpec`, `[mqtt]` into
 `MqttSettings`, `[quality]` into `QualitySettings`), whose fields declare their defaults and limits once
-(`edgeface.fields`). Unknown keys are errors; every error names the full key path. Importing this module
+(`edgeface.util.fields`). Unknown keys are errors; every error names the full key path. Importing this module
 pulls in no cv2, hnswlib or paho.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 
 from edgeface.camera.spec import CameraSpec
 from edgeface.errors import ConfigError
-from edgeface.fields import bounded, check_fields, finite, settable, shown
-from edgeface.logsafe import printable
 from edgeface.mqtt.settings import MqttSettings
-from edgeface.quality_settings import QualitySettings
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
+from edgeface.util.fields import bounded, check_fields, finite, settable, shown
+from edgeface.util.logsafe import printable
+from edgeface.vision.quality_settings import QualitySettings
 
 DEFAULT_PATH = Path("/etc/edgeface/edgeface.toml")
 DEFAULT_DEVICE_ID = "door-1"

@@ -97,7 +97,7 @@ def write_licenses() -> None:
 
 def check_cards() -> None:
     sys.path.insert(0, str(MODELS.parent))
-    from edgeface.modelcard import load_card
+    from edgeface.vision.modelcard import load_card
 
     for card_path in sorted(MODELS.glob("*.json")):
         card = load_card(card_path)
@@ -166,7 +166,7 @@ def verify_embedder() -> None:
     _import_tools()
     from edgeface_tools.export import calibration, fidelity
 
-    from edgeface.modelcard import load_card
+    from edgeface.vision.modelcard import load_card
 
     card = load_card(MODELS / f"{EMBEDDER_NAME}.int8.json")
     card.verify_file()
@@ -208,8 +208,8 @@ def write_card_prior() -> None:
     from edgeface_tools.card_decision import card_decision
 
     from edgeface.config import parse_config
-    from edgeface.modelcard import write_card
-    from edgeface.parts import build_encoder
+    from edgeface.daemon.parts import build_encoder
+    from edgeface.vision.modelcard import write_card
 
     missing = [str(p) for p in POPULATIONS if not p.is_dir()]
     if missing:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.localbroker import free_port, start_mosquitto
+from edgeface.demo.localbroker import free_port, start_mosquitto
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"

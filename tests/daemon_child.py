@@ -12,10 +12,10 @@ from pathlib import Path
 
 from edgeface.camera.emulated import EmulatedSource
 from edgeface.config import parse_config
-from edgeface.daemon import Daemon
-from edgeface.detect import FaceDetector
-from edgeface.paths import default_models_dir
-from edgeface.scenario import build_scenario
+from edgeface.daemon.service import Daemon
+from edgeface.demo.scenario import build_scenario
+from edgeface.util.paths import default_models_dir
+from edgeface.vision.detect import FaceDetector
 
 
 def main() -> int:

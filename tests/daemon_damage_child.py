@@ -12,10 +12,10 @@ from pathlib import Path
 
 from edgeface.camera.emulated import EmulatedSource
 from edgeface.config import load_config
-from edgeface.daemon import Daemon
-from edgeface.detect import FaceDetector
-from edgeface.paths import default_models_dir
-from edgeface.scenario import build_scenario
+from edgeface.daemon.service import Daemon
+from edgeface.demo.scenario import build_scenario
+from edgeface.util.paths import default_models_dir
+from edgeface.vision.detect import FaceDetector
 
 VISIT_S, GAP_S = 1.6, 0.4  # short visits: every enrolled person comes back within ~10 s
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.index import GalleryIndex, IndexHolder
 from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
 from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key, sign
 from edgeface.sync.bundle import Bundle

@@ -135,8 +135,8 @@ def test_sync_quick_prints_design_json() -> None:
 def test_edgeface_eval_uses_the_same_split_as_the_peers(faces5: Path) -> None:
     import numpy as np
 
-    from edgeface.photos import identity_folders
     from edgeface.server.evaluation import split_80_20 as edgeface_split
+    from edgeface.vision.photos import identity_folders
 
     folders = identity_folders(faces5)
     paths = [p for name in sorted(folders) for p in folders[name]]

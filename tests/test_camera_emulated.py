@@ -12,7 +12,7 @@ import pytest
 from edgeface.camera import CameraSpec, EndOfStream, open_source
 from edgeface.camera.emulated import EmulatedSource
 from edgeface.camera.scene import Actor, ActorPhoto, Occluder, Scene, SceneSpec, locate_faces, walk_in_scene
-from edgeface.photos import read_image
+from edgeface.vision.photos import read_image
 
 
 def _iou(a, b) -> float:
@@ -23,7 +23,7 @@ def _iou(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def detector(models_dir: Path):
-    from edgeface.detect import FaceDetector
+    from edgeface.vision.detect import FaceDetector
 
     instance = FaceDetector(models_dir)
     yield instance

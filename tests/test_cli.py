@@ -84,7 +84,7 @@ def test_identify_unreadable_image_and_empty_gallery(tmp_path, enrolled, capsys)
 
 
 def test_empty_gallery_is_a_clear_error(tmp_path, enrolled, faces5, capsys) -> None:
-    from edgeface.gallery import GalleryStore
+    from edgeface.identity.gallery import GalleryStore
 
     store = GalleryStore(enrolled)
     emptied = store.load().remove({"baejun", "chipu"})

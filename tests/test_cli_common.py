@@ -1,6 +1,6 @@
 """The options every photo verb shares (edgeface/cli/common.py), parsed by the real `edgeface` parser.
 
-`test_cli.py` and `test_photos.py` run the verbs; here: which values the shared options accept, and the config
+`test_cli.py` and `test_vision_photos.py` run the verbs; here: which values the shared options accept, and the config
 they turn into, which must be the daemon's own (same parser, same defaults) unless an option says otherwise.
 """
 
@@ -13,8 +13,8 @@ import pytest
 from edgeface.cli import build_parser
 from edgeface.cli.common import load_encoder, photo_config
 from edgeface.config import parse_config
-from edgeface.detect import FaceDetector
-from edgeface.faces import CascadeDetector
+from edgeface.vision.detect import FaceDetector
+from edgeface.vision.encoder import CascadeDetector
 
 
 def parse(*argv: str):

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.cli import main
-from edgeface.embed import Embedder
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.localbroker import free_port
+from edgeface.demo.localbroker import free_port
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.vision.embed import Embedder
 from tests.conftest import Broker
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgeface.cli import main
-from edgeface.modelcard import load_card
+from edgeface.vision.modelcard import load_card
 
 PEOPLE = ("baejun", "chipu", "khanh")
 CARD = "facerec128.int8.json"

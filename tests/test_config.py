@@ -52,7 +52,7 @@ def test_bad_config_names_the_key(raw: dict, message: str) -> None:
 def test_sections_parse_into_the_types_their_stages_use(tmp_path) -> None:
     from edgeface.camera.spec import CameraSpec
     from edgeface.mqtt.settings import MqttSettings, TlsSettings
-    from edgeface.quality_settings import QualitySettings
+    from edgeface.vision.quality_settings import QualitySettings
 
     config = parse_config(
         {
@@ -94,7 +94,7 @@ def test_limits_are_the_same_in_the_file_and_in_code() -> None:
     """One set of limits: a value the file may not hold is refused by the type too, with the same message."""
     from edgeface.camera.spec import CameraSpec
     from edgeface.mqtt.settings import MqttSettings
-    from edgeface.quality_settings import QualitySettings
+    from edgeface.vision.quality_settings import QualitySettings
 
     cases = [
         ("camera", {"kind": "picamera2", "width": 9000}, lambda: CameraSpec(kind="picamera2", width=9000)),

@@ -11,9 +11,9 @@ import paho.mqtt.client as mqtt
 from edgeface.camera import CameraSpec, open_source
 from edgeface.camera.standins import EmulatedDevice
 from edgeface.config import parse_config
-from edgeface.daemon import Daemon
-from edgeface.detect import FaceDetector
-from edgeface.scenario import build_scenario
+from edgeface.daemon.service import Daemon
+from edgeface.demo.scenario import build_scenario
+from edgeface.vision.detect import FaceDetector
 from tests.event_schema import validate
 
 

@@ -22,17 +22,17 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeface.detect import FaceDetector
-from edgeface.embed import Embedder
-from edgeface.faces import FaceEncoder
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.landmarks import LandmarkRefiner
+from edgeface.demo.scenario import build_scenario
+from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.mqtt.spool import Spool
-from edgeface.photos import read_image
-from edgeface.scenario import build_scenario
 from edgeface.server.build import build_bundle
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
+from edgeface.vision.detect import FaceDetector
+from edgeface.vision.embed import Embedder
+from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.landmarks import LandmarkRefiner
+from edgeface.vision.photos import read_image
 from tests.event_schema import validate
 from tests.factories import FLEET, make_keys, raw_publish
 from tests.test_spool_damage import damage_page

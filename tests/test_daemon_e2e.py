@@ -20,13 +20,14 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeface.detect import FaceDetector
-from edgeface.embed import Embedder
-from edgeface.faces import FaceEncoder
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.landmarks import LandmarkRefiner
-from edgeface.photos import read_image
-from edgeface.scenario import Scenario, build_scenario
+from edgeface.demo.scenario import Scenario, build_scenario
+from edgeface.identity.decision import CardDecision
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.vision.detect import FaceDetector
+from edgeface.vision.embed import Embedder
+from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.landmarks import LandmarkRefiner
+from edgeface.vision.photos import read_image
 from tests.event_schema import validate
 
 CHILD = Path(__file__).with_name("daemon_child.py")
@@ -46,7 +47,7 @@ def scenario_state(tmp_path_factory, faces5, models_dir) -> tuple[Scenario, Path
         embeddings = np.stack([encoder.encode_largest(read_image(p), str(p)).embedding for p in photos])
         gallery = gallery.enroll(identity, identity, embeddings)
     gallery = gallery.with_version(1).calibrated_with_card(
-        0.01, encoder.embedder.card.decision
+        0.01, CardDecision.of_card(encoder.embedder.card)
     )  # as `enroll`
     assert gallery.calibration is not None
     template = tmp_path_factory.mktemp("state-template")

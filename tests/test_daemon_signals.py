@@ -19,7 +19,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edgeface.gallery import GalleryStore
+from edgeface.identity.gallery import GalleryStore
 from edgeface.mqtt.spool import Spool
 from edgeface.mqtt.topics import EVENTS, DeviceTopics, every_device
 from tests.conftest import Broker

@@ -20,18 +20,18 @@ from edgeface.camera.base import CameraError, EndOfStream
 from edgeface.camera.replay import ReplaySource
 from edgeface.cli import main
 from edgeface.config import load_config, parse_config
+from edgeface.daemon.parts import check_gallery
 from edgeface.errors import ConfigError, GalleryError, ImageError
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.gallery_recovery import SET_ASIDE_DIR, recover_gallery
-from edgeface.imagesize import header_size
-from edgeface.parts import check_gallery
-from edgeface.photos import read_image
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.recovery import SET_ASIDE_DIR, recover_gallery
 from edgeface.server.build import build_bundle
 from edgeface.sync.apply import DevicePolicy, apply_payload
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import parse_manifest
+from edgeface.util.imagesize import header_size
+from edgeface.vision.photos import read_image
 from tests.factories import (
     FLEET,
     MODEL,
@@ -116,7 +116,7 @@ def test_recovery_without_repair_changes_nothing_and_no_usable_version_is_report
 def test_doctor_names_the_damaged_version_and_the_fallback_without_touching_it(
     tmp_path: Path, models_dir: Path, capsys
 ) -> None:
-    from edgeface.embed import Embedder
+    from edgeface.vision.embed import Embedder
 
     embedder = Embedder(models_dir / "facerec128.int8.json")
     try:
@@ -208,8 +208,8 @@ def test_bad_fleet_device_id_and_bounds_are_one_line_config_errors(raw: dict, ke
 
 
 def test_max_version_jump_reaches_the_sync_client(tmp_path: Path) -> None:
-    from edgeface.daemon_setup import start_sync
-    from edgeface.index import GalleryIndex, IndexHolder, IndexSettings
+    from edgeface.daemon.startup import start_sync
+    from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
     from edgeface.mqtt.client import MqttPublisher
     from edgeface.mqtt.payloads import StatusInfo
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.detect import FaceDetector
-from edgeface.embed import Embedder
-from edgeface.faces import FaceEncoder
-from edgeface.landmarks import LandmarkRefiner
-from edgeface.modelcard import load_card
-from edgeface.photos import read_image
-from edgeface.runtime import TFLiteModel
+from edgeface.vision.detect import FaceDetector
+from edgeface.vision.embed import Embedder
+from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.landmarks import LandmarkRefiner
+from edgeface.vision.modelcard import load_card
+from edgeface.vision.photos import read_image
+from edgeface.vision.runtime import TFLiteModel
 
 pytestmark = pytest.mark.export
 

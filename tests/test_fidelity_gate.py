@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeface.modelcard import load_card
-from edgeface.runtime import TFLiteModel
+from edgeface.vision.modelcard import load_card
+from edgeface.vision.runtime import TFLiteModel
 
 pytestmark = pytest.mark.export
 

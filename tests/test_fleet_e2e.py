@@ -16,9 +16,9 @@ import paho.mqtt.client as mqtt
 from edgeface.camera.emulated import EmulatedSource
 from edgeface.cli import main
 from edgeface.config import parse_config
-from edgeface.daemon import Daemon
-from edgeface.detect import FaceDetector
-from edgeface.scenario import build_scenario
+from edgeface.daemon.service import Daemon
+from edgeface.demo.scenario import build_scenario
+from edgeface.vision.detect import FaceDetector
 from tests.event_schema import validate
 
 

@@ -3,11 +3,11 @@ import os
 import numpy as np
 import pytest
 
-from edgeface.embed import l2_normalize
 from edgeface.errors import GalleryError
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.index import GalleryIndex, IndexHolder, IndexSettings
-from edgeface.match import Matcher, MatchSettings
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.identity.match import Matcher, MatchSettings
+from edgeface.util.vectors import l2_normalize
 
 SHA = "ab" * 32
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeface.runtime import TFLiteModel
+from edgeface.vision.runtime import TFLiteModel
 
 pytestmark = pytest.mark.export
 

@@ -31,7 +31,7 @@ def test_import_does_no_work() -> None:
 
 
 def test_exported_types_are_the_modules_own() -> None:
-    from edgeface.events import Event
+    from edgeface.pipeline.events import Event
     from edgeface.types import Match
 
     assert edgeface.Event is Event and edgeface.Match is Match

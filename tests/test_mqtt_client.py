@@ -19,7 +19,6 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edgeface.events import Event, recognition_event
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.payloads import (
     StageLatency,
@@ -28,6 +27,7 @@ from edgeface.mqtt.payloads import (
     metrics_payload,
 )
 from edgeface.mqtt.settings import MqttSettings
+from edgeface.pipeline.events import Event, recognition_event
 from edgeface.types import Identity, Match
 from tests.conftest import Broker, free_port, make_broker
 from tests.event_schema import validate

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
-from edgeface.events import recognition_event
 from edgeface.mqtt.discovery import last_person_config
 from edgeface.mqtt.payloads import StatusInfo, status_payload
 from edgeface.mqtt.topics import DeviceTopics
+from edgeface.pipeline.events import recognition_event
 from edgeface.types import Identity, Match
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import jsonschema
 import pytest
 
-from edgeface.events import recognition_event
 from edgeface.mqtt.discovery import last_person_config
 from edgeface.mqtt.payloads import (
     StageLatency,
@@ -20,6 +19,7 @@ from edgeface.mqtt.payloads import (
     status_payload,
 )
 from edgeface.mqtt.topics import DeviceTopics
+from edgeface.pipeline.events import recognition_event
 from edgeface.types import Identity, Match
 from tests.event_schema import validate
 

@@ -1,6 +1,6 @@
 """The per-frame recognizer's rules with scripted detections and embeddings (no models): when it decides, on
 what, and how its settings, the quality gate, the lores stream and reconfigure() change that. The same
-recognizer on emulated video with the real models is in test_recognize.py."""
+recognizer on emulated video with the real models is in test_pipeline_recognize.py."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgeface.index import GalleryIndex, IndexHolder
-from edgeface.match import Matcher, MatchSettings
-from edgeface.quality_settings import QualitySettings
-from edgeface.recognize import DecisionSettings, Recognizer
+from edgeface.identity.index import GalleryIndex, IndexHolder
+from edgeface.identity.match import Matcher, MatchSettings
+from edgeface.pipeline.recognize import DecisionSettings, Recognizer
 from edgeface.types import Detection, Frame
+from edgeface.vision.quality_settings import QualitySettings
 from tests.factories import make_detection, make_gallery, unit_vectors
 from tests.test_quality import textured
 

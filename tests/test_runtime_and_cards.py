@@ -4,10 +4,10 @@ import shutil
 import numpy as np
 import pytest
 
-from edgeface.embed import Embedder
 from edgeface.errors import ModelError
-from edgeface.modelcard import load_card, sha256_file
-from edgeface.runtime import TFLiteModel, dequantize, quantize
+from edgeface.vision.embed import Embedder
+from edgeface.vision.modelcard import load_card, sha256_file
+from edgeface.vision.runtime import TFLiteModel, dequantize, quantize
 
 
 def test_quantize_round_trip_uses_tensor_scale_and_zero_point() -> None:

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from edgeface.decision import CardDecision
+from edgeface.identity.decision import CardDecision
 from edgeface.server.openset import open_set, open_set_split, rates
 from tests.conftest import MODELS
 from tests.factories import unit_vectors

@@ -18,8 +18,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edgeface.cli import main
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.index import GalleryIndex, IndexHolder
 from edgeface.server.build import build_bundle
 from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.mqtt import BrokerOptions, PahoTransport, make_client

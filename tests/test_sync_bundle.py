@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeface.gallery import Gallery, npy_bytes
+from edgeface.identity.gallery import Gallery, npy_bytes
 from edgeface.server.build import build_bundle
 from edgeface.server.delta import compute_delta
 from edgeface.server.signing import sign
@@ -103,7 +103,7 @@ def test_manifest_that_is_not_an_object(keys: Keys) -> None:
 
 
 def _with_payload(keys: Keys, identities: bytes, vectors: bytes, count: int, dim: int = 128) -> Bundle:
-    from edgeface.gallery import sha256_bytes
+    from edgeface.identity.gallery import sha256_bytes
 
     parts = _parts(keys)
     changes = {

@@ -12,7 +12,7 @@ import pytest
 
 from edgeface.cli import build_parser, main
 from edgeface.cli.common import load_encoder
-from edgeface.gallery import GalleryStore
+from edgeface.identity.gallery import GalleryStore
 from edgeface.server.build import build_bundle
 from edgeface.server.signing import load_private_key
 from edgeface.sync.bundle import read_bundle, verify_bundle

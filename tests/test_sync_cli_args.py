@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeface.cli import main
-from edgeface.gallery import GalleryStore, sha256_bytes
+from edgeface.identity.gallery import GalleryStore, sha256_bytes
 from edgeface.server.build import build_bundle
 from edgeface.server.signing import load_private_key, sign
 from edgeface.sync import valid_fleet

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.gallery import GalleryStore, npy_bytes, sha256_bytes
-from edgeface.index import GalleryIndex
+from edgeface.identity.gallery import GalleryStore, npy_bytes, sha256_bytes
+from edgeface.identity.index import GalleryIndex
 from tests.factories import FLEET, MODEL, make_gallery, make_keys
 
 KILLS = 50

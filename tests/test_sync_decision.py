@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edgeface.calibration import Calibration
+from edgeface.identity.calibration import Calibration
 from edgeface.sync.decision import (
     CALIBRATION_METHOD,
     MAX_COUNT,

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeface.gallery import sha256_bytes
+from edgeface.identity.gallery import sha256_bytes
 from edgeface.server.build import build_bundle
 from edgeface.server.signing import Ed25519PrivateKey
 from edgeface.sync.bundle import pack_payload, split_payload, unpack_bundle, verify_payload

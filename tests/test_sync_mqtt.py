@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeface.errors import BundleError
-from edgeface.gallery import GalleryStore
+from edgeface.identity.gallery import GalleryStore
 from edgeface.server.build import build_bundle
 from edgeface.server.publish import publish
 from edgeface.sync.bundle import unpack_bundle

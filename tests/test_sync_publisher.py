@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.index import GalleryIndex, IndexHolder
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.index import GalleryIndex, IndexHolder
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.server.build import build_bundle
 from edgeface.server.publish import publish

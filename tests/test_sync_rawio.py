@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeface.gallery import npy_bytes
+from edgeface.identity.gallery import npy_bytes
 from edgeface.sync.errors import Rejected
 from edgeface.sync.rawio import ROW_BLOCK, check_unit_rows, encode_rows, npy_view, parse_rows, read_npy_f32
 from tests.factories import make_gallery, unit_vectors

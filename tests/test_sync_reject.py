@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.gallery import Gallery
+from edgeface.identity.gallery import Gallery
 from edgeface.server.build import build_bundle as _build_bundle
 from edgeface.server.signing import sign
 from edgeface.sync.bundle import Bundle, pack_payload, split_payload, unpack_bundle

@@ -163,7 +163,7 @@ try:
 except PermissionError:
     pass
 import cv2, hnswlib, paho.mqtt.client, sqlite3
-from edgeface.runtime import TFLiteModel
+from edgeface.vision.runtime import TFLiteModel
 for path in sys.argv[1:]:
     with TFLiteModel(path, num_threads=2, use_xnnpack=True) as model:
         outputs = model.run(np.random.default_rng(0).random(model.input_shape, dtype=np.float32))

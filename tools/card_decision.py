@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.calibration import identity_vectors, measure_shape
-from edgeface.faces import FaceEncoder
-from edgeface.photos import identity_folders, read_image
+from edgeface.identity.calibration import identity_vectors, measure_shape
+from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.photos import identity_folders, read_image
 
 
 def encode_population(encoder: FaceEncoder, root: Path) -> tuple[np.ndarray, np.ndarray]:

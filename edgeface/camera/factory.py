@@ -11,7 +11,7 @@ from edgeface.camera.reconnect import Backoff, ReconnectingSource
 from edgeface.camera.scene import ActorPhoto, SceneSpec, walk_in_scene
 from edgeface.camera.spec import CameraSpec
 from edgeface.errors import ImageError
-from edgeface.photos import identity_folders
+from edgeface.vision.photos import identity_folders
 
 log = logging.getLogger(__name__)
 

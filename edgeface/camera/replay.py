@@ -10,9 +10,9 @@ import numpy as np
 
 from edgeface.camera.base import CameraError, CameraStatus, EndOfStream, Pacer, SourceBase, Stamper
 from edgeface.errors import ImageError
-from edgeface.logsafe import printable
-from edgeface.photos import DEFAULT_MAX_MEGAPIXELS, image_files, max_pixels_of, read_image
 from edgeface.types import Frame
+from edgeface.util.logsafe import printable
+from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, image_files, max_pixels_of, read_image
 
 log = logging.getLogger(__name__)
 

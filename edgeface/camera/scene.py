@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from edgeface.errors import ConfigError, ImageError
-from edgeface.photos import read_image
 from edgeface.types import Detection
+from edgeface.vision.photos import read_image
 
 Box = tuple[float, float, float, float]  # (x, y, w, h) in pixels
 NOISE_FIELDS = 6
@@ -108,7 +108,7 @@ class _Cache:
 
 
 class FaceFinder(Protocol):
-    """Anything with `detect(bgr) -> list[Detection]`, e.g. `edgeface.detect.FaceDetector`."""
+    """Anything with `detect(bgr) -> list[Detection]`, e.g. `edgeface.vision.detect.FaceDetector`."""
 
     def detect(self, image: np.ndarray) -> list[Detection]: ...
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.errors import ConfigError
-from edgeface.fields import bounded, check_fields
-from edgeface.imagesize import DEFAULT_MAX_MEGAPIXELS
+from edgeface.util.fields import bounded, check_fields
+from edgeface.util.imagesize import DEFAULT_MAX_MEGAPIXELS
 
 KINDS = ("picamera2", "opencv", "replay", "emulated")
 

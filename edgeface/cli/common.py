@@ -1,4 +1,4 @@
-"""Options shared by the photo verbs, turned into a config for `edgeface.parts` (the one builder)."""
+"""Options shared by the photo verbs, turned into a config for `edgeface.daemon.parts` (the one builder)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeface.config import Config, parse_config
-from edgeface.paths import DEFAULT_EMBEDDER_CARD
-from edgeface.photos import DEFAULT_MAX_MEGAPIXELS
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
+from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS
 
 if TYPE_CHECKING:
-    from edgeface.faces import FaceEncoder
+    from edgeface.vision.encoder import FaceEncoder
 
 
 def target_fpir(text: str) -> float:
@@ -99,7 +99,7 @@ def photo_config(args: argparse.Namespace, gallery: Path | None = None) -> Confi
 
 
 def load_encoder(args: argparse.Namespace) -> FaceEncoder:
-    """The photo face path (detector cascade, refinement, flip averaging) built by `edgeface.parts`."""
-    from edgeface.parts import build_encoder
+    """The photo face path (detector cascade, refinement, flip averaging) built by `edgeface.daemon.parts`."""
+    from edgeface.daemon.parts import build_encoder
 
     return build_encoder(photo_config(args), photos=True)

@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeface.demo import run_demo
+    from edgeface.demo.runner import run_demo
 
     print(json.dumps(run_demo(args.faces, args.seconds, args.strangers)))
     return 0

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def check_models(config: Config, timeout: float) -> str:
-    from edgeface.parts import build_encoder
+    from edgeface.daemon.parts import build_encoder
 
     encoder = build_encoder(config)
     try:
@@ -37,8 +37,8 @@ def check_models(config: Config, timeout: float) -> str:
 
 
 def check_gallery(config: Config, timeout: float) -> str:
-    from edgeface.daemon_setup import stored_gallery_problems
-    from edgeface.parts import build_parts
+    from edgeface.daemon.parts import build_parts
+    from edgeface.daemon.startup import stored_gallery_problems
 
     problems = stored_gallery_problems(config)  # reads only: the daemon is the one that sets aside
     if problems:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.calibration import DEFAULT_TARGET_FPIR
 from edgeface.cli.common import add_model_options, load_encoder, target_fpir
 from edgeface.errors import EdgefaceError, GalleryError, ImageError
-from edgeface.faces import FaceEncoder
-from edgeface.gallery import Gallery, GalleryStore
-from edgeface.logsafe import printable
-from edgeface.photos import DEFAULT_MAX_MEGAPIXELS, identity_folders, max_pixels_of, read_image
+from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
+from edgeface.identity.decision import CardDecision
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.util.logsafe import printable
+from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, identity_folders, max_pixels_of, read_image
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         encoder.close()
     gallery = gallery.with_version(gallery.version + 1)
-    gallery = gallery.calibrated_with_card(args.target_fpir, encoder.embedder.card.decision)
+    gallery = gallery.calibrated_with_card(args.target_fpir, CardDecision.of_card(encoder.embedder.card))
     store.save(gallery)
     print(f"gallery {args.gallery}: {len(gallery)} identities, version {gallery.version}")
     print(calibration_line(gallery))

@@ -11,8 +11,9 @@ import numpy as np
 
 from edgeface.cli.common import add_model_options, load_encoder
 from edgeface.errors import EdgefaceError, ImageError
-from edgeface.modelcard import write_card
-from edgeface.photos import identity_folders, read_image
+from edgeface.identity.decision import CardDecision
+from edgeface.vision.modelcard import write_card
+from edgeface.vision.photos import identity_folders, read_image
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_roc(curves, args.plot, f"{encoder.embedder.card.name} on {args.folders.name}")
     if args.open_set:
-        report["open_set"] = open_set_report(data, encoder.embedder.card.decision, seeds)
+        report["open_set"] = open_set_report(data, CardDecision.of_card(encoder.embedder.card), seeds)
     if args.record:
         record_in_card(encoder.embedder.card.path, encoder.embedder.card.raw, report)
     print(json.dumps(report, indent=2) if args.json else summary(report))

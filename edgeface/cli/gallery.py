@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeface.calibration import DEFAULT_TARGET_FPIR
 from edgeface.errors import BundleError, EdgefaceError
-from edgeface.logsafe import printable
+from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
+from edgeface.identity.decision import CardDecision
+from edgeface.util.logsafe import printable
 
 if TYPE_CHECKING:
-    from edgeface.gallery import Gallery
+    from edgeface.identity.gallery import Gallery
     from edgeface.sync.signing import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,8 @@ def _keygen(args: argparse.Namespace) -> int:
 def _enroll_folders(root: Path, model_args: argparse.Namespace):
     from edgeface.cli.common import load_encoder
     from edgeface.cli.enroll import enroll_people
-    from edgeface.gallery import Gallery
-    from edgeface.photos import identity_folders, max_pixels_of
+    from edgeface.identity.gallery import Gallery
+    from edgeface.vision.photos import identity_folders, max_pixels_of
 
     people = {name: (name, files) for name, files in identity_folders(root).items()}
     encoder = load_encoder(model_args)
@@ -86,15 +87,15 @@ def _calibrated(gallery: Gallery, args: argparse.Namespace) -> Gallery:
     does; a source without enrolment photos (an applied bundle) keeps the calibration it came with."""
     from edgeface.cli.common import photo_config
     from edgeface.cli.enroll import calibration_line
-    from edgeface.modelcard import load_card
-    from edgeface.parts import models_dir
+    from edgeface.daemon.parts import models_dir
+    from edgeface.vision.modelcard import load_card
 
     if gallery.enrolment is None or not len(gallery.enrolment):
         log.info("%s", calibration_line(gallery))
         return gallery
     config = photo_config(args)
     card = load_card(models_dir(config) / config.embedder.card)
-    gallery = gallery.calibrated_with_card(args.target_fpir, card.decision)
+    gallery = gallery.calibrated_with_card(args.target_fpir, CardDecision.of_card(card))
     log.info("%s", calibration_line(gallery))
     return gallery
 

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from edgeface.cli.common import add_model_options, photo_config
+from edgeface.daemon.parts import Parts, build_parts
 from edgeface.errors import GalleryError, ImageError
-from edgeface.gallery import GalleryStore
-from edgeface.logsafe import printable
-from edgeface.parts import Parts, build_parts
-from edgeface.photos import DEFAULT_MAX_MEGAPIXELS, max_pixels_of, read_image
+from edgeface.identity.gallery import GalleryStore
+from edgeface.util.logsafe import printable
+from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, max_pixels_of, read_image
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeface.daemon import Daemon
+    from edgeface.daemon.service import Daemon
 
     daemon = Daemon(load_config(args.config), config_path=args.config)
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())

@@ -12,11 +12,11 @@ import logging
 import sys
 from pathlib import Path
 
-from edgeface import __version__
-from edgeface.events import Event
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.mqtt.settings import MqttSettings
+from edgeface.pipeline.events import Event
+from edgeface.version import __version__
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -26,8 +26,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeface.errors import EdgefaceError
-from edgeface.events import Event
-from edgeface.logsafe import printable
 from edgeface.mqtt import discovery, payloads
 from edgeface.mqtt.health import SpoolHealth
 from edgeface.mqtt.payloads import StatusInfo
@@ -35,6 +33,8 @@ from edgeface.mqtt.settings import MqttSettings, read_credentials
 from edgeface.mqtt.spool import Spool
 from edgeface.mqtt.tls import tls_context
 from edgeface.mqtt.topics import DeviceTopics
+from edgeface.pipeline.events import Event
+from edgeface.util.logsafe import printable
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from edgeface.mqtt.health import SpoolHealth
-from edgeface.timestamps import rfc3339
+from edgeface.util.timestamps import rfc3339
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.errors import ConfigError
-from edgeface.fields import bounded, check_fields
-from edgeface.logsafe import printable
 from edgeface.mqtt.topics import check_level, check_prefix
+from edgeface.util.fields import bounded, check_fields
+from edgeface.util.logsafe import printable
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ from types import TracebackType
 from typing import TypeVar
 
 from edgeface.errors import EdgefaceError
-from edgeface.logsafe import printable
 from edgeface.mqtt import spool_db
 from edgeface.mqtt.health import SpoolHealth
 from edgeface.mqtt.spool_db import Transaction, is_damage, is_disk_full
+from edgeface.util.logsafe import printable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.errors import BundleError
-from edgeface.gallery import Gallery, GalleryStore, content_fields, npy_bytes, read_gallery_dir, sha256_bytes
+from edgeface.identity.gallery import (
+    Gallery,
+    GalleryStore,
+    content_fields,
+    npy_bytes,
+    read_gallery_dir,
+    sha256_bytes,
+)
 from edgeface.server.delta import compute_delta
 from edgeface.server.signing import Ed25519PrivateKey, sign
 from edgeface.sync.bundle import (
@@ -31,7 +38,7 @@ from edgeface.sync.validate import (
     valid_lifetime_days,
     valid_version,
 )
-from edgeface.timestamps import rfc3339
+from edgeface.util.timestamps import rfc3339
 
 
 def gallery_hashes(gallery: Gallery) -> tuple[bytes, bytes]:

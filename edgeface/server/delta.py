@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeface.gallery import Gallery
+from edgeface.identity.gallery import Gallery
 from edgeface.sync.delta import Delta
 
 VECTOR_TOLERANCE = 1e-6

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeface.calibration import identity_vectors
+from edgeface.identity.calibration import identity_vectors
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from edgeface.calibration import DEFAULT_TARGET_FPIR, calibrate, identity_vectors
-from edgeface.decision import CardDecision, resolve_decision
+from edgeface.identity.calibration import DEFAULT_TARGET_FPIR, calibrate, identity_vectors
+from edgeface.identity.decision import CardDecision, resolve_decision
 
 
 def open_set_split(

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from edgeface.errors import BundleError
-from edgeface.logsafe import printable
 from edgeface.mqtt.topics import GALLERY_STATE, check_prefix, every_device, fleet_gallery, fleet_gallery_chunk
 from edgeface.sync.bundle import check_binding, unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
@@ -26,6 +25,7 @@ from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, parse_manifest
 from edgeface.sync.mqtt import BrokerOptions, make_client
 from edgeface.sync.validate import valid_fleet
+from edgeface.util.logsafe import printable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from edgeface.gallery import Gallery, GalleryStore, sha256_bytes
+from edgeface.identity.gallery import Gallery, GalleryStore, sha256_bytes
 from edgeface.sync.bundle import MAX_PAYLOAD, Rows, check_binding, rows_gallery, verify_payload
 from edgeface.sync.decision import calibration_of
 from edgeface.sync.delta import apply_delta, delta_of
@@ -25,7 +25,7 @@ from edgeface.sync.validate import (
     valid_fleet,
     valid_max_version_jump,
 )
-from edgeface.timestamps import rfc3339
+from edgeface.util.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 

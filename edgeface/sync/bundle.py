@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.gallery import Gallery, sha256_bytes
+from edgeface.identity.gallery import Gallery, sha256_bytes
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import (
     MAX_MANIFEST_BYTES,

@@ -25,7 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from edgeface.gallery import sha256_bytes
+from edgeface.identity.gallery import sha256_bytes
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import MAX_MANIFEST_BYTES, Manifest
 

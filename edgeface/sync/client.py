@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edgeface.errors import GalleryError
-from edgeface.gallery import Gallery, GalleryStore
+from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.mqtt.payloads import gallery_state_payload
 from edgeface.mqtt.topics import DeviceTopics, fleet_gallery, fleet_gallery_chunks, parse_fleet_gallery_chunk
 from edgeface.sync.apply import DevicePolicy, apply_payload, check_device, is_running, running_expired

@@ -11,8 +11,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from edgeface.calibration import Calibration
-from edgeface.logsafe import printable
+from edgeface.identity.calibration import Calibration
+from edgeface.util.logsafe import printable
 
 MAX_COUNT = 2**53 - 1
 _RANGES = {  # name: (low, high), both inclusive

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeface.gallery import Gallery
+from edgeface.identity.gallery import Gallery
 from edgeface.sync.bundle import Rows, rows_gallery
 from edgeface.sync.manifest import Manifest
 

@@ -7,7 +7,7 @@ here, once, so no log line or retained `gallery/state` can echo an attacker's me
 from __future__ import annotations
 
 from edgeface.errors import BundleError
-from edgeface.logsafe import printable
+from edgeface.util.logsafe import printable
 
 MAX_DETAIL = 240
 

@@ -10,8 +10,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from edgeface.gallery import Gallery
-from edgeface.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.identity.gallery import Gallery
+from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from edgeface.logsafe import is_printable_char, printable
+from edgeface.util.logsafe import is_printable_char, printable
 
 MAX_VERSION = 2**53 - 1  # JSON consumers that read numbers as doubles keep every version exact
 DEFAULT_MAX_VERSION_JUMP = 1_000_000

@@ -1,8 +1,8 @@
 """Real face crops for calibration and fidelity, made exactly as the device makes them at run time.
 
-Photos -> `edgeface.detect.FaceDetector` (largest face) -> `edgeface.landmarks.LandmarkRefiner` (face-mesh
-keypoints; on by default on the device, `embedder.refine_landmarks`) -> `edgeface.align.align_face` onto the
-model's template -> colour order of the card -> `InputSpec.normalize`, as `edgeface.faces.FaceEncoder`
+Photos -> `edgeface.vision.detect.FaceDetector` (largest face) -> `edgeface.vision.landmarks.LandmarkRefiner` (face-mesh
+keypoints; on by default on the device, `embedder.refine_landmarks`) -> `edgeface.vision.align.align_face` onto the
+model's template -> colour order of the card -> `InputSpec.normalize`, as `edgeface.vision.encoder.FaceEncoder`
 does. Calibrating on anything else (e.g. centre crops or another template) was measured to drop int8
 fidelity from 0.99 to 0.86.
 
@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 from edgeface_tools.export import ExportError
 
-from edgeface.align import align_face
-from edgeface.detect import FaceDetector
 from edgeface.errors import ImageError
-from edgeface.landmarks import LandmarkRefiner
-from edgeface.modelcard import AlignSpec, InputSpec
-from edgeface.photos import identity_folders, read_image
+from edgeface.vision.align import align_face
+from edgeface.vision.detect import FaceDetector
+from edgeface.vision.landmarks import LandmarkRefiner
+from edgeface.vision.modelcard import AlignSpec, InputSpec
+from edgeface.vision.photos import identity_folders, read_image
 
 log = logging.getLogger(__name__)
 

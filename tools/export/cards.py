@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeface.modelcard import CARD_FORMAT, AlignSpec, InputSpec, sha256_file, write_card
-from edgeface.runtime import TFLiteModel, load_interpreter_class
+from edgeface.vision.modelcard import CARD_FORMAT, AlignSpec, InputSpec, sha256_file, write_card
+from edgeface.vision.runtime import TFLiteModel, load_interpreter_class
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """How close the int8 model is to its float32 original, and how fast each runs, both through the device runtime.
 
-`measure` runs both models with `edgeface.runtime.TFLiteModel` (the code the device uses) on held-out real
+`measure` runs both models with `edgeface.vision.runtime.TFLiteModel` (the code the device uses) on held-out real
 crops; `gate` fails the export when the mean cosine is below the threshold.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from edgeface_tools.export import ExportError
 
-from edgeface.runtime import TFLiteModel
+from edgeface.vision.runtime import TFLiteModel
 
 log = logging.getLogger(__name__)
 

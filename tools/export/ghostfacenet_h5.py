@@ -39,7 +39,7 @@ _WIDTHS = tuple(round(0.1 + 0.01 * i, 2) for i in range(391))
 
 def checkpoint_identity(path: Path) -> dict[str, Any]:
     """Card `source` entries of a checkpoint file: name, size, sha256, and whether it is a published one."""
-    from edgeface.modelcard import sha256_file
+    from edgeface.vision.modelcard import sha256_file
 
     digest = sha256_file(path)
     known = OFFICIAL_CHECKPOINTS.get(digest)

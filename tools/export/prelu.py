@@ -105,7 +105,7 @@ def delegate_partitions(path: Path, num_threads: int = 1) -> int:
 
     Every op XNNPACK cannot run splits the graph; ai-edge-litert lists one DELEGATE node per partition.
     """
-    from edgeface.runtime import load_interpreter_class
+    from edgeface.vision.runtime import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class()
     interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)

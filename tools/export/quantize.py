@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from edgeface_tools.export import ExportError
 
-from edgeface.runtime import load_interpreter_class
+from edgeface.vision.runtime import load_interpreter_class
 
 log = logging.getLogger(__name__)
 

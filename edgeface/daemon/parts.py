@@ -1,0 +1,164 @@
+"""The one builder of parts: config -> detector, refiner, embedder, encoder, gallery, index, matcher, publisher.
+
+The daemon, `doctor`, the demo, the CLI verbs and the benchmarks all build here, so the face path and the
+decision rule exist once. Photos (`photos=True`) get the detector cascade that finds faces filling the frame;
+camera frames get the configured single detector.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from edgeface.config import Config
+from edgeface.errors import GalleryError
+from edgeface.identity.decision import CardDecision, DecisionRule, resolve_decision
+from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.identity.match import Matcher, MatchSettings
+from edgeface.util.paths import default_models_dir
+from edgeface.vision.detect import FaceDetector
+from edgeface.vision.embed import Embedder
+from edgeface.vision.encoder import CascadeDetector, FaceEncoder
+from edgeface.vision.landmarks import LandmarkRefiner
+
+if TYPE_CHECKING:
+    from edgeface.mqtt.client import MqttPublisher
+    from edgeface.mqtt.payloads import StatusInfo
+
+log = logging.getLogger(__name__)
+
+
+def models_dir(config: Config) -> Path:
+    return config.embedder.models_dir or default_models_dir()
+
+
+def build_encoder(config: Config, *, photos: bool = False) -> FaceEncoder:
+    """The face path. Photos: full- then short-range BlazeFace, each also on bordered copies."""
+    models = models_dir(config)
+    threads = config.embedder.num_threads
+    embedder = Embedder(models / config.embedder.card, num_threads=threads)
+    refiner = LandmarkRefiner(models, num_threads=threads) if config.embedder.refine_landmarks else None
+    detector: FaceDetector | CascadeDetector
+    if photos:
+        ranges = [config.detector.model, *(m for m in ("full", "short") if m != config.detector.model)]
+        detector = CascadeDetector(
+            [FaceDetector(models, m, threads, config.detector.min_score, pad_retry=False) for m in ranges]
+        )
+    else:
+        detector = FaceDetector(
+            models,
+            config.detector.model,
+            threads,
+            config.detector.min_score,
+            pad_retry=config.detector.pad_retry,
+        )
+    return FaceEncoder(detector, embedder, refiner, flip=config.embedder.flip)
+
+
+def index_settings(config: Config) -> IndexSettings:
+    g = config.gallery
+    return IndexSettings(kind=g.index, exact_below=g.exact_below, m=g.hnsw_m, ef=g.hnsw_ef)
+
+
+def decision_rule(config: Config, gallery: Gallery, embedder: Embedder) -> DecisionRule:
+    rule = resolve_decision(
+        threshold=config.match.threshold,
+        margin=config.match.margin,
+        calibration=gallery.calibration,
+        card=CardDecision.of_card(embedder.card),
+        identities=len(gallery),
+    )
+    if rule.source == "card" and len(gallery):
+        log.warning("threshold %.4f: %s", rule.threshold, rule.detail)
+    return rule
+
+
+class ModelIdentity(Protocol):
+    """What a gallery must fit: an `Embedder`, or a model card's sha256 and output dim."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+
+
+def check_gallery(gallery: Gallery, embedder: ModelIdentity, where: Path) -> Gallery:
+    """Refuse a gallery this embedder cannot search: another model, or vectors of another size."""
+    if gallery.model_sha256 != embedder.sha256:
+        raise GalleryError(
+            f"{where}: gallery was made for model {gallery.model_sha256[:12]}..., the embedder is "
+            f"{embedder.sha256[:12]}...; re-enroll or sync a matching gallery"
+        )
+    if gallery.dim != embedder.dim:
+        raise GalleryError(
+            f"{where}: gallery vectors are {gallery.dim}-d, the embedder gives {embedder.dim}-d"
+        )
+    return gallery
+
+
+def load_gallery(config: Config, embedder: Embedder) -> Gallery:
+    """The gallery on disk, checked against the embedder; an empty one when there is none yet."""
+    store = GalleryStore(config.gallery_dir)
+    if not store.exists():
+        log.warning(
+            "no gallery at %s yet: every face is 'unknown' until one is enrolled or synced", store.root
+        )
+        return Gallery.empty(embedder.dim, embedder.sha256)
+    return check_gallery(store.load(), embedder, config.gallery_dir)
+
+
+@dataclass
+class Parts:
+    """Everything recognition needs, built from one config; `close()` releases the models."""
+
+    config: Config
+    encoder: FaceEncoder
+    index: IndexHolder
+    rule: DecisionRule
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.encoder.embedder
+
+    @property
+    def gallery(self) -> Gallery:
+        return self.index.current.gallery
+
+    def matcher(self) -> Matcher:
+        return Matcher(MatchSettings(self.rule.threshold, self.rule.margin))
+
+    def use_gallery(self, gallery: Gallery, config: Config | None = None) -> GalleryIndex:
+        """Swap in another gallery (a sync apply or a reload); the decision rule follows it."""
+        self.config = config or self.config
+        check_gallery(gallery, self.embedder, self.config.gallery_dir)
+        self.rule = decision_rule(self.config, gallery, self.embedder)
+        index = GalleryIndex(gallery, index_settings(self.config))
+        self.index.swap(index)
+        return index
+
+    def close(self) -> None:
+        self.encoder.close()
+
+
+def build_parts(config: Config, *, photos: bool = False, gallery: Gallery | None = None) -> Parts:
+    encoder = build_encoder(config, photos=photos)
+    try:
+        # `is not None`: a Gallery with no identities is falsy (len 0), and a given empty one is still given.
+        if gallery is not None:
+            chosen = check_gallery(gallery, encoder.embedder, config.gallery_dir)
+        else:
+            chosen = load_gallery(config, encoder.embedder)
+    except BaseException:
+        encoder.close()
+        raise
+    index = IndexHolder(GalleryIndex(chosen, index_settings(config)))
+    return Parts(config, encoder, index, decision_rule(config, chosen, encoder.embedder))
+
+
+def build_publisher(config: Config, status: StatusInfo) -> MqttPublisher:
+    from edgeface.mqtt.client import MqttPublisher
+
+    return MqttPublisher(config.mqtt, status)

@@ -1,0 +1,122 @@
+"""The daemon's own settings from the config: decision timing, stored-gallery recovery, fleet sync.
+
+Models, gallery, index, decision rule and publisher are built by `edgeface.daemon.parts`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edgeface.config import Config
+from edgeface.daemon.parts import ModelIdentity, check_gallery, models_dir
+from edgeface.identity.gallery import GalleryStore
+from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.identity.recovery import Recovery, recover_gallery
+from edgeface.pipeline.recognize import DecisionSettings
+from edgeface.vision.modelcard import load_card
+
+if TYPE_CHECKING:
+    from edgeface.mqtt.client import MqttPublisher
+    from edgeface.sync.client import GallerySyncClient
+    from edgeface.sync.updater import IndexUpdater
+
+log = logging.getLogger(__name__)
+
+
+def decision_settings(config: Config) -> DecisionSettings:
+    m = config.match
+    return DecisionSettings(
+        m.min_frames,
+        m.max_wait_ms / 1000,
+        m.cooldown_s,
+        config.detector.every_n_frames,
+        m.recheck_s,
+        m.reverify_s,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CardModel:
+    """The embedder a gallery must fit, read from its card alone (before the model is loaded)."""
+
+    sha256: str
+    dim: int
+
+
+def stored_gallery_problems(config: Config) -> str | None:
+    """For `doctor`: what the daemon would set aside at start, and what it would run; changes nothing."""
+    recovery = recover_stored_gallery(config, repair=False)
+    if not recovery.fell_back:
+        return None
+    return f"{config.gallery_dir}: {recovery.summary()} (the daemon sets the damaged versions aside)"
+
+
+def recover_stored_gallery(
+    config: Config, model: ModelIdentity | None = None, *, repair: bool = True
+) -> Recovery:
+    """The newest stored gallery version that is whole and fits the embedder; damaged or unfitting
+    versions are moved aside and `current` re-pointed (`edgeface.identity.recovery`)."""
+    if model is None:
+        card = load_card(models_dir(config) / config.embedder.card)
+        model = CardModel(card.sha256, card.output_dim)
+    fits = model
+    return recover_gallery(
+        GalleryStore(config.gallery_dir),
+        lambda gallery: check_gallery(gallery, fits, config.gallery_dir),
+        repair=repair,
+    )
+
+
+@dataclass
+class SyncParts:
+    """The fleet gallery client and the index updater it feeds."""
+
+    client: GallerySyncClient
+    updater: IndexUpdater
+
+    def matching_allowed(self) -> bool:
+        return self.client.matching_allowed()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def start_sync(
+    config: Config,
+    publisher: MqttPublisher,
+    holder: IndexHolder,
+    model_sha256: str,
+    on_applied: Callable[[GalleryIndex], None],
+    settings: IndexSettings,
+    dim: int | None = None,
+    on_rejected: Callable[[str], None] | None = None,
+) -> SyncParts | None:
+    """Fleet sync over the daemon's own MQTT connection: verified bundles are stored atomically, then
+    a worker builds the new index and swaps it in (recognition keeps using the old one meanwhile)."""
+    if not config.sync.enabled or config.sync.public_key is None:
+        return None
+    from edgeface.sync.client import GallerySyncClient, SyncClientSettings
+    from edgeface.sync.mqtt import PublisherTransport
+    from edgeface.sync.signing import load_public_key
+    from edgeface.sync.updater import IndexUpdater
+
+    updater = IndexUpdater(holder, settings, on_swapped=lambda index, _: on_applied(index))
+    client = GallerySyncClient(
+        SyncClientSettings(
+            fleet=config.device.fleet,
+            device_id=config.device.id,
+            model_sha256=model_sha256,
+            prefix=config.mqtt.prefix,
+            expiry_policy=config.sync.expiry_policy,
+            max_version_jump=config.sync.max_version_jump,
+            dim=dim,
+        ),
+        load_public_key(config.sync.public_key),
+        GalleryStore(config.gallery_dir),
+        on_gallery=updater.apply,  # on the sync worker thread: verify, store, build, swap
+        on_rejected=on_rejected,
+    )
+    PublisherTransport.attach_to(publisher, client)
+    return SyncParts(client, updater)

@@ -1,0 +1,1 @@
+"""The demo: a scripted scene of real faces, a local mosquitto, and the runner behind `edgeface demo`."""

@@ -1,0 +1,203 @@
+"""Per-frame recognition: detect -> track -> quality gate -> embed (the shared face path) -> decide.
+
+Synchronous and free of threads and I/O, so it is tested frame by frame; the daemon drives it.
+
+A track gets one decision after `min_frames` good faces (or `max_wait_s`). After that it is checked now and
+then on `min_frames` fresh consecutive faces (a check window), never on single frames:
+- a track decided `unknown` is checked every `recheck_s` while the person stays: if the window's faces match
+  someone, one correction is emitted and the track is settled (a better pose or light arrived);
+- otherwise (and for matched tracks every `reverify_s`) the window is compared with the faces the track was
+  decided on; if they are not the same person at the decision threshold, someone else stepped into the same
+  spot, and a fresh track is decided on the window.
+Only undecided tracks and open check windows cost embedder (and refiner) work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from edgeface.identity.index import IndexHolder
+from edgeface.identity.match import Matcher
+from edgeface.pipeline.track import IouTracker
+from edgeface.types import Detection, Frame, Match, Track
+from edgeface.util.stats import LatencyWindow
+from edgeface.util.vectors import l2_normalize
+from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.quality import assess
+from edgeface.vision.quality_settings import QualitySettings
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSettings:
+    min_frames: int = 3
+    max_wait_s: float = 1.5
+    cooldown_s: float = 10.0
+    detect_every: int = 1
+    recheck_s: float = 1.0
+    reverify_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    camera: str
+    track_id: int
+    match: Match
+    frames: int
+    bbox: tuple[float, float, float, float]
+    frame_ts: float  # monotonic capture time of the frame that completed the decision
+    gallery_version: int
+    embedding: np.ndarray = field(repr=False)  # the track's mean embedding the decision was made on
+    kind: Literal["first", "correction"] = "first"
+
+
+class Recognizer:
+    def __init__(
+        self,
+        encoder: FaceEncoder,
+        index: IndexHolder,
+        matcher: Matcher,
+        quality: QualitySettings,
+        decisions: DecisionSettings,
+        matching_allowed: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.encoder = encoder
+        self.index = index
+        self.matching_allowed = matching_allowed
+        self.tracker = IouTracker()
+        self.latency = LatencyWindow()
+        self.rejected_faces = 0
+        self.reverified_resets = 0
+        self.reconfigure(matcher, quality, decisions)
+
+    def reconfigure(self, matcher: Matcher, quality: QualitySettings, decisions: DecisionSettings) -> None:
+        """New decision rule and settings (SIGHUP or a new gallery); tracks in flight keep their state."""
+        self.matcher = matcher
+        self.quality = quality
+        self.decisions = decisions
+
+    def process(self, frame: Frame) -> list[Decision]:
+        if frame.seq % self.decisions.detect_every:
+            return []
+        started = time.perf_counter()
+        detections = self._detect(frame)
+        self.latency.add("detect", (time.perf_counter() - started) * 1e3)
+        self.tracker.expire(frame.ts)  # before matching, so a new person never inherits a stale track
+        assigned = self.tracker.update(detections, frame.ts)
+        due = [(t, d) for t, d in assigned if self._needs_face(t, frame.ts)]
+        good = [(t, d) for t, d in due if self._passes_quality(frame.image, d)]
+        if good:
+            started = time.perf_counter()
+            embeddings = self.encoder.embed_faces(frame.image, [d for _, d in good])
+            self.latency.add("embed", (time.perf_counter() - started) * 1e3)
+            for (track, _), embedding in zip(good, embeddings, strict=True):
+                self._take_face(track, embedding)
+        out = []
+        for track, _ in good:
+            decision = self._maybe_decide(frame, track)
+            if decision is not None:
+                out.append(decision)
+        for track, _ in assigned:
+            if track.decision is None and track not in (t for t, _ in good) and self._ready(track, frame.ts):
+                out.append(self._decide(frame, track, "first"))
+        return out
+
+    def _detect(self, frame: Frame) -> list[Detection]:
+        """Detect on the low-resolution stream when the camera gives one; boxes map back to `image`."""
+        detector = self.encoder.detector
+        if frame.lores is None:
+            return detector.detect(frame.image)
+        sx, sy = frame.lores_scale
+        scale = np.array([sx, sy], np.float32)
+        return [
+            Detection(
+                (d.bbox[0] * sx, d.bbox[1] * sy, d.bbox[2] * sx, d.bbox[3] * sy), d.keypoints * scale, d.score
+            )
+            for d in detector.detect(frame.lores)
+        ]
+
+    def _needs_face(self, track: Track, ts: float) -> bool:
+        """Undecided tracks and open check windows embed every frame; a settled track when a check is due."""
+        if track.decision is None or track.checking:
+            return True
+        unsettled = track.decision.decision == "unknown" and not track.corrected
+        interval = self.decisions.recheck_s if unsettled else self.decisions.reverify_s
+        return ts - track.last_check >= interval
+
+    def _passes_quality(self, image: np.ndarray, detection: Detection) -> bool:
+        report = assess(image, detection, self.quality)
+        if not report.ok:
+            self.rejected_faces += 1
+        return report.ok
+
+    @staticmethod
+    def _take_face(track: Track, embedding: np.ndarray) -> None:
+        (track.embeddings if track.decision is None else track.checking).append(embedding)
+
+    def _maybe_decide(self, frame: Frame, track: Track) -> Decision | None:
+        if track.decision is None:
+            return self._decide(frame, track, "first") if self._ready(track, frame.ts) else None
+        if len(track.checking) < self.decisions.min_frames:
+            return None
+        return self._check(frame, track)
+
+    def _check(self, frame: Frame, track: Track) -> Decision | None:
+        """A full check window on a decided track: a correction, a newcomer's fresh decision, or nothing."""
+        faces, track.checking = track.checking, []
+        track.last_check = frame.ts
+        if track.decision is not None and track.decision.decision == "unknown" and not track.corrected:
+            match = self._search(faces)
+            if match.decision == "match":
+                track.corrected = True
+                return self._decision(frame, track, match, "correction", faces)
+        reference = l2_normalize(np.mean(track.decided_on, axis=0))
+        if float(reference @ l2_normalize(np.mean(faces, axis=0))) >= self.matcher.settings.threshold:
+            return None
+        self.reverified_resets += 1
+        fresh = self.tracker.restart(track, frame.ts)
+        fresh.embeddings.extend(faces)
+        return self._decide(frame, fresh, "first")
+
+    def _ready(self, track: Track, ts: float) -> bool:
+        if not track.embeddings:
+            return False
+        waited = ts - track.first_seen >= self.decisions.max_wait_s
+        return len(track.embeddings) >= self.decisions.min_frames or waited
+
+    def _search(self, embeddings: list[np.ndarray]) -> Match:
+        started = time.perf_counter()
+        match = self.matcher.decide(self.index.current, np.stack(embeddings))
+        self.latency.add("search", (time.perf_counter() - started) * 1e3)
+        if match.decision == "match" and not self.matching_allowed():
+            match = Match("unknown", None, match.score, match.margin, match.threshold)
+        return match
+
+    def _decide(self, frame: Frame, track: Track, kind: Literal["first", "correction"]) -> Decision:
+        return self._decision(frame, track, self._search(track.embeddings), kind, track.embeddings)
+
+    def _decision(
+        self,
+        frame: Frame,
+        track: Track,
+        match: Match,
+        kind: Literal["first", "correction"],
+        faces: list[np.ndarray],
+    ) -> Decision:
+        track.decision = match
+        track.decided_on = list(faces)
+        track.last_check = frame.ts
+        return Decision(
+            frame.camera,
+            track.track_id,
+            match,
+            len(faces),
+            track.bbox,
+            frame.ts,
+            self.index.current.gallery.version,
+            l2_normalize(np.mean(faces, axis=0)),
+            kind,
+        )

@@ -1,0 +1,1 @@
+"""Helpers every layer may use: config field limits, log-safe text, timestamps, paths, statistics, image headers."""
