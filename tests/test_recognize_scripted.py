@@ -34,9 +34,12 @@ class ScriptedEncoder:
         self.seen_shapes.append(image.shape)
         return list(self.faces)
 
-    def embed_faces(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
-        self.embedded += len(detections)
-        return np.stack([self.person] * len(detections))
+    def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        return np.zeros((4, 4, 3), np.uint8)
+
+    def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        self.embedded += len(crops)
+        return np.stack([self.person] * len(crops))
 
 
 def recognizer(
