@@ -25,7 +25,7 @@ from edgeface.vision.detect import FaceDetector
 from tests.conftest import make_broker
 from tests.factories import Watcher
 
-CHILD = Path(__file__).with_name("daemon_config_child.py")
+CHILD = Path(__file__).with_name("daemon_damage_child.py")
 SNAPSHOT_BYTES, SNAPSHOT_PX = 6000, 80
 
 
@@ -63,7 +63,7 @@ def door_state(
     try:
         log = tmp / "daemon.log"
         with open(log, "ab") as out:
-            code = subprocess.run([sys.executable, str(CHILD), str(config), str(faces5), "1", "10", "0"],
+            code = subprocess.run([sys.executable, str(CHILD), str(config), str(faces5), "10", "once"],
                                   stdout=out, stderr=subprocess.STDOUT, timeout=300).returncode  # fmt: skip
         assert code == 0, log.read_text()[-3000:]
         snapshots = watcher.on("edgeface/cli-door/snapshot")

@@ -25,7 +25,7 @@ from tests.conftest import Broker
 from tests.event_schema import validate
 from tests.factories import Watcher, connect, retained, wait_for
 
-CHILD = Path(__file__).with_name("daemon_config_child.py")
+CHILD = Path(__file__).with_name("daemon_damage_child.py")
 DEVICE, NODE = "ha-door", "edgeface_ha-door"
 TIMEOUT_S = 2.0  # presence timeout of the door under test
 
@@ -95,7 +95,7 @@ def test_home_assistant_follows_the_door_end_to_end(
     log = tmp_path / "daemon.log"
     with open(log, "ab") as out:
         child = subprocess.Popen(
-            [sys.executable, str(CHILD), str(config), str(faces5), "1", "10", "1"],
+            [sys.executable, str(CHILD), str(config), str(faces5), "10"],
             stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1],
         )  # fmt: skip
     try:
