@@ -159,8 +159,10 @@ def test_a_stale_config_under_the_node_is_cleared(broker: Broker, door: Door) ->
     stale = person_topic("ghost")
     client = connect(broker.host, broker.port)
     try:
+        client.publish("edgeface/door1/presence/ghost", b"ON", qos=1, retain=True).wait_for_publish(5)
         client.publish(stale, json.dumps({"name": "Ghost"}), qos=1, retain=True).wait_for_publish(5)
         wait_for(lambda: stale not in configs(broker), 10, "stale config cleared")
+        assert "edgeface/door1/presence/ghost" not in retained(broker, "edgeface/door1/presence/+")
     finally:
         client.disconnect()
     assert person_topic("id000000") in configs(broker)

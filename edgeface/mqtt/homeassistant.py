@@ -123,6 +123,9 @@ class HomeAssistant:
         if where not in current:
             log.info("Home Assistant: clearing stale entity %s/%s", *where)
             self._send(topic, b"")
+            component, object_id = where
+            if component == "binary_sensor" and object_id.startswith("person_"):
+                self._send(self.publisher.topics.presence(object_id.removeprefix("person_")), b"")
 
     # presence -----------------------------------------------------------------------------------------
     def recognised(self, identity_id: str) -> None:
