@@ -198,10 +198,12 @@ class Watcher:
     def __init__(self, broker: Broker, filters: list[str]) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
+        self._acked: list[int] = []
         self.client = connect(broker.host, broker.port)
         self.client.on_message = self._on_message
-        for topic_filter in filters:
-            self.client.subscribe(topic_filter, qos=1)
+        self.client.on_subscribe = lambda client, userdata, mid, *rest: self._acked.append(mid)
+        mids = [self.client.subscribe(topic_filter, qos=1)[1] for topic_filter in filters]
+        wait_for(lambda: set(mids) <= set(self._acked), 10, "SUBACK")  # retained messages follow their SUBACK
 
     def _on_message(self, client: object, userdata: object, message: mqtt.MQTTMessage) -> None:
         with self._lock:

@@ -150,6 +150,13 @@ def test_a_retained_online_from_home_assistant_gets_discovery_again(broker: Brok
         assert len(watcher.on(visitor)) == 1  # HA going away needs nothing
         client.publish("homeassistant/status", b"online", qos=1, retain=True).wait_for_publish(5)
         wait_for(lambda: len(watcher.on(visitor)) == 2, 5, "discovery again")
+        for _ in range(20):  # a flood of `online` within seconds gets one more round at most
+            client.publish("homeassistant/status", b"online", qos=1).wait_for_publish(5)
+        time.sleep(0.5)
+        assert len(watcher.on(visitor)) == 2
+        door.clock.now += 6  # a later restart of HA is answered again
+        client.publish("homeassistant/status", b"online", qos=1, retain=True).wait_for_publish(5)
+        wait_for(lambda: len(watcher.on(visitor)) == 3, 5, "discovery after a later restart")
     finally:
         client.disconnect()
         watcher.close()

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BIRTH_MIN_INTERVAL_S = 5.0  # HA restarts take longer; repeats within this are ignored
+
 
 def people_of(gallery: Gallery) -> dict[str, Identity]:
     """The gallery's people by their topic-safe key."""
@@ -59,6 +61,7 @@ class HomeAssistant:
         self._lock = threading.Lock()
         self._gate = RateGate(settings.snapshot_interval_s)
         self.snapshots_sent = 0
+        self._last_birth: float | None = None
 
     def attach(self, gallery: Gallery) -> None:
         """Call before the publisher starts, so the first connect already publishes discovery."""
@@ -109,9 +112,15 @@ class HomeAssistant:
             log.info("Home Assistant: %d people added or renamed, %d removed", len(changed), len(removed))
 
     def _on_birth(self, topic: str, payload: bytes) -> None:
-        if payload.strip() == b"online":
-            log.info("Home Assistant is online: publishing discovery again")
-            self.publish_all()
+        if payload.strip() != b"online":
+            return
+        now = self._clock()
+        if self._last_birth is not None and now - self._last_birth < BIRTH_MIN_INTERVAL_S:
+            log.debug("Home Assistant online again within %g s: discovery not repeated", BIRTH_MIN_INTERVAL_S)
+            return  # a flood of `online` (a broken or hostile client) does not make the door flood the broker
+        self._last_birth = now
+        log.info("Home Assistant is online: publishing discovery again")
+        self.publish_all()
 
     def _on_config(self, topic: str, payload: bytes) -> None:
         """A retained config under our node that is not one of our entities now is cleared."""
