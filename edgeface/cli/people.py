@@ -11,13 +11,16 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeface.errors import GalleryError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision, resolve_decision
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.util.logsafe import printable
+
+if TYPE_CHECKING:
+    from edgeface.vision.modelcard import ModelCard
 
 log = logging.getLogger(__name__)
 RELOAD_HINT = "the daemon uses it after a reload (systemctl reload edgeface, or SIGHUP)"
@@ -30,13 +33,17 @@ def _store(path: Path) -> GalleryStore:
     return store
 
 
-def _card(args: argparse.Namespace) -> CardDecision | None:
+def _model_card(args: argparse.Namespace) -> ModelCard:
     from edgeface.cli.common import photo_config
     from edgeface.daemon.parts import models_dir
     from edgeface.vision.modelcard import load_card
 
     config = photo_config(args)
-    return CardDecision.of_card(load_card(models_dir(config) / config.embedder.card))
+    return load_card(models_dir(config) / config.embedder.card)
+
+
+def _card(args: argparse.Namespace) -> CardDecision | None:
+    return CardDecision.of_card(_model_card(args))
 
 
 def _recalibrate(args: argparse.Namespace):
@@ -51,14 +58,16 @@ def _recalibrate(args: argparse.Namespace):
     return recalibrate
 
 
-def listing(gallery: Gallery, card: CardDecision | None) -> dict[str, Any]:
-    rule = resolve_decision(threshold=None, margin=None, calibration=gallery.calibration, card=card,
-                            identities=len(gallery))  # fmt: skip
+def listing(gallery: Gallery, model: ModelCard) -> dict[str, Any]:
+    rule = resolve_decision(threshold=None, margin=None, calibration=gallery.calibration,
+                            card=CardDecision.of_card(model), identities=len(gallery))  # fmt: skip
+    fits = model.sha256 == gallery.model_sha256
     people = [{"id": i, "name": n, "samples": s} for i, n, s in zip(gallery.ids, gallery.names, gallery.samples,
                                                                    strict=True)]  # fmt: skip
     return {
         "version": gallery.version,
         "model_sha256": gallery.model_sha256,
+        "model": model.name if fits else None,  # None: not the installed embedder's gallery
         "count": len(gallery),
         "threshold": rule.threshold,
         "threshold_source": rule.source,
@@ -68,12 +77,12 @@ def listing(gallery: Gallery, card: CardDecision | None) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    info = listing(_store(args.gallery).load(), _card(args))
+    info = listing(_store(args.gallery).load(), _model_card(args))
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
         return 0
     print(f"gallery {args.gallery}: version {info['version']}, {info['count']} people, "
-          f"model {info['model_sha256'][:12]}")  # fmt: skip
+          f"model {info['model'] or 'not the installed embedder'} ({info['model_sha256'][:12]})")  # fmt: skip
     print(
         f"threshold {info['threshold']:.4f} (source: {info['threshold_source']}: {info['threshold_detail']})"
     )
