@@ -47,11 +47,13 @@ def settings(broker: Broker, tmp: Path, **mqtt: Any) -> MqttSettings:
 
 
 class Door:
-    def __init__(self, broker: Broker, tmp: Path, ha: HomeAssistantSettings, **mqtt: Any) -> None:
+    def __init__(
+        self, broker: Broker, tmp: Path, ha: HomeAssistantSettings, people: int = 3, **mqtt: Any
+    ) -> None:
         self.clock = Clock()
         self.publisher = MqttPublisher(settings(broker, tmp, **mqtt), STATUS)
         self.ha = HomeAssistant(self.publisher, ha, DoorInfo("facerec128", "0.1.0"), clock=self.clock)
-        self.gallery = make_gallery(3)
+        self.gallery = make_gallery(people)
         self.ha.attach(self.gallery)
         self.publisher.start()
         assert self.publisher.wait_connected(5)
@@ -95,6 +97,24 @@ def test_discovery_is_retained_with_one_presence_entity_per_person(broker: Broke
     assert not [t for t in found if "/image/" in t]  # snapshots are off
     states = retained(broker, "edgeface/door1/presence/+")
     assert states == {f"edgeface/door1/presence/{i}": b"OFF" for i in door.gallery.ids}
+
+
+def test_a_large_gallery_gets_every_config_retained_and_events_still_flow(
+    broker: Broker, tmp_path: Path
+) -> None:
+    door = Door(broker, tmp_path, HomeAssistantSettings(), people=300, ha_discovery=True, max_inflight=4)
+    watcher = Watcher(broker, ["edgeface/door1/events"])
+    try:
+        event = event_of(Match("unknown", None, 0.2, 0.1, 0.5))
+        door.ha.publish_all()  # as HA's birth message would, while events are being sent
+        door.publisher.publish_event(event)
+        wait_for(lambda: len(watcher.on("edgeface/door1/events")) == 1, 10, "the event")
+        found = configs(broker)
+        assert len([t for t in found if "/binary_sensor/" in t]) == 300
+        assert len(retained(broker, "edgeface/door1/presence/+")) == 300
+    finally:
+        watcher.close()
+        door.close()
 
 
 def test_presence_turns_on_when_recognised_and_off_after_the_timeout(broker: Broker, door: Door) -> None:

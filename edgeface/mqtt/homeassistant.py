@@ -183,4 +183,6 @@ class HomeAssistant:
         return sent
 
     def _send(self, topic: str, payload: bytes) -> None:
-        self.publisher.publish_message(topic, payload, qos=1, retain=True)
+        # QoS 0: a gallery of hundreds would overflow paho's bounded QoS 1 queue, which the event spool's
+        # window needs; the broker still retains them, and every (re)connect re-publishes the whole state.
+        self.publisher.publish_message(topic, payload, qos=0, retain=True)
