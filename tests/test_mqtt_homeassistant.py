@@ -57,6 +57,8 @@ class Door:
         self.ha.attach(self.gallery)
         self.publisher.start()
         assert self.publisher.wait_connected(5)
+        expected = 11 + people + int(ha.snapshot)  # the door's own entities, one per person, the image
+        wait_for(lambda: len(configs(broker)) == expected, 20, "discovery retained")
 
     def close(self) -> None:
         self.publisher.close()
