@@ -18,7 +18,9 @@ from typing import Any
 
 from edgeface.camera.spec import CameraSpec
 from edgeface.errors import ConfigError
+from edgeface.mqtt.ha_settings import HomeAssistantSettings
 from edgeface.mqtt.settings import MqttSettings
+from edgeface.pipeline.visitor_settings import VisitorSettings
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 from edgeface.util.fields import bounded, check_fields, finite, settable, shown
 from edgeface.util.logsafe import printable
@@ -151,6 +153,8 @@ class Config:
     mqtt: MqttSettings = field(default_factory=lambda: MqttSettings(device=DEFAULT_DEVICE_ID))
     sync: SyncConfig = SyncConfig()
     metrics: MetricsConfig = MetricsConfig()
+    homeassistant: HomeAssistantSettings = field(default_factory=HomeAssistantSettings)
+    visitors: VisitorSettings = field(default_factory=VisitorSettings)
 
     def __post_init__(self) -> None:
         # The MQTT client id, topics and spool follow [device]; a replace() of `device` keeps them in step.

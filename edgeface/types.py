@@ -100,6 +100,7 @@ class Track:
     last_check: float = 0.0  # when a decided track was last re-checked or re-verified
     checking: list[np.ndarray] = field(default_factory=list)  # faces of a decided track's open check window
     corrected: bool = False  # an `unknown` that became a `match` is settled
+    crops: list[np.ndarray] = field(default_factory=list)  # the newest aligned crops (a few, see Recognizer)
 
     @property
     def decided(self) -> bool:

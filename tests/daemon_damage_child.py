@@ -1,6 +1,8 @@
 """The real daemon on a looping emulated door scene, with its config read from a file (so SIGHUP reloads).
 
-python tests/daemon_damage_child.py CONFIG FACES_DIR FPS
+python tests/daemon_damage_child.py CONFIG FACES_DIR FPS [once]
+
+With `once` the scene is shown one time and the daemon exits at its end.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ def main() -> int:
     scenario = build_scenario(
         faces, FaceDetector(default_models_dir()), seconds_per_visit=VISIT_S, gap_s=GAP_S
     )
-    source = EmulatedSource(scenario.scene, fps=fps, realtime=True, loop=True, name="door")
+    loop = sys.argv[4:] != ["once"]
+    source = EmulatedSource(scenario.scene, fps=fps, realtime=True, loop=loop, name="door")
     daemon = Daemon(load_config(config_path), config_path=config_path, source=source)
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())

@@ -181,23 +181,31 @@ GALLERY_STATE = {
 
 HA_DISCOVERY = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "Home Assistant MQTT discovery config of the 'last person' sensor",
+    "title": "Home Assistant MQTT discovery config of one edgeface entity (retained)",
     "type": "object",
     "required": [
         "name",
         "unique_id",
-        "state_topic",
-        "value_template",
         "availability_topic",
         "availability_template",
         "payload_available",
         "payload_not_available",
         "device",
     ],
+    "anyOf": [{"required": ["state_topic"]}, {"required": ["image_topic", "content_type"]}],
     "properties": {
-        "device": {"type": "object", "required": ["identifiers", "name"]},
+        "unique_id": {"type": "string", "pattern": "^edgeface_[A-Za-z0-9_-]+$"},
+        "device": {
+            "type": "object",
+            "required": ["identifiers", "name", "manufacturer", "model", "sw_version"],
+            "properties": {"identifiers": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
+        },
         "payload_available": {"const": "online"},
         "payload_not_available": {"const": "offline"},
+        "entity_category": {"const": "diagnostic"},
+        "event_types": {"const": ["match", "unknown"]},
+        "payload_on": {"const": "ON"},
+        "payload_off": {"const": "OFF"},
     },
 }
 

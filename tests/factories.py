@@ -190,3 +190,48 @@ def start_device(
     client.loop_start()
     wait_for(client.is_connected, 5, "device connect")
     return Device(name, store, sync, holder, client, galleries)
+
+
+class Watcher:
+    """A real subscriber recording every (topic, payload, retain flag) on its filters, in arrival order."""
+
+    def __init__(self, broker: Broker, filters: list[str]) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._acked: list[int] = []
+        self.client = connect(broker.host, broker.port)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda client, userdata, mid, *rest: self._acked.append(mid)
+        mids = [self.client.subscribe(topic_filter, qos=1)[1] for topic_filter in filters]
+        wait_for(lambda: set(mids) <= set(self._acked), 10, "SUBACK")  # retained messages follow their SUBACK
+
+    def _on_message(self, client: object, userdata: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [payload for t, payload, _ in self.messages if t == topic]
+
+    def topics(self) -> set[str]:
+        with self._lock:
+            return {t for t, _, _ in self.messages}
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def retained(broker: Broker, topic_filter: str, settle_s: float = 1.0) -> dict[str, bytes]:
+    """What the broker holds retained under `topic_filter` now (non-empty payloads), by topic."""
+    watcher = Watcher(broker, [topic_filter])
+    try:
+        time.sleep(settle_s)
+        with watcher._lock:
+            return {t: p for t, p, was_retained in watcher.messages if was_retained and p}
+    finally:
+        watcher.close()

@@ -146,3 +146,13 @@ def test_edgeface_eval_uses_the_same_split_as_the_peers(faces5: Path) -> None:
         gallery, _ = common.split_80_20(folders, seed)
         mask, _ = edgeface_split(labels, seed)
         assert {p for p, m in zip(paths, mask, strict=True) if m} == {p for v in gallery.values() for p in v}
+
+
+def test_homeassistant_quick_prints_design_json(faces5) -> None:
+    doc = run_bench("homeassistant.py", env={"EDGEFACE_FACES": str(faces5)})
+    assert doc["bench"] == "homeassistant"
+    discovery = doc["results"]["discovery"]
+    assert [d["messages"] - d["identities"] for d in discovery] == [12, 12]  # the door's own entities
+    snapshot = doc["results"]["snapshot"]
+    assert snapshot["jpeg_bytes"]["n"] + snapshot["over_cap"] > 0
+    assert snapshot["jpeg_bytes"]["max"] <= doc["params"]["snapshot_max_bytes"]

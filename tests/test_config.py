@@ -42,11 +42,40 @@ def test_defaults_are_valid() -> None:
         ({"camera": {"device": 1.5}}, "camera.device: must be an integer or a string"),
         ({"camera": {"device": 0, "fps": 0}}, r"camera.fps: must be in \(0, 240\]"),
         ({"camera": {"device": 0, "scene": {}}}, "camera.scene: unknown key"),
+        (
+            {"homeassistant": {"presence_timeout_s": 0}},
+            r"homeassistant.presence_timeout_s: must be in \[1, 86400\]",
+        ),
+        ({"homeassistant": {"snapshot": "yes"}}, "homeassistant.snapshot: must be true or false"),
+        ({"homeassistant": {"snapshot_px": 1024}}, r"homeassistant.snapshot_px: must be in \[32, 256\]"),
+        ({"homeassistant": {"snapshot_max_bytes": 10}}, r"homeassistant.snapshot_max_bytes: must be in"),
+        ({"homeassistant": {"snapshot_interval_s": 0.1}}, r"homeassistant.snapshot_interval_s: must be in"),
+        (
+            {"homeassistant": {"configuration_url": "door.local"}},
+            "homeassistant.configuration_url: must be empty or",
+        ),
+        ({"homeassistant": {"presence": 1}}, "homeassistant.presence: unknown key"),
+        ({"visitors": {"max_events": 0}}, r"visitors.max_events: must be in \[1, 500\]"),
+        ({"visitors": {"max_age_h": 1000}}, r"visitors.max_age_h: must be in \[0.1, 720\]"),
+        ({"visitors": {"crops_per_event": 11}}, r"visitors.crops_per_event: must be in \[1, 10\]"),
+        ({"visitors": {"keep": 1}}, "visitors.keep: must be true or false"),
     ],
 )
 def test_bad_config_names_the_key(raw: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as caught:
         parse_config(raw)
+    assert "\n" not in str(caught.value)
+
+
+def test_home_assistant_snapshot_and_kept_visitors_are_off_by_default() -> None:
+    config = parse_config({})
+    assert config.mqtt.ha_discovery is False
+    assert config.homeassistant.snapshot is False and config.visitors.keep is False
+    assert config.homeassistant.presence_timeout_s == 120.0
+    on = parse_config({"homeassistant": {"snapshot": True, "presence_timeout_s": 5},
+                       "visitors": {"keep": True, "max_events": 3}})  # fmt: skip
+    assert on.homeassistant.snapshot and on.homeassistant.presence_timeout_s == 5.0
+    assert on.visitors.keep and on.visitors.max_events == 3
 
 
 def test_sections_parse_into_the_types_their_stages_use(tmp_path) -> None:

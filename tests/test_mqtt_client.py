@@ -373,17 +373,6 @@ def test_retained_gallery_state_metrics_and_status_update(
     assert received["mqtt_pending"] == 0
 
 
-def test_home_assistant_discovery(broker: Broker, collector: Collector, tmp_path: Path) -> None:
-    topic = "homeassistant/sensor/door1_last_person/config"
-    with MqttPublisher(make_settings(broker, tmp_path, ha_discovery=True), STATUS) as publisher:
-        assert publisher.wait_connected(5)
-        assert collector.wait(lambda msgs: any(m.topic == topic for m in msgs))
-    (config,) = collector.payloads(topic)
-    validate("ha_discovery", config)
-    assert config["state_topic"] == "edgeface/door1/events"
-    assert config["availability_topic"] == "edgeface/door1/status"
-
-
 def test_mqtt5_events_carry_a_json_content_type(broker: Broker, tmp_path: Path) -> None:
     v5 = Collector(broker, ["edgeface/door1/events"], protocol=paho.MQTTv5)
     try:

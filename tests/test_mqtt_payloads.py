@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from edgeface.mqtt.discovery import last_person_config
+from edgeface.mqtt.discovery import Discovery, DoorInfo
 from edgeface.mqtt.payloads import (
     StageLatency,
     StatusInfo,
@@ -106,9 +106,11 @@ def test_status_gallery_state_metrics_and_discovery_validate() -> None:
         uptime_s=3.0,
     )
     validate("metrics", metrics)
-    topic, config = last_person_config(DeviceTopics("edgeface", "door1"), "0.1.0")
-    assert topic == "homeassistant/sensor/door1_last_person/config"
-    validate("ha_discovery", config)
+    discovery = Discovery(DeviceTopics("edgeface", "door1"), DoorInfo("facerec128", "0.1.0"))
+    entities = discovery.entities([Identity("p1", "Ada")], snapshot=True)
+    assert {e.component for e in entities} == {"binary_sensor", "event", "sensor", "image"}
+    for entity in entities:
+        validate("ha_discovery", entity.config)
 
 
 def test_fleet_announcement_and_manifest_schemas_match_the_sync_format() -> None:

@@ -29,14 +29,19 @@ class ScriptedEncoder:
         self.person = person
         self.seen_shapes: list[tuple[int, ...]] = []
         self.embedded = 0
+        self.cropped = 0
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         self.seen_shapes.append(image.shape)
         return list(self.faces)
 
-    def embed_faces(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
-        self.embedded += len(detections)
-        return np.stack([self.person] * len(detections))
+    def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        self.cropped += 1
+        return np.full((4, 4, 3), self.cropped - 1, np.uint8)  # numbered, so a test can tell them apart
+
+    def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        self.embedded += len(crops)
+        return np.stack([self.person] * len(crops))
 
 
 def recognizer(
@@ -97,6 +102,17 @@ def test_max_wait_decides_on_fewer_faces() -> None:
     out = run(rec, 5)
     assert [len(d) for d in out] == [0, 0, 0, 1, 0]
     assert out[3][0].frames == 4
+
+
+def test_a_decision_carries_the_newest_aligned_crops_of_its_track_bounded() -> None:
+    encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[2])
+    out = run(recognizer(encoder, decisions=DecisionSettings(min_frames=3)), 3)
+    assert [int(c[0, 0, 0]) for c in out[2][0].crops] == [0, 1, 2]
+    many = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[2])
+    out = run(recognizer(many, decisions=DecisionSettings(min_frames=50, max_wait_s=1.45)), 16)
+    (decision,) = [d for frame in out for d in frame]
+    assert decision.frames > 10  # more faces than a track keeps crops of: the newest 10 are carried
+    assert [int(c[0, 0, 0]) for c in decision.crops] == list(range(decision.frames - 10, decision.frames))
 
 
 def test_detect_every_other_frame() -> None:

@@ -132,6 +132,21 @@ def test_device_publishes_only_under_its_own_id(secure) -> None:
         client.loop_stop()
 
 
+def test_a_door_writes_home_assistant_configs_only_under_its_own_node(secure) -> None:
+    broker, pki = secure
+    door1 = _connect(_options(broker, pki, "door1"))
+    assert door1 is not None
+    watch = Listener(door1, "homeassistant/#")  # door1 may read its own node back (to clear stale configs)
+    for topic in ("homeassistant/binary_sensor/edgeface_door1/person_p1/config",
+                  "homeassistant/binary_sensor/edgeface_door2/person_p1/config",
+                  "homeassistant/status", "homeassistant/sensor/other/config"):  # fmt: skip
+        door1.publish(topic, b"{}", qos=1).wait_for_publish(3)
+    time.sleep(0.5)
+    assert watch.topics() == {"homeassistant/binary_sensor/edgeface_door1/person_p1/config"}
+    door1.disconnect()
+    door1.loop_stop()
+
+
 def test_device_reads_only_its_fleets_gallery(secure) -> None:
     broker, pki = secure
     server = _connect(_options(broker, pki, "fleet-server"))

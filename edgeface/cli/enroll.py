@@ -42,6 +42,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_TARGET_FPIR,
         help="share of strangers the calibrated threshold may match to anyone (default 0.01)",
     )
+    parser.add_argument(
+        "--from-event",
+        metavar="EVENT_ID",
+        help="enroll --id from the face crops the door kept of this decision (see `gallery events`)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="with --from-event: the daemon's state_dir (default: the gallery's parent)",
+    )
     parser.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
     add_model_options(parser)
     parser.set_defaults(func=run)
@@ -126,6 +136,10 @@ def _is_text(value: str) -> bool:
 
 
 def people_of(args: argparse.Namespace) -> dict[str, tuple[str, list[Path]]]:
+    if args.from_event is not None:
+        if not args.identity or args.folders or args.images:
+            raise EdgefaceError("--from-event needs --id and takes no --folders or IMAGE")
+        return {args.identity: (args.name or args.identity, [])}
     if bool(args.folders) == bool(args.identity):
         raise EdgefaceError("give either --folders ROOT, or --id ID with IMAGE paths")
     if args.identity and not args.images:
@@ -148,18 +162,33 @@ def current_gallery(store: GalleryStore, encoder: FaceEncoder) -> Gallery:
     return gallery
 
 
+def enroll_event(encoder: FaceEncoder, gallery: Gallery, args: argparse.Namespace) -> Gallery:
+    """`gallery` with the crops the door kept of event `--from-event` added to `--id`."""
+    from edgeface.pipeline.visitor_settings import VisitorSettings
+    from edgeface.pipeline.visitors import VisitorStore, check_event_id
+
+    state_dir = args.state_dir or Path(args.gallery).resolve().parent
+    crops = VisitorStore(state_dir, VisitorSettings()).crops(check_event_id(args.from_event))
+    embeddings = encoder.embed_crops(crops)  # the aligned crops the embedder saw at the door
+    print(f"enrolled {printable(args.identity)}: {len(crops)} face crops of event {args.from_event}")
+    return gallery.enroll(args.identity, args.name or "", embeddings)
+
+
 def run(args: argparse.Namespace) -> int:
     people = people_of(args)
     encoder = load_encoder(args)
     try:
         store = GalleryStore(args.gallery)
-        gallery = enroll_people(
-            encoder,
-            current_gallery(store, encoder),
-            people,
-            args.largest_face,
-            max_pixels_of(args.max_megapixels),
-        )
+        if args.from_event is not None:
+            gallery = enroll_event(encoder, current_gallery(store, encoder), args)
+        else:
+            gallery = enroll_people(
+                encoder,
+                current_gallery(store, encoder),
+                people,
+                args.largest_face,
+                max_pixels_of(args.max_megapixels),
+            )
     except PhotoProblems as exc:
         return exc.report(f"gallery {args.gallery}: unchanged")
     finally:

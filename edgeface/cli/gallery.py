@@ -1,4 +1,5 @@
-"""`edgeface gallery keygen|build|verify|inspect|publish`: the fleet server's side of gallery sync."""
+"""`edgeface gallery keygen|build|verify|inspect|publish`: the fleet server's side of gallery sync
+(`list|remove|rename|events`, who a door knows, are in `edgeface.cli.people`)."""
 
 from __future__ import annotations
 
@@ -224,8 +225,13 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("gallery", help="build, sign, verify and publish gallery bundles")
+    from edgeface.cli.people import add_verbs
+
+    parser = subparsers.add_parser(
+        "gallery", help="who is enrolled (list, remove, rename, events); build, sign, verify, publish bundles"
+    )
     verbs = parser.add_subparsers(dest="gallery_verb", required=True, metavar="VERB")
+    add_verbs(verbs)
 
     p = verbs.add_parser("keygen", help="make an Ed25519 signing key pair")
     p.add_argument("--private", type=Path, required=True)

@@ -26,6 +26,7 @@ from edgeface.vision.landmarks import LandmarkRefiner
 
 if TYPE_CHECKING:
     from edgeface.mqtt.client import MqttPublisher
+    from edgeface.mqtt.homeassistant import HomeAssistant
     from edgeface.mqtt.payloads import StatusInfo
 
 log = logging.getLogger(__name__)
@@ -162,3 +163,13 @@ def build_publisher(config: Config, status: StatusInfo) -> MqttPublisher:
     from edgeface.mqtt.client import MqttPublisher
 
     return MqttPublisher(config.mqtt, status)
+
+
+def build_homeassistant(config: Config, publisher: MqttPublisher, model_name: str) -> HomeAssistant:
+    """Discovery, presence and the opt-in snapshot over the daemon's own connection (see `attach`)."""
+    from edgeface.mqtt.discovery import DoorInfo
+    from edgeface.mqtt.homeassistant import HomeAssistant
+    from edgeface.version import __version__
+
+    info = DoorInfo(model_name, __version__, config.homeassistant.configuration_url)
+    return HomeAssistant(publisher, config.homeassistant, info)

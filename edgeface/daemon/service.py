@@ -15,7 +15,13 @@ from pathlib import Path
 from edgeface.camera import FrameSource, open_source
 from edgeface.config import Config, load_config
 from edgeface.daemon.incidents import Incidents
-from edgeface.daemon.parts import build_parts, build_publisher, decision_rule, index_settings
+from edgeface.daemon.parts import (
+    build_homeassistant,
+    build_parts,
+    build_publisher,
+    decision_rule,
+    index_settings,
+)
 from edgeface.daemon.sdnotify import Notifier, watchdog_interval
 from edgeface.daemon.startup import (
     SyncParts,
@@ -32,6 +38,7 @@ from edgeface.pipeline.announce import Announcer
 from edgeface.pipeline.events import recognition_event
 from edgeface.pipeline.frames import CaptureThread, DropOldestQueue
 from edgeface.pipeline.recognize import Decision, Recognizer
+from edgeface.pipeline.visitors import VisitorStore
 from edgeface.util.logsafe import printable
 from edgeface.version import __version__
 
@@ -81,6 +88,11 @@ class Daemon:
             )
             self.publisher = build_publisher(config, self.status_info())
             stack.callback(self.publisher.close)
+            self.homeassistant = build_homeassistant(config, self.publisher, self.model_name)
+            self.homeassistant.attach(parts.gallery)  # before start: the first connect publishes discovery
+            self.visitors = (
+                VisitorStore(config.device.state_dir, config.visitors) if config.visitors.keep else None
+            )
             self.publisher.start()
             self.sync = start_sync(
                 config,
@@ -138,6 +150,7 @@ class Daemon:
                 self.handle(self.recognizer.process(frame))
             if watchdog and now - last_frame < watchdog:
                 self.notifier.watchdog()  # only while frames flow: a stuck camera lets systemd restart us
+            self.homeassistant.tick()
             if now >= next_metrics:
                 next_metrics = now + self.config.metrics.interval_s
                 self.publisher.publish_metrics(self.metrics())
@@ -146,6 +159,8 @@ class Daemon:
         for decision in decisions:
             now = time.monotonic()
             who = decision.match.identity.id if decision.match.identity else "unknown"
+            if decision.match.identity is not None:
+                self.homeassistant.recognised(decision.match.identity.id)
             verdict = self.announcer.consider(decision, now)
             if not verdict.announce:
                 log.info("track %d: %s, not announced", decision.track_id, printable(verdict.reason))
@@ -166,6 +181,10 @@ class Daemon:
             self.recognizer.latency.add("frame_to_event", latency_ms)
             self.publisher.publish_event(event)  # returns once the event is on disk
             self.announcer.announced(decision, event.event_id, now)
+            self.homeassistant.event_published(event, decision.crops[-1] if decision.crops else None)
+            if self.visitors is not None:
+                self.visitors.keep(event.event_id, event.ts, event.decision,
+                                   who if event.identity else None, event.score, list(decision.crops))  # fmt: skip
             self.events_published += 1
             log.info(
                 "event %s spooled: track %d %s%s (score %.3f, margin %.3f, %d frames)",
@@ -183,6 +202,7 @@ class Daemon:
         self.parts.rule = decision_rule(self.config, index.gallery, self.parts.embedder)
         self.recognizer.reconfigure(self.parts.matcher(), self.config.quality, decision_settings(self.config))
         self.publisher.set_status(self.status_info(index))
+        self.homeassistant.gallery_changed(index.gallery)
         log.info("gallery v%d active: %d identities", index.gallery.version, len(index.gallery))
 
     def status_info(self, index: GalleryIndex | None = None) -> StatusInfo:
@@ -267,6 +287,7 @@ class Daemon:
         self.config = config
         self.recognizer.reconfigure(self.parts.matcher(), config.quality, decision_settings(config))
         self.publisher.set_status(self.status_info(index))
+        self.homeassistant.gallery_changed(index.gallery)
         log.info(
             "config reloaded from %s: threshold %.4f (%s)",
             self.config_path,

@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeface.errors import EdgefaceError
-from edgeface.mqtt import discovery, payloads
+from edgeface.mqtt import payloads
 from edgeface.mqtt.health import SpoolHealth
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.mqtt.settings import MqttSettings, read_credentials
@@ -81,6 +81,7 @@ class MqttPublisher:
         self._status = status
         self._gallery_state: bytes | None = None
         self._subscriptions: dict[str, tuple[int, MessageCallback]] = {}
+        self._connect_hooks: list[Callable[[], None]] = []
         self._work: queue.SimpleQueue[_Ack | None] = queue.SimpleQueue()
         self._inflight: dict[int, int] = {}  # paho mid -> spool id; sender thread only
         self._counts = dict.fromkeys(("spooled", "sent", "acked", "rejected", "connects"), 0)
@@ -223,6 +224,26 @@ class MqttPublisher:
         if self.connected:
             self._client.publish(self.topics.status, self._status_bytes("online"), qos=1, retain=True)
 
+    def add_connect_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` after every (re)connect, on paho's network thread (keep it short)."""
+        self._connect_hooks.append(hook)
+
+    def publish_message(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        props: Properties | None = None,
+    ) -> bool:
+        """A message outside the spool (discovery, presence, snapshots): skipped while disconnected (the
+        caller re-publishes its retained state from a connect hook); True if handed to the network."""
+        if self._closed or not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
         """Call ``callback(topic, payload)`` for each message; re-subscribed after every reconnect.
 
@@ -284,16 +305,16 @@ class MqttPublisher:
         self._failures = 0
         log.info("MQTT: connected to %s:%d", self.settings.host, self.settings.port)
         client.publish(self.topics.status, self._status_bytes("online"), qos=1, retain=True)
-        if self.settings.ha_discovery:
-            topic, config = discovery.last_person_config(
-                self.topics, self._status.version, self.settings.ha_discovery_prefix
-            )
-            client.publish(topic, payloads.encode(config), qos=1, retain=True)
         if self._gallery_state is not None:
             client.publish(self.topics.gallery_state, self._gallery_state, qos=1, retain=True)
         for topic_filter, (qos, _) in list(self._subscriptions.items()):
             client.subscribe(topic_filter, qos)
         self._connected.set()
+        for hook in list(self._connect_hooks):
+            try:
+                hook()
+            except Exception:  # a hook's bug must not stop the connection
+                log.exception("MQTT: connect hook failed")
         self._work.put(_Ack(-1, False))
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:

@@ -13,6 +13,7 @@ _FORBIDDEN = ("/", "+", "#", "\0")
 _ANY = "+"  # single-level wildcard, only in subscription filters
 
 STATUS, EVENTS, METRICS, GALLERY_STATE = "status", "events", "metrics", "gallery/state"
+PRESENCE, SNAPSHOT = "presence", "snapshot"
 
 
 def check_level(name: str, value: str) -> str:
@@ -60,6 +61,15 @@ class DeviceTopics:
     def gallery_state(self) -> str:
         return f"{self.base}/{GALLERY_STATE}"
 
+    @property
+    def snapshot(self) -> str:
+        """Opt-in JPEG of the aligned face of an event (never retained)."""
+        return f"{self.base}/{SNAPSHOT}"
+
+    def presence(self, person: str) -> str:
+        """Retained ``ON``/``OFF`` of one enrolled person; `person` is a topic-safe key (`ha_key`)."""
+        return f"{self.base}/{PRESENCE}/{check_level('person', person)}"
+
 
 def every_device(prefix: str, leaf: str) -> str:
     """Subscription filter for one per-device topic (`STATUS`, `EVENTS`, ...) of every device under `prefix`."""
@@ -99,5 +109,34 @@ def parse_fleet_gallery_chunk(prefix: str, fleet: str, topic: str) -> tuple[int,
 
 
 def ha_discovery_config(discovery_prefix: str, object_id: str) -> str:
-    """Home Assistant MQTT discovery: the retained config of sensor `object_id`."""
+    """Home Assistant MQTT discovery: the retained config of sensor `object_id` (the layout before
+    entities were grouped under a node; still cleared so an old "last person" sensor goes away)."""
     return f"{check_prefix(discovery_prefix)}/sensor/{check_level('object_id', object_id)}/config"
+
+
+def ha_entity_config(discovery_prefix: str, component: str, node: str, object_id: str) -> str:
+    """Home Assistant MQTT discovery: ``<prefix>/<component>/<node_id>/<object_id>/config``."""
+    levels = (
+        check_level("component", component),
+        check_level("node", node),
+        check_level("object_id", object_id),
+    )
+    return f"{check_prefix(discovery_prefix)}/{'/'.join(levels)}/config"
+
+
+def ha_node_configs(discovery_prefix: str, node: str) -> str:
+    """Subscription filter for every discovery config under one node (any component, any object)."""
+    return f"{check_prefix(discovery_prefix)}/{_ANY}/{check_level('node', node)}/{_ANY}/config"
+
+
+def parse_ha_entity_config(discovery_prefix: str, node: str, topic: str) -> tuple[str, str] | None:
+    """(component, object_id) of a config topic under `node`, or None if `topic` is not one."""
+    parts = topic.removeprefix(f"{check_prefix(discovery_prefix)}/").split("/")
+    if topic == "/".join(parts) or len(parts) != 4 or parts[1] != node or parts[3] != "config":
+        return None
+    return parts[0], parts[2]
+
+
+def ha_birth(discovery_prefix: str) -> str:
+    """Where Home Assistant announces itself (retained ``online`` after a restart)."""
+    return f"{check_prefix(discovery_prefix)}/status"

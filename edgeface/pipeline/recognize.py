@@ -53,6 +53,10 @@ class Decision:
     gallery_version: int
     embedding: np.ndarray = field(repr=False)  # the track's mean embedding the decision was made on
     kind: Literal["first", "correction"] = "first"
+    crops: tuple[np.ndarray, ...] = field(default=(), repr=False)  # the track's newest aligned face crops
+
+
+KEEP_CROPS = 10  # aligned crops a track carries for its decision (snapshot, kept visitors)
 
 
 class Recognizer:
@@ -92,10 +96,12 @@ class Recognizer:
         good = [(t, d) for t, d in due if self._passes_quality(frame.image, d)]
         if good:
             started = time.perf_counter()
-            embeddings = self.encoder.embed_faces(frame.image, [d for _, d in good])
+            crops = [self.encoder.crop(frame.image, d) for _, d in good]
+            embeddings = self.encoder.embed_crops(crops)
             self.latency.add("embed", (time.perf_counter() - started) * 1e3)
-            for (track, _), embedding in zip(good, embeddings, strict=True):
+            for (track, _), embedding, crop in zip(good, embeddings, crops, strict=True):
                 self._take_face(track, embedding)
+                track.crops = [*track.crops[1 - KEEP_CROPS :], crop]
         out = []
         for track, _ in good:
             decision = self._maybe_decide(frame, track)
@@ -160,6 +166,7 @@ class Recognizer:
         self.reverified_resets += 1
         fresh = self.tracker.restart(track, frame.ts)
         fresh.embeddings.extend(faces)
+        fresh.crops = list(track.crops)
         return self._decide(frame, fresh, "first")
 
     def _ready(self, track: Track, ts: float) -> bool:
@@ -200,4 +207,5 @@ class Recognizer:
             self.index.current.gallery.version,
             l2_normalize(np.mean(faces, axis=0)),
             kind,
+            tuple(track.crops),
         )
