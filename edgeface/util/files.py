@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +44,7 @@ __all__ = [
     "FileRefused",
     "check_output_path",
     "check_regular",
+    "check_writable_folder",
     "open_regular",
     "read_bytes",
     "read_text",
@@ -150,6 +152,22 @@ def check_output_path(path: str | Path, what: str = "output") -> None:
     parent = path.parent
     if not parent.is_dir():
         raise FileRefused(f"{what} {path}: folder {parent} does not exist")
+
+
+def check_writable_folder(path: str | Path, what: str = "folder") -> None:
+    """Refuse a folder we could not write into (or create): checked by creating and removing a temporary
+    file, so it holds for root and read-only mounts alike, before any slow work is done."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FileRefused(f"{what} {path}: {existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise FileRefused(f"{what} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
 
 
 def write_atomic(path: str | Path, data: bytes, what: str = "output", mode: int = 0o644) -> None:
