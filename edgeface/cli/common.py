@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeface.cli.argtypes import fraction, int_in, megapixels
+from edgeface.cli.argtypes import fraction, megapixels
 from edgeface.config import Config, parse_config
 from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS
@@ -35,7 +35,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default="full",
         help="BlazeFace range tried first (default: full)",
     )
-    group.add_argument("--threads", type=int_in(1, 64), default=2, help="TFLite threads (default: 2)")
+    group.add_argument("--threads", type=int, default=2, help="TFLite threads (default: 2)")
     group.add_argument(
         "--no-refine-landmarks",
         dest="refine_landmarks",

@@ -214,7 +214,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing private key")
     p.set_defaults(func=_keygen)
 
-    from edgeface.cli.argtypes import broker_address, finite_float, float_in
+    from edgeface.cli.argtypes import broker_address, float_in
     from edgeface.cli.common import add_model_options, target_fpir
 
     p = verbs.add_parser("build", help="build and sign a full or delta bundle")
@@ -225,7 +225,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--gallery", type=Path, help="an enrolled gallery directory (store root or version)")
     p.add_argument("--fleet", required=True)
     p.add_argument("--version", type=int, required=True)
-    p.add_argument("--expires", type=finite_float, default=None, metavar="DAYS")
+    p.add_argument("--expires", type=float, default=None, metavar="DAYS")
     p.add_argument(
         "--base",
         default=None,
