@@ -46,11 +46,14 @@ def _context_trusting(ca_file: Path, label: str) -> ssl.SSLContext:
         raise ConfigError(f"{label}: {exc}") from None
     try:
         cadata: str | bytes = data.decode("ascii") if b"-----BEGIN" in data else data
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=cadata)
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=cadata if data else None)
     except (UnicodeDecodeError, ValueError, ssl.SSLError) as exc:
         raise ConfigError(
             f"{label}: {printable(ca_file)} holds no CA certificate (PEM or DER): {_reason(exc)}"
         ) from None
+    if not data or not context.get_ca_certs():  # an empty file would silently trust nothing at all
+        raise ConfigError(f"{label}: {printable(ca_file)} holds no CA certificate (PEM or DER)")
+    return context
 
 
 def _reason(exc: Exception) -> str:

@@ -184,12 +184,12 @@ def framed(
     would exceed `max_pixels` (the detector sees 128 or 256 pixels anyway), so a retry of a 40 MP photo
     costs megabytes, not gigabytes. Returns (framed image, scale applied, border in framed pixels)."""
     h, w = image.shape[:2]
-    grown = (1 + 2 * border) ** 2 * h * w
+    grown = (h + 2 * border * max(h, w)) * (w + 2 * border * max(h, w))  # the border is of the longer side
     scale = min(1.0, (max_pixels / grown) ** 0.5)
     if scale < 1.0:
         size = (max(1, int(w * scale)), max(1, int(h * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    pad = round(border * max(image.shape[:2]))
+    pad = int(border * max(image.shape[:2]))
     if pad == 0:
         return image, scale, 0
     return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), scale, pad
