@@ -4,10 +4,8 @@ them. The huge files are sparse (a header, then truncate): they use no disk."""
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import cv2
@@ -22,16 +20,7 @@ from edgeface.util.files import MAX_PHOTO_BYTES
 from edgeface.vision.detect import MAX_RETRY_PIXELS, FaceDetector, framed, unframed
 from edgeface.vision.encoder import CascadeDetector
 from edgeface.vision.photos import read_image
-
-
-def png_header(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (3 * width + 1)))
-    )
+from tests.factories import png_header
 
 
 def radiance_hdr(width: int, height: int) -> bytes:

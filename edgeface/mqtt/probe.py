@@ -17,12 +17,12 @@ from edgeface.mqtt.tls import tls_context
 from edgeface.util.logsafe import printable
 
 # CONNACK reasons (MQTT 3.1.1 return codes 4 and 5, their MQTT 5 equivalents) meaning "not these credentials"
-_AUTH_REFUSALS = frozenset({"Not authorized", "Bad user name or password", "Bad authentication method"})
+AUTH_REFUSALS = frozenset({"Not authorized", "Bad user name or password", "Bad authentication method"})
 
 
 def probe_broker(settings: MqttSettings, timeout: float) -> str:
     """A line saying the broker accepted us; EdgefaceError saying why not (refused, unreachable, silent)."""
-    where = f"broker {settings.host}:{settings.port}"
+    where = f"broker {address(settings.host, settings.port)}"
     client = _client(settings)
     answer: list[str] = []
     answered = threading.Event()
@@ -52,15 +52,23 @@ def probe_broker(settings: MqttSettings, timeout: float) -> str:
         raise EdgefaceError(
             f"{where}: no MQTT answer within {timeout:g} s (not a broker, or TLS/port mismatch)"
         )
-    reason = answer[0]
-    if reason in _AUTH_REFUSALS:
-        raise EdgefaceError(
-            f"{where} refused authentication ({reason}); check mqtt.credentials_file and the broker's users"
-        )
-    if reason != "Success":
-        raise EdgefaceError(f"{where} refused the connection ({printable(reason, 100)})")
+    if answer[0] != "Success":
+        hint = "; check mqtt.credentials_file and the broker's users" if answer[0] in AUTH_REFUSALS else ""
+        raise EdgefaceError(refusal(where, answer[0]) + hint)
     who = "with our credentials" if settings.credentials_file else "anonymous"
     return f"{settings.host}:{settings.port} accepts connections ({who})"
+
+
+def refusal(where: str, reason: str) -> str:
+    """What a failed CONNACK means, in words: credentials refused, or another refusal."""
+    if reason in AUTH_REFUSALS:
+        return f"{where} refused authentication ({reason})"
+    return f"{where} refused the connection ({printable(reason, 100)})"
+
+
+def address(host: str, port: int) -> str:
+    """`host:port`, an IPv6 host in brackets as on the command line."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _client(settings: MqttSettings) -> paho.Client:
