@@ -16,8 +16,7 @@ import edgeface.vision.photos as photos
 from edgeface.camera.replay import ReplaySource
 from edgeface.errors import ImageError
 from edgeface.types import Detection
-from edgeface.util.files import MAX_PHOTO_BYTES
-from edgeface.vision.detect import MAX_RETRY_PIXELS, FaceDetector, framed, unframed
+from edgeface.vision.detect import FaceDetector
 from edgeface.vision.encoder import CascadeDetector
 from edgeface.vision.photos import read_image
 from tests.factories import png_header
@@ -60,6 +59,8 @@ def test_a_radiance_hdr_named_jpg_is_refused_before_decoding(tmp_path: Path, dec
 
 
 def test_a_jpeg_followed_by_2_gb_of_zeros_is_refused_by_file_size(tmp_path: Path, decoder_never_runs) -> None:
+    from edgeface.util.files import MAX_PHOTO_BYTES
+
     ok, jpeg = cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))
     assert ok
     path = tmp_path / "padded.jpg"
@@ -140,6 +141,8 @@ class Recording:
 
 
 def test_the_cascade_retries_of_a_36_mp_faceless_photo_stay_within_the_retry_cap(models_dir: Path) -> None:
+    from edgeface.vision.detect import MAX_RETRY_PIXELS
+
     recording = [Recording(FaceDetector(models_dir, model, pad_retry=False)) for model in ("full", "short")]
     cascade = CascadeDetector(recording)
     try:
@@ -153,6 +156,8 @@ def test_the_cascade_retries_of_a_36_mp_faceless_photo_stay_within_the_retry_cap
 
 
 def test_the_padded_retry_of_a_single_detector_is_bounded_too(models_dir: Path) -> None:
+    from edgeface.vision.detect import MAX_RETRY_PIXELS
+
     detector = FaceDetector(models_dir, "full", pad_retry=True)
     seen: list[int] = []
     once = detector._detect_once
@@ -170,6 +175,8 @@ def test_the_padded_retry_of_a_single_detector_is_bounded_too(models_dir: Path) 
 
 
 def test_a_detection_in_a_shrunk_framed_image_maps_back_onto_the_photo() -> None:
+    from edgeface.vision.detect import MAX_RETRY_PIXELS, framed, unframed
+
     image = np.zeros((4000, 3000, 3), np.uint8)
     view, scale, pad = framed(image, 1.0)
     assert view.shape[0] * view.shape[1] <= MAX_RETRY_PIXELS and scale < 1
