@@ -11,7 +11,7 @@ from pathlib import Path
 from edgeface.errors import ConfigError
 from edgeface.mqtt.topics import check_level, check_prefix
 from edgeface.util.fields import bounded, check_fields
-from edgeface.util.files import MAX_CREDENTIALS_BYTES, FileRefused, read_text
+from edgeface.util.files import MAX_CREDENTIALS_BYTES, FileRefused, read_bytes
 from edgeface.util.logsafe import printable
 
 log = logging.getLogger(__name__)
@@ -109,12 +109,17 @@ def read_credentials(path: Path) -> Credentials:
     """
     shown = printable(path)
     try:
-        text = read_text(path, MAX_CREDENTIALS_BYTES, "credentials file")
+        text = read_bytes(path, MAX_CREDENTIALS_BYTES, "credentials file").decode("utf-8")
         mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError(f"mqtt.credentials_file: cannot read {shown}: {exc.strerror}") from None
     except FileRefused as exc:
         raise ConfigError(f"mqtt.credentials_file: {printable(str(exc), 300)}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"mqtt.credentials_file: {shown} is not UTF-8 text (byte {exc.start}); "
+            "write 'username:password' as UTF-8"
+        ) from None
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         log.warning("mqtt.credentials_file %s is world-readable; chmod 0640 or 0600 it", shown)
     lines = [line.strip("\r") for line in text.split("\n") if line.strip()]
