@@ -95,6 +95,12 @@ def files(tmp_path_factory: pytest.TempPathFactory, faces5: Path, models_dir: Pa
     (root / "loop").symlink_to(root / "loop")
     os.mkfifo(root / "fifo")
     (root / "deep.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    for name, line in (("credentials", 'credentials_file = "{fifo}"'), ("public-key", "")):
+        sync = f'[sync]\nenabled = true\npublic_key = "{root / "fifo"}"\n' if not line else ""
+        (root / f"{name}-fifo.toml").write_text(
+            f'[device]\nstate_dir = "{root / name}"\n[embedder]\nmodels_dir = "{models_dir}"\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = 1\n{line.format(fifo=root / "fifo")}\n{sync}'
+        )
     (root / "seed.toml").write_text(f'[camera]\nkind = "emulated"\nfaces = "{faces5}"\nseed = -1\n')
     device = root / "null"
     if os.geteuid() == 0:
@@ -144,6 +150,17 @@ CASES = [
     Case("run-config-dev-zero", lambda f: ["run", "--config", "/dev/zero"], "/dev/zero: is a device"),
     Case("run-config-fifo", lambda f: ["run", "--config", str(f.fifo)], "is a FIFO"),
     Case("run-config-deep-toml", lambda f: ["run", "--config", str(f.deep)], "nested too deeply"),
+    # files the daemon reads at start: a FIFO there once hung `run`, deaf to SIGTERM (item 12)
+    Case(
+        "run-credentials-fifo",
+        lambda f: ["run", "--config", str(f.root / "credentials-fifo.toml")],
+        "mqtt.credentials_file: credentials file",
+    ),
+    Case(
+        "run-public-key-fifo",
+        lambda f: ["run", "--config", str(f.root / "public-key-fifo.toml")],
+        "public key",
+    ),
     Case(
         "run-camera-seed-negative", lambda f: ["run", "--config", str(f.seed)], "camera.seed: must be in [0"
     ),
@@ -372,3 +389,19 @@ def test_an_unreadable_config_is_one_line_for_a_user_who_is_not_root() -> None:
         folder.rmdir()
     assert os.waitstatus_to_exitcode(status) == 2
     assert err == f"edgeface run: error: config {config}: cannot read (Permission denied)\n"
+
+
+def test_publish_reaches_a_broker_at_an_ipv6_address_in_brackets(tmp_path: Path, files: Files) -> None:
+    """`--broker [::1]:PORT` is host ::1 and PORT (it was once looked up as the host name "[::1]")."""
+    from edgeface.demo.localbroker import free_port
+    from tests.conftest import make_broker
+
+    v6_port = free_port()
+    broker = make_broker(tmp_path, f"listener {v6_port} ::1\n")
+    broker.start()
+    try:
+        done = edgeface(*_publish("--broker", f"[::1]:{v6_port}", "--state-wait", "0.2", str(files.bundle)))
+    finally:
+        broker.stop()
+    assert done.returncode == 0, done.stderr
+    assert "published full v1" in done.stderr
