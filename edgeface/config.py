@@ -250,7 +250,7 @@ def _section_type(annotation: Any) -> type:
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        text = read_text(path, MAX_CONFIG_BYTES, "config")
+        text = read_text(path, MAX_CONFIG_BYTES, "")  # config errors start with the path
     except FileRefused as exc:
         raise ConfigError(f"{path}: config file not found" if exc.missing else str(exc)) from None
     try:

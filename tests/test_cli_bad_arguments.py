@@ -388,7 +388,7 @@ def test_an_unreadable_config_is_one_line_for_a_user_who_is_not_root() -> None:
         config.unlink()
         folder.rmdir()
     assert os.waitstatus_to_exitcode(status) == 2
-    assert err == f"edgeface run: error: config {config}: cannot read (Permission denied)\n"
+    assert err == f"edgeface run: error: {config}: cannot read (Permission denied)\n"
 
 
 def test_publish_reaches_a_broker_at_an_ipv6_address_in_brackets(tmp_path: Path, files: Files) -> None:

@@ -61,6 +61,10 @@ class FileRefused(EdgefaceError):
         self.too_large = too_large
 
 
+def _named(what: str, path: str | Path) -> str:
+    return f"{what} {path}" if what else str(path)
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
@@ -77,7 +81,9 @@ def _kind(mode: int) -> str:
 
 def _refusal(what: str, path: str | Path, exc: OSError) -> FileRefused:
     reason = exc.strerror or str(exc)
-    return FileRefused(f"{what} {path}: cannot read ({reason})", missing=isinstance(exc, FileNotFoundError))
+    return FileRefused(
+        f"{_named(what, path)}: cannot read ({reason})", missing=isinstance(exc, FileNotFoundError)
+    )
 
 
 def _size_text(size: int) -> str:
@@ -94,10 +100,10 @@ def open_regular(path: str | Path, max_bytes: int, what: str = "file") -> Iterat
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise FileRefused(f"{what} {path}: is {_kind(info.st_mode)}, expected a regular file")
+            raise FileRefused(f"{_named(what, path)}: is {_kind(info.st_mode)}, expected a regular file")
         if info.st_size > max_bytes:
             raise FileRefused(
-                f"{what} {path}: is {_size_text(info.st_size)}, above the limit of {_size_text(max_bytes)}",
+                f"{_named(what, path)}: is {_size_text(info.st_size)}, above the limit of {_size_text(max_bytes)}",
                 too_large=True,
             )
         os.set_blocking(fd, True)
@@ -124,7 +130,8 @@ def read_bytes(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
             raise _refusal(what, path, exc) from None
     if len(data) > max_bytes:
         raise FileRefused(
-            f"{what} {path}: grew above the limit of {_size_text(max_bytes)} while read", too_large=True
+            f"{_named(what, path)}: grew above the limit of {_size_text(max_bytes)} while read",
+            too_large=True,
         )
     return data
 
@@ -135,7 +142,7 @@ def read_text(path: str | Path, max_bytes: int, what: str = "file") -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise FileRefused(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
+        raise FileRefused(f"{_named(what, path)}: not UTF-8 text (byte {exc.start})") from None
 
 
 def check_output_path(path: str | Path, what: str = "output") -> None:
@@ -146,12 +153,12 @@ def check_output_path(path: str | Path, what: str = "output") -> None:
     except FileNotFoundError:
         info = None
     except OSError as exc:
-        raise FileRefused(f"{what} {path}: cannot check ({exc.strerror or exc})") from None
+        raise FileRefused(f"{_named(what, path)}: cannot check ({exc.strerror or exc})") from None
     if info is not None and not stat.S_ISREG(info.st_mode):
-        raise FileRefused(f"{what} {path}: is {_kind(info.st_mode)}; refusing to replace it")
+        raise FileRefused(f"{_named(what, path)}: is {_kind(info.st_mode)}; refusing to replace it")
     parent = path.parent
     if not parent.is_dir():
-        raise FileRefused(f"{what} {path}: folder {parent} does not exist")
+        raise FileRefused(f"{_named(what, path)}: folder {parent} does not exist")
 
 
 def check_writable_folder(path: str | Path, what: str = "folder") -> None:
@@ -162,12 +169,14 @@ def check_writable_folder(path: str | Path, what: str = "folder") -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise FileRefused(f"{what} {path}: {existing} is not a folder")
+        raise FileRefused(f"{_named(what, path)}: {existing} is not a folder")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise FileRefused(f"{what} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
+        raise FileRefused(
+            f"{_named(what, path)}: cannot write in {existing} ({exc.strerror or exc})"
+        ) from None
 
 
 def write_atomic(path: str | Path, data: bytes, what: str = "output", mode: int = 0o644) -> None:
@@ -186,4 +195,4 @@ def write_atomic(path: str | Path, data: bytes, what: str = "output", mode: int 
     except OSError as exc:
         with contextlib.suppress(OSError):
             temporary.unlink()
-        raise FileRefused(f"{what} {path}: cannot write ({exc.strerror or exc})") from None
+        raise FileRefused(f"{_named(what, path)}: cannot write ({exc.strerror or exc})") from None
