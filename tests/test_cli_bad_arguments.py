@@ -54,7 +54,7 @@ def _limited() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
 
-def edgeface(*argv: str, timeout: float = 45) -> subprocess.CompletedProcess[str]:
+def edgeface(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     code = "import sys; from edgeface.cli import main; sys.exit(main(sys.argv[1:]))"
     try:
         return subprocess.run(
