@@ -23,6 +23,7 @@ from edgeface.mqtt.settings import MqttSettings
 from edgeface.pipeline.visitor_settings import VisitorSettings
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 from edgeface.util.fields import bounded, check_fields, finite, settable, shown
+from edgeface.util.files import MAX_CONFIG_BYTES, FileRefused, read_text
 from edgeface.util.logsafe import printable
 from edgeface.vision.quality_settings import QualitySettings
 
@@ -253,11 +254,15 @@ def _section_type(annotation: Any) -> type:
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = read_text(path, MAX_CONFIG_BYTES, "")  # config errors start with the path
+    except FileRefused as exc:
+        raise ConfigError(f"{path}: config file not found" if exc.missing else str(exc)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except RecursionError:  # tomllib recurses once per nesting level of arrays and inline tables
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
     try:
         return parse_config(raw)
     except ConfigError as exc:

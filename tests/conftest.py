@@ -49,14 +49,14 @@ class Broker:
         self.process = None
 
 
-def make_broker(directory: Path, extra_config: str = "") -> Broker:
+def make_broker(directory: Path, extra_config: str = "", *, anonymous: bool = True) -> Broker:
     port = free_port()
     config = directory / "mosquitto.conf"
     # As root, mosquitto drops to the `mosquitto` user and then cannot write its persistence file into
     # the test's temp dir, forgetting subscriber sessions across a restart.
     run_as = "user root\n" if os.geteuid() == 0 and "\nuser " not in f"\n{extra_config}" else ""
     config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"listener {port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\npersistence true\n"
         f"persistence_location {directory}/\n{run_as}{extra_config}"
     )
     return Broker("127.0.0.1", port, None, config)
@@ -69,5 +69,26 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     instance.start()
     try:
         yield instance
+    finally:
+        instance.stop()
+
+
+@dataclass
+class PasswordBroker:
+    broker: Broker
+    username: str
+    password: str
+
+
+@pytest.fixture
+def password_broker(tmp_path: Path) -> Iterator[PasswordBroker]:
+    """A real mosquitto that admits only `username`/`password` (a password file, `allow_anonymous false`)."""
+    passwords = tmp_path / "mosquitto.passwd"
+    username, password = "door1", "s3cret-door"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), username, password], check=True)
+    instance = make_broker(tmp_path, f"password_file {passwords}\n", anonymous=False)
+    instance.start()
+    try:
+        yield PasswordBroker(instance, username, password)
     finally:
         instance.stop()

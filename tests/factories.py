@@ -6,8 +6,10 @@ Holds no tests itself; test modules import what they need (`from tests.factories
 from __future__ import annotations
 
 import json
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,3 +237,15 @@ def retained(broker: Broker, topic_filter: str, settle_s: float = 1.0) -> dict[s
             return {t: p for t, p, was_retained in watcher.messages if was_retained and p}
     finally:
         watcher.close()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (one row of pixel data follows: decoders allocate first)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (3 * width + 1)))
+    )

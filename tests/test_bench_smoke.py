@@ -132,6 +132,16 @@ def test_sync_quick_prints_design_json() -> None:
     assert run_bench("sync.py")["results"]
 
 
+def test_hostile_photos_prints_design_json_and_every_photo_is_refused() -> None:
+    results = run_bench("hostile_photos.py")["results"]
+    assert all(
+        results[case]["outcome"].startswith("refused")
+        for case in results
+        if case.startswith(("hdr", "jpeg", "png"))
+    )
+    assert results["cascade_36mp_faceless"]["outcome"] == "0 faces"
+
+
 def test_edgeface_eval_uses_the_same_split_as_the_peers(faces5: Path) -> None:
     import numpy as np
 

@@ -3,15 +3,19 @@ failure named on its own line without stopping the other checks."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgeface.cli import main
 from edgeface.demo.localbroker import free_port
+from edgeface.errors import EdgefaceError
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.vision.embed import Embedder
-from tests.conftest import Broker
+from tests.conftest import Broker, PasswordBroker
+from tests.factories import make_keys
 
 
 def _enrolled_state(tmp_path: Path, models_dir: Path) -> Path:
@@ -42,12 +46,12 @@ def test_a_healthy_unit_passes_every_check(
     )
     assert main(["doctor", "--config", str(config), "--timeout", "5"]) == 0
     lines = _lines(capsys.readouterr().out)
-    assert set(lines) == {"config", "models", "gallery", "camera", "broker"}
+    assert set(lines) == {"config", "models", "gallery", "camera", "credentials", "tls", "sync key", "broker"}
     assert all(line.startswith("ok   ") for line in lines.values()), lines
     assert "facerec128" in lines["models"] and "detector full" in lines["models"]
     assert "version 1, 1 identities" in lines["gallery"]
     assert lines["camera"].endswith("320x240 frames")
-    assert f"{broker.host}:{broker.port} accepts connections" in lines["broker"]
+    assert f"{broker.host}:{broker.port} accepts connections (anonymous)" in lines["broker"]
 
 
 def test_each_failure_is_named_and_the_other_checks_still_run(
@@ -79,3 +83,108 @@ def test_a_camera_that_gives_no_frame_is_a_failure(tmp_path: Path, models_dir: P
     assert main(["doctor", "--config", str(config), "--timeout", "0.5"]) == 1
     line = _lines(capsys.readouterr().out)["camera"]
     assert line.startswith("FAIL camera:"), line
+
+
+# --- what `run` needs besides models and camera (issue 22 item 9) -------------------------------------------
+def _config(tmp_path: Path, models_dir: Path, broker: Broker | None = None, extra: str = "") -> Path:
+    config = tmp_path / "edgeface.toml"
+    host, port = (broker.host, broker.port) if broker else ("127.0.0.1", free_port())
+    config.write_text(
+        f'[device]\nstate_dir = "{tmp_path / "state"}"\n[embedder]\nmodels_dir = "{models_dir}"\n'
+        f'[mqtt]\nhost = "{host}"\nport = {port}\n{extra}'
+    )
+    return config
+
+
+def _doctor(config: Path, capsys) -> tuple[int, dict[str, str]]:
+    code = main(["doctor", "--config", str(config), "--timeout", "3"])
+    return code, _lines(capsys.readouterr().out)
+
+
+def test_a_broker_that_refuses_our_credentials_is_refused_authentication_not_accepting(
+    tmp_path: Path, models_dir: Path, password_broker: PasswordBroker, capsys
+) -> None:
+    wrong = tmp_path / "wrong.cred"
+    wrong.write_text(f"{password_broker.username}:not-the-password\n")
+    config = _config(tmp_path, models_dir, password_broker.broker, f'credentials_file = "{wrong}"\n')
+    code, lines = _doctor(config, capsys)
+    assert code == 1
+    assert lines["credentials"].startswith("ok   ")  # a well-formed file: the broker is what refuses it
+    line = lines["broker"]
+    assert line.startswith("FAIL broker:") and "refused authentication (Not authorized)" in line, line
+    assert "accepts" not in line and "no MQTT answer" not in line and "not-the-password" not in line
+
+
+def test_an_anonymous_door_at_a_broker_that_wants_a_password_is_refused_authentication(
+    tmp_path: Path, models_dir: Path, password_broker: PasswordBroker, capsys
+) -> None:
+    code, lines = _doctor(_config(tmp_path, models_dir, password_broker.broker), capsys)
+    assert code == 1 and "refused authentication" in lines["broker"], lines["broker"]
+
+
+def test_the_right_credentials_are_accepted(
+    tmp_path: Path, models_dir: Path, password_broker: PasswordBroker, capsys
+) -> None:
+    right = tmp_path / "door.cred"
+    right.write_text(f"{password_broker.username}\n{password_broker.password}\n")
+    code, lines = _doctor(
+        _config(tmp_path, models_dir, password_broker.broker, f'credentials_file = "{right}"\n'), capsys
+    )
+    assert code == 1  # only the gallery (none enrolled) and the camera (none configured) fail
+    assert lines["credentials"] == f"ok   credentials: {right}: user {password_broker.username}"
+    assert lines["broker"].startswith("ok   broker:") and "(with our credentials)" in lines["broker"]
+
+
+def _bad_file(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"bad-{kind}"
+    if kind == "missing":
+        return path
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)  # no writer: reading it the usual way would hang doctor
+    elif kind == "dev-zero":
+        return Path("/dev/zero")
+    elif kind == "private-key":
+        return make_keys(tmp_path / "keys").private_path
+    elif kind == "huge":
+        with open(path, "wb") as handle:
+            handle.truncate(1 << 40)  # sparse
+    return path
+
+
+KINDS = ["missing", "empty", "directory", "fifo", "dev-zero", "private-key", "huge"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_file_run_needs_is_checked(tmp_path: Path, models_dir: Path, kind: str) -> None:
+    """The credentials file, the TLS CA file and sync.public_key: each bad one is a one-line FAIL naming
+    it, where the old doctor said nothing about them and `run` then failed."""
+    from edgeface.cli.doctor import check_credentials, check_sync_key, check_tls
+    from edgeface.config import load_config
+
+    bad = _bad_file(tmp_path, kind)
+    extra = f'credentials_file = "{bad}"\n[mqtt.tls]\nca_file = "{bad}"\n[sync]\nenabled = true\npublic_key = "{bad}"\n'
+    config = load_config(_config(tmp_path, models_dir, extra=extra))
+    for check in (check_credentials, check_tls, check_sync_key):
+        with pytest.raises(EdgefaceError) as exc:
+            check(config, 1.0)
+        message = str(exc.value)
+        assert "\n" not in message and str(bad) in message, (check.__name__, message)
+
+
+def test_doctor_fails_on_a_private_key_given_as_the_public_one_and_runs_every_other_check(
+    tmp_path: Path, models_dir: Path, capsys
+) -> None:
+    keys = make_keys(tmp_path / "keys")
+    extra = f'[sync]\nenabled = true\npublic_key = "{keys.private_path}"\n'
+    code, lines = _doctor(_config(tmp_path, models_dir, extra=extra), capsys)
+    assert code == 1
+    assert lines["sync key"].startswith("FAIL sync key:") and "holds a private key" in lines["sync key"]
+    assert lines["models"].startswith("ok   ") and lines["credentials"].startswith("ok   ")
+    assert set(lines) >= {"gallery", "camera", "tls", "broker"}
+    extra = f'[sync]\nenabled = true\npublic_key = "{keys.public_path}"\n'
+    _, lines = _doctor(_config(tmp_path, models_dir, extra=extra), capsys)
+    assert lines["sync key"] == f"ok   sync key: {keys.public_path}: Ed25519 public key"

@@ -268,12 +268,17 @@ def test_any_bytes_after_a_known_magic_give_a_size_or_none(magic: bytes, tail: b
     assert header_size(memoryview(data)) == size
 
 
-# --- formats left to the decoder ---------------------------------------------------------------------------
-@pytest.mark.parametrize("suffix", [".sr", ".hdr", ".pfm"])
-def test_formats_not_parsed_here_give_none(suffix: str) -> None:
-    image = image_of(41, 30).astype(np.float32) / 255 if suffix in (".hdr", ".pfm") else image_of(41, 30)
+# --- formats with a simple header, and the one refused ----------------------------------------------------
+@pytest.mark.parametrize("suffix", [".sr", ".pfm"])
+def test_sun_raster_and_pfm_headers_give_the_decoded_size(suffix: str) -> None:
+    image = image_of(41, 30).astype(np.float32) / 255 if suffix == ".pfm" else image_of(41, 30)
     data = encode(suffix, [], image)
-    assert decoded_size(data) == (41, 30)  # OpenCV reads them; the caller checks the size after decoding
+    assert header_size(data) == decoded_size(data) == (41, 30)
+
+
+def test_radiance_hdr_gives_none_so_read_image_refuses_it() -> None:
+    data = encode(".hdr", [], image_of(41, 30).astype(np.float32) / 255)
+    assert decoded_size(data) == (41, 30)  # OpenCV reads it, but its size is not in a fixed header
     assert header_size(data) is None
 
 

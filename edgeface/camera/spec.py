@@ -49,7 +49,7 @@ class CameraSpec:
     backoff_initial_s: float = bounded(0.5, 0, 3600, low_open=True)
     backoff_max_s: float = bounded(30.0, 0, 3600, low_open=True)
     stall_timeout_s: float = bounded(5.0, 0, 600, low_open=True)
-    seed: int = 0
+    seed: int = bounded(0, 0, 2**32 - 1)  # numpy seeds are non-negative
     # replay: larger images are skipped, and counted; `edgeface enroll/identify/gallery build` take
     # --max-megapixels with the same default
     max_megapixels: float = bounded(DEFAULT_MAX_MEGAPIXELS, 0.01, 1000)

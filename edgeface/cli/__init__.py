@@ -6,14 +6,23 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 from edgeface.errors import EdgefaceError
+from edgeface.util.logsafe import printable
 
 VERB_MODULES = ("enroll", "identify", "eval", "run", "doctor", "demo", "gallery")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr naming it (argparse would print the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeface", description="Face recognition for door units.")
+    parser = OneLineParser(prog="edgeface", description="Face recognition for door units.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name in VERB_MODULES:
@@ -37,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgefaceError as exc:
-        print(f"edgeface {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"edgeface {args.verb}: error: {printable(str(exc), 2000)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system refusal not caught nearer (a full disk, a read-only mount)
+        where = f" {printable(str(exc.filename), 300)}" if exc.filename else ""
+        print(f"edgeface {args.verb}: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

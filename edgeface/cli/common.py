@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeface.cli.argtypes import fraction, megapixels
 from edgeface.config import Config, parse_config
 from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS
@@ -14,15 +15,7 @@ if TYPE_CHECKING:
     from edgeface.vision.encoder import FaceEncoder
 
 
-def target_fpir(text: str) -> float:
-    """argparse type for `--target-fpir`: a share strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1 (e.g. 0.01 for 1%)")
-    return value
+target_fpir = fraction  # argparse type for `--target-fpir`: a share strictly between 0 and 1
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -58,20 +51,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     photos = parser.add_argument_group("photos")
     photos.add_argument(
         "--max-megapixels",
-        type=_megapixels,
+        type=megapixels,
         default=DEFAULT_MAX_MEGAPIXELS,
         help=f"refuse photos larger than this (default {DEFAULT_MAX_MEGAPIXELS:g}, fits a Raspberry Pi)",
     )
-
-
-def _megapixels(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.01 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be in [0.01, 1000], got {text}")
-    return value
 
 
 def photo_config(args: argparse.Namespace, gallery: Path | None = None) -> Config:

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from edgeface.cli.argtypes import int_in, seconds
+
 DEFAULT_FACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces5"
 
 
@@ -20,9 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=Path(os.environ.get("EDGEFACE_FACES", DEFAULT_FACES)),
         help="folder of identity sub-folders (default: ../shared/data/faces5 or $EDGEFACE_FACES)",
     )
-    parser.add_argument("--seconds", type=float, help="stop after this long (default: when the scene ends)")
+    parser.add_argument("--seconds", type=seconds, help="stop after this long (default: when the scene ends)")
     parser.add_argument(
-        "--strangers", type=int, default=1, help="identities kept out of the gallery (default 1)"
+        "--strangers", type=int_in(0, 1000), default=1, help="identities kept out of the gallery (default 1)"
     )
     parser.set_defaults(func=run)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import socket
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from edgeface.cli.argtypes import seconds
 from edgeface.config import DEFAULT_PATH, Config, load_config
 from edgeface.errors import EdgefaceError
+from edgeface.util.logsafe import printable
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--config", type=Path, default=DEFAULT_PATH, help=f"TOML config (default {DEFAULT_PATH})"
     )
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for camera and broker")
+    parser.add_argument("--timeout", type=seconds, default=5.0, help="seconds to wait for camera and broker")
     parser.set_defaults(func=run)
 
 
@@ -65,19 +66,49 @@ def check_camera(config: Config, timeout: float) -> str:
         return f"{frame.image.shape[1]}x{frame.image.shape[0]} frames"
 
 
+def check_credentials(config: Config, timeout: float) -> str:
+    from edgeface.mqtt.settings import read_credentials
+
+    if config.mqtt.credentials_file is None:
+        return "none configured (anonymous)"
+    credentials = read_credentials(config.mqtt.credentials_file)
+    return f"{config.mqtt.credentials_file}: user {printable(credentials.username, 80)}"
+
+
+def check_tls(config: Config, timeout: float) -> str:
+    from edgeface.mqtt.tls import tls_context
+
+    tls = config.mqtt.tls
+    if tls is None:
+        return "off"
+    tls_context(tls)
+    trusted = tls.ca_file or "the system CA store"
+    client = f", client certificate {tls.cert_file}" if tls.cert_file else ""
+    return f"verifying the broker against {trusted}{client}"
+
+
+def check_sync_key(config: Config, timeout: float) -> str:
+    from edgeface.sync.signing import load_public_key
+
+    if not config.sync.enabled or config.sync.public_key is None:
+        return "gallery sync off"
+    load_public_key(config.sync.public_key)
+    return f"{config.sync.public_key}: Ed25519 public key"
+
+
 def check_broker(config: Config, timeout: float) -> str:
-    host, port = config.mqtt.host, config.mqtt.port
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise EdgefaceError(f"broker {host}:{port} unreachable ({exc}); events will queue on disk") from None
-    return f"{host}:{port} accepts connections"
+    from edgeface.mqtt.probe import probe_broker
+
+    return probe_broker(config.mqtt, timeout)
 
 
 CHECKS: tuple[tuple[str, Callable[[Config, float], str]], ...] = (
     ("models", check_models),
     ("gallery", check_gallery),
     ("camera", check_camera),
+    ("credentials", check_credentials),
+    ("tls", check_tls),
+    ("sync key", check_sync_key),
     ("broker", check_broker),
 )
 

@@ -18,6 +18,7 @@ from edgeface.errors import EdgefaceError, GalleryError, ImageError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.util.files import check_writable_folder
 from edgeface.util.logsafe import printable
 from edgeface.vision.encoder import FaceEncoder
 from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, identity_folders, max_pixels_of, read_image
@@ -176,6 +177,7 @@ def enroll_event(encoder: FaceEncoder, gallery: Gallery, args: argparse.Namespac
 
 def run(args: argparse.Namespace) -> int:
     people = people_of(args)
+    check_writable_folder(args.gallery, "--gallery")  # before minutes of encoding, not after
     encoder = load_encoder(args)
     try:
         store = GalleryStore(args.gallery)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.cli.argtypes import fraction, int_in
 from edgeface.cli.common import add_model_options, load_encoder
 from edgeface.errors import EdgefaceError, ImageError
 from edgeface.identity.decision import CardDecision
@@ -21,9 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--folders", type=Path, required=True, help="one sub-folder of photos per identity")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", type=Path, help="write a ROC plot (PNG) here")
-    parser.add_argument("--seeds", type=int, default=10, help="number of 80/20 splits (default: 10)")
     parser.add_argument(
-        "--far", type=float, default=1e-2, help="false-accept rate for the threshold (default 0.01)"
+        "--seeds", type=int_in(1, 1000), default=10, help="number of 80/20 splits (default: 10)"
+    )
+    parser.add_argument(
+        "--far", type=fraction, default=1e-2, help="false-accept rate for the threshold (default 0.01)"
     )
     parser.add_argument("--record", action="store_true", help="write the accuracy into the embedder's card")
     parser.add_argument(
@@ -67,7 +70,10 @@ def encode_folders(encoder, root: Path):
 
 def run(args: argparse.Namespace) -> int:
     from edgeface.server.evaluation import evaluate, near_duplicates, plot_roc
+    from edgeface.util.files import check_output_path
 
+    if args.plot:
+        check_output_path(args.plot, "--plot")  # before minutes of encoding, not after
     encoder = load_encoder(args)
     data, hashes, unreadable = encode_folders(encoder, args.folders)
     if data.found.sum() < 2 or len(data.names) < 2:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from edgeface.errors import BundleError, EdgefaceError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision
+from edgeface.util.files import check_output_path, write_atomic
 from edgeface.util.logsafe import printable
 
 if TYPE_CHECKING:
@@ -65,24 +66,6 @@ def _load_base(args: argparse.Namespace, public_key: Ed25519PublicKey) -> Galler
     return load_source_gallery(Path(args.base), public_key)
 
 
-def _check_out(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise BundleError(f"--out {path}: directory {path.parent} does not exist")
-    if path.is_dir():
-        raise BundleError(f"--out {path}: is a directory, give a file name")
-
-
-def _write_out(path: Path, data: bytes) -> None:
-    """Write next to `path`, then rename: a reader never sees half a bundle."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_bytes(data)
-        temporary.replace(path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise BundleError(f"--out {path}: cannot write ({exc.strerror or exc})") from exc
-
-
 def _calibrated(gallery: Gallery, args: argparse.Namespace) -> Gallery:
     """The gallery with its threshold chosen on its own enrolment photos for `--target-fpir`, as `enroll`
     does; a source without enrolment photos (an applied bundle) keeps the calibration it came with."""
@@ -108,7 +91,7 @@ def _build(args: argparse.Namespace) -> int:
 
     # everything a device would refuse is refused before any work, by the device's own checks
     check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)
-    _check_out(args.out)
+    check_output_path(args.out, "--out")
     key = load_private_key(args.key)
     from edgeface.cli.enroll import PhotoProblems
 
@@ -130,7 +113,7 @@ def _build(args: argparse.Namespace) -> int:
         base=base,
         chunk_bytes=args.chunk_bytes,
     )
-    _write_out(args.out, data)
+    write_atomic(args.out, data, "--out")
     kind = f"delta against {base.version}" if base is not None else "full"
     log.info(
         "wrote %s: %s bundle v%d, %d identities, %d bytes",
@@ -189,10 +172,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"{what} {path}: cannot read ({exc.strerror or exc})") from exc
+    from edgeface.sync.bundle import MAX_MANIFEST_BYTES, MAX_PAYLOAD
+    from edgeface.util.files import read_bytes
+
+    return read_bytes(path, MAX_PAYLOAD + MAX_MANIFEST_BYTES + 1024, what)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -205,13 +188,11 @@ def _publish(args: argparse.Namespace) -> int:
         valid_fleet(args.fleet)
     except ValueError as exc:
         raise BundleError(f"--fleet: {exc}") from exc
-    host, _, port = args.broker.rpartition(":")
-    if not host or not port.isdigit():
-        raise BundleError(f"--broker: expected HOST:PORT, got {args.broker!r}")
+    host, port = args.broker
     credentials = read_credentials(args.credentials) if args.credentials else None
     user = credentials.username if credentials else None
     password = credentials.password if credentials else None
-    options = BrokerOptions(host, int(port), "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
+    options = BrokerOptions(host, port, "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
     fallback = _read(args.full, "--full") if args.full else None
     done = publish(options, args.prefix, args.fleet, _read(args.path, "bundle"), fallback, args.state_wait)
     log.info(
@@ -239,6 +220,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing private key")
     p.set_defaults(func=_keygen)
 
+    from edgeface.cli.argtypes import broker_address, float_in
     from edgeface.cli.common import add_model_options, target_fpir
 
     p = verbs.add_parser("build", help="build and sign a full or delta bundle")
@@ -288,7 +270,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_inspect)
 
     p = verbs.add_parser("publish", help="publish a bundle retained over MQTT")
-    p.add_argument("--broker", required=True, metavar="HOST:PORT")
+    p.add_argument("--broker", type=broker_address, required=True, metavar="HOST:PORT")
     p.add_argument("--tls-ca", type=Path)
     p.add_argument("--tls-cert", type=Path)
     p.add_argument("--tls-key", type=Path)
@@ -298,6 +280,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--full", type=Path, help="full bundle to publish when a delta's base is not on every device"
     )
-    p.add_argument("--state-wait", type=float, default=1.0, help="seconds to collect devices' retained state")
+    p.add_argument(
+        "--state-wait",
+        type=float_in(0.0, 3600.0),
+        default=1.0,
+        help="seconds to collect devices' retained state",
+    )
     p.add_argument("path", type=Path)
     p.set_defaults(func=_publish)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgeface.cli.argtypes import finite_float
 from edgeface.cli.common import add_model_options, photo_config
 from edgeface.daemon.parts import Parts, build_parts
 from edgeface.errors import GalleryError, ImageError
@@ -23,10 +24,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON lines (default: readable lines)")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         help="cosine threshold (default: the gallery's calibration, else the card's)",
     )
-    parser.add_argument("--margin", type=float, help="required lead over the runner-up (default: 0)")
+    parser.add_argument("--margin", type=finite_float, help="required lead over the runner-up (default: 0)")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     add_model_options(parser)
     parser.set_defaults(func=run)

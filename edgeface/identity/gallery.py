@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeface.errors import GalleryError
 from edgeface.identity.calibration import Calibration, TailShape, calibrate
+from edgeface.util.files import MAX_GALLERY_FILE_BYTES, FileRefused, read_bytes
 from edgeface.util.vectors import l2_normalize
 
 if TYPE_CHECKING:
@@ -292,10 +293,10 @@ def gallery_files(gallery: Gallery, encoded: dict[str, FileBytes] | None = None)
 def read_gallery_dir(directory: Path) -> Gallery:
     """Load and check a version directory: every sha256 in its manifest must match."""
     try:
-        manifest = json.loads((directory / "gallery.json").read_bytes())
-        identities_raw = (directory / "identities.json").read_bytes()
-        vectors_raw = (directory / "vectors.npy").read_bytes()
-    except (OSError, json.JSONDecodeError) as exc:
+        manifest = json.loads(_stored(directory / "gallery.json"))
+        identities_raw = _stored(directory / "identities.json")
+        vectors_raw = _stored(directory / "vectors.npy")
+    except (FileRefused, json.JSONDecodeError) as exc:
         raise GalleryError(f"{directory}: incomplete or unreadable gallery ({exc})") from exc
     if not isinstance(manifest, dict):
         raise GalleryError(f"{directory}: gallery.json is not a JSON object")
@@ -329,4 +330,13 @@ def read_gallery_dir(directory: Path) -> Gallery:
 
 
 def _optional_npy(path: Path) -> np.ndarray | None:
-    return load_npy(path.read_bytes(), str(path)) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return load_npy(_stored(path), str(path))
+    except FileRefused as exc:
+        raise GalleryError(str(exc)) from None
+
+
+def _stored(path: Path) -> bytes:
+    return read_bytes(path, MAX_GALLERY_FILE_BYTES, "gallery file")

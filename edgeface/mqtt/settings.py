@@ -11,6 +11,7 @@ from pathlib import Path
 from edgeface.errors import ConfigError
 from edgeface.mqtt.topics import check_level, check_prefix
 from edgeface.util.fields import bounded, check_fields
+from edgeface.util.files import MAX_CREDENTIALS_BYTES, FileRefused, read_bytes
 from edgeface.util.logsafe import printable
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,12 @@ def read_credentials(path: Path) -> Credentials:
     """
     shown = printable(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes(path, MAX_CREDENTIALS_BYTES, "credentials file").decode("utf-8")
         mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError(f"mqtt.credentials_file: cannot read {shown}: {exc.strerror}") from None
+    except FileRefused as exc:
+        raise ConfigError(f"mqtt.credentials_file: {printable(str(exc), 300)}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"mqtt.credentials_file: {shown} is not UTF-8 text (byte {exc.start}); "

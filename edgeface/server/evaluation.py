@@ -7,6 +7,7 @@ pooled over held-out splits, at a chosen false-accept rate.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from edgeface.identity.calibration import identity_vectors
+from edgeface.util.files import write_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,5 +195,7 @@ def plot_roc(curves: dict, path: Path, title: str) -> None:
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=120)
     plt.close(figure)
+    write_atomic(path, image.getvalue(), "--plot")

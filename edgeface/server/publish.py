@@ -16,8 +16,10 @@ import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeface.errors import BundleError
+from edgeface.mqtt.probe import address, refusal
 from edgeface.mqtt.topics import GALLERY_STATE, check_prefix, every_device, fleet_gallery, fleet_gallery_chunk
 from edgeface.sync.bundle import check_binding, unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
@@ -56,16 +58,28 @@ class _Retained:
 
 def _connect(options: BrokerOptions) -> mqtt.Client:
     client = make_client(options)
+    where = f"broker {address(options.host, options.port)}"
+    refused: list[str] = []
+
+    def on_connect(
+        c: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, props: object
+    ) -> None:
+        if reason.is_failure:
+            refused.append(str(reason))
+
+    client.on_connect = on_connect
     try:
         client.connect(options.host, options.port, keepalive=options.keepalive)
     except (OSError, ValueError) as exc:  # refused, unreachable, unknown host, TLS handshake
-        raise BundleError(f"broker {options.host}:{options.port}: cannot connect ({exc})") from exc
+        raise BundleError(f"{where}: cannot connect ({exc})") from exc
     client.loop_start()
     deadline = time.monotonic() + 10
     while not client.is_connected():
-        if time.monotonic() > deadline:
+        if refused or time.monotonic() > deadline:
             client.loop_stop()
-            raise BundleError(f"broker {options.host}:{options.port}: not connected within 10 s")
+            raise BundleError(
+                refusal(where, refused[0]) if refused else f"{where}: not connected within 10 s"
+            )
         time.sleep(0.02)
     return client
 

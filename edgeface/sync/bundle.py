@@ -39,6 +39,7 @@ from edgeface.sync.manifest import (
 )
 from edgeface.sync.rawio import check_unit_rows, parse_rows, read_npy_f32
 from edgeface.sync.signing import SIGNATURE_BYTES, Ed25519PublicKey, signature_valid
+from edgeface.util.files import FileRefused, read_bytes
 
 MAGIC = b"EFBUNDL1"
 MAX_PAYLOAD = 256 << 20
@@ -121,12 +122,10 @@ def unpack_bundle(data: bytes, max_payload: int = MAX_PAYLOAD) -> Bundle:
 
 def read_bundle(path: Path, max_payload: int = MAX_PAYLOAD) -> Bundle:
     try:
-        size = path.stat().st_size
-        if size > max_payload + MAX_MANIFEST_BYTES + 1024:
-            raise Rejected("oversized", f"{path} is {size} bytes, limit {max_payload}")
-        return unpack_bundle(path.read_bytes(), max_payload)
-    except OSError as exc:
-        raise Rejected("payload_invalid", f"{path}: cannot read ({exc})") from exc
+        data = read_bytes(path, max_payload + MAX_MANIFEST_BYTES + 1024, "bundle")
+    except FileRefused as exc:
+        raise Rejected("oversized" if exc.too_large else "payload_invalid", str(exc)) from None
+    return unpack_bundle(data, max_payload)
 
 
 def check_signature(manifest: bytes, signature: bytes, key: Ed25519PublicKey) -> None:

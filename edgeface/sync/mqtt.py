@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import paho.mqtt.client as mqtt
 
+from edgeface.mqtt.settings import TlsSettings
+from edgeface.mqtt.tls import tls_context
 from edgeface.sync.client import GallerySyncClient
 
 if TYPE_CHECKING:
@@ -43,12 +44,8 @@ def make_client(options: BrokerOptions) -> mqtt.Client:
         mqtt.CallbackAPIVersion.VERSION2, client_id=options.client_id, protocol=mqtt.MQTTv311
     )
     if options.tls_ca is not None:
-        client.tls_set(
-            ca_certs=str(options.tls_ca),
-            certfile=str(options.tls_cert) if options.tls_cert else None,
-            keyfile=str(options.tls_key) if options.tls_key else None,
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+        settings = TlsSettings(options.tls_ca, options.tls_cert, options.tls_key)
+        client.tls_set_context(tls_context(settings, ("--tls-ca", "--tls-cert/--tls-key")))
     if options.username is not None:
         client.username_pw_set(options.username, options.password)
     client.max_queued_messages_set(0)

@@ -69,8 +69,8 @@ def check_value(key: str, value: Any, meta: Any) -> None:
         raise ConfigError(f"{key}: must be a finite number, got {shown(value)}")
     below = low is not None and (value <= low if low_open else value < low)
     if below or (high is not None and value > high):
-        lower = f"{'(' if low_open else '['}{'-inf' if low is None else f'{low:g}'}"
-        upper = "inf" if high is None else f"{high:g}"
+        lower = f"{'(' if low_open else '['}{'-inf' if low is None else _bound(low)}"
+        upper = "inf" if high is None else _bound(high)
         raise ConfigError(f"{key}: must be in {lower}, {upper}], got {shown(value)}")
 
 
@@ -87,3 +87,8 @@ def finite(value: float) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an integer beyond any float
         return False
+
+
+def _bound(value: float) -> str:
+    """A limit as written in the message: whole numbers in full (2**32 - 1, not 4.29497e+09)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"

@@ -1,8 +1,8 @@
 """An image's width and height from its header bytes, without decoding it (for the pixel cap).
 
-OpenCV's Python API has no header-only read, so the common still formats are parsed here: PNG, JPEG, GIF,
-BMP, WebP, PNM/PAM and TIFF. These are the sizes OpenCV's decoders allocate for. For any other format
-`header_size` returns None and the caller decodes first, then refuses (the memory is spent once, briefly).
+OpenCV's Python API has no header-only read, so the still formats are parsed here: PNG, JPEG, GIF, BMP,
+WebP, PNM/PAM/PFM, Sun raster and TIFF. These are the sizes OpenCV's decoders allocate for. For any other
+format `header_size` returns None and `edgeface.vision.photos` refuses the file without decoding it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
             return _bmp_size(head)
         if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
             return _webp_size(head)
-        if len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"1234567":
+        if head[:4] == b"\x59\xa6\x6a\x95":  # Sun raster
+            width, height = struct.unpack(">ii", head[4:12])
+            return width, height
+        if len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"1234567Ff":
             return _pnm_size(bytes(data[:4096]))
         if head[:4] in (b"II*\x00", b"MM\x00*"):
             return _tiff_size(data)

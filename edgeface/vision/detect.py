@@ -46,6 +46,10 @@ FULL_RANGE = BlazeFaceSpec(
 SPECS = {"short": SHORT_RANGE, "full": FULL_RANGE}
 
 
+# Pixels of any bordered retry image (4 MP BGR is 12 MB); larger photos are shrunk before the border.
+MAX_RETRY_PIXELS = 4_000_000
+
+
 def make_anchors(spec: BlazeFaceSpec) -> np.ndarray:
     """(N, 2) anchor centres in [0, 1]; BlazeFace uses fixed-size anchors, so only centres matter."""
     centres = []
@@ -142,9 +146,8 @@ class FaceDetector:
             )
         found = self._detect_once(image)
         if not found and self.pad_retry:
-            border = max(image.shape[:2]) // 2
-            padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=0)
-            found = [shifted(d, -border) for d in self._detect_once(padded)]
+            padded, scale, border = framed(image, 0.5)
+            found = [unframed(d, scale, border) for d in self._detect_once(padded)]
         return found
 
     def _detect_once(self, image: np.ndarray) -> list[Detection]:
@@ -174,7 +177,29 @@ class FaceDetector:
         self._model.close()
 
 
-def shifted(detection: Detection, offset: float) -> Detection:
-    """The detection moved by `offset` pixels on both axes (undoing a border added around the image)."""
+def framed(
+    image: np.ndarray, border: float, max_pixels: int = MAX_RETRY_PIXELS
+) -> tuple[np.ndarray, float, int]:
+    """`image` inside a black border of `border` times its longer side, shrunk first if the bordered image
+    would exceed `max_pixels` (the detector sees 128 or 256 pixels anyway), so a retry of a 40 MP photo
+    costs megabytes, not gigabytes. Returns (framed image, scale applied, border in framed pixels)."""
+    h, w = image.shape[:2]
+    grown = (h + 2 * border * max(h, w)) * (w + 2 * border * max(h, w))  # the border is of the longer side
+    scale = min(1.0, (max_pixels / grown) ** 0.5)
+    if scale < 1.0:
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    pad = int(border * max(image.shape[:2]))
+    if pad == 0:
+        return image, scale, 0
+    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), scale, pad
+
+
+def unframed(detection: Detection, scale: float, pad: int) -> Detection:
+    """A detection in a `framed` image mapped back onto the original image."""
     x, y, w, h = detection.bbox
-    return Detection((x + offset, y + offset, w, h), detection.keypoints + offset, detection.score)
+    return Detection(
+        ((x - pad) / scale, (y - pad) / scale, w / scale, h / scale),
+        ((detection.keypoints - pad) / scale).astype(np.float32),
+        detection.score,
+    )

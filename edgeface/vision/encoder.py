@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from edgeface.errors import NoFaceError
 from edgeface.types import Detection
 from edgeface.util.vectors import l2_normalize
 from edgeface.vision.align import align_face
-from edgeface.vision.detect import shifted
+from edgeface.vision.detect import framed, unframed
 from edgeface.vision.embed import Embedder
 from edgeface.vision.landmarks import LandmarkRefiner
 
@@ -47,13 +46,13 @@ class CascadeDetector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         self.last_stage = None
         for border in (0.0, *self.borders):
-            pad = round(border * max(image.shape[:2]))
-            framed = image if pad == 0 else cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+            # the unbordered pass sees the photo itself; each retry a bordered copy of bounded pixels
+            view, scale, pad = (image, 1.0, 0) if border == 0 else framed(image, border)
             for index, detector in enumerate(self.detectors):
-                found = detector.detect(framed)
+                found = detector.detect(view)
                 if found:
                     self.last_stage = f"{getattr(detector, 'model', index)}+{border:.0%} border"
-                    return [shifted(d, -pad) for d in found] if pad else found
+                    return [unframed(d, scale, pad) for d in found] if border else found
         return []
 
     def close(self) -> None:

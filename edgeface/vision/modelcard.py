@@ -11,15 +11,26 @@ from typing import Any
 import numpy as np
 
 from edgeface.errors import ModelError
+from edgeface.util.files import (
+    MAX_CARD_BYTES,
+    MAX_MODEL_BYTES,
+    FileRefused,
+    open_regular,
+    read_text,
+    write_atomic,
+)
 
 CARD_FORMAT = "edgeface-model/1"
 
 
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open_regular(path, MAX_MODEL_BYTES, "model") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileRefused as exc:
+        raise ModelError(str(exc)) from None
     return digest.hexdigest()
 
 
@@ -99,10 +110,10 @@ def load_card(card_path: str | Path) -> ModelCard:
     """Parse and validate a card; the model file is resolved relative to the card."""
     path = Path(card_path)
     try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model card not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raw = json.loads(read_text(path, MAX_CARD_BYTES, "model card"))
+    except FileRefused as exc:
+        raise ModelError(f"{path}: model card not found" if exc.missing else str(exc)) from None
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ModelError(f"{path}: model card is not valid JSON ({exc})") from exc
     try:
         if raw["format"] != CARD_FORMAT:
@@ -135,4 +146,4 @@ def load_card(card_path: str | Path) -> ModelCard:
 
 
 def write_card(card_path: str | Path, card: dict[str, Any]) -> None:
-    Path(card_path).write_text(json.dumps(card, indent=2) + "\n")
+    write_atomic(card_path, (json.dumps(card, indent=2) + "\n").encode(), "model card")
