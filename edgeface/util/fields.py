@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -87,3 +88,11 @@ def finite(value: float) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an integer beyond any float
         return False
+
+
+def finite_number(name: str, value: float) -> float:
+    """`value` as a float for a payload field; ValueError naming `name` unless it is a finite real number
+    (a bool is not one: JSON would write it as true/false)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not finite(value):
+        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+    return float(value)

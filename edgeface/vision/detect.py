@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -15,6 +16,13 @@ import numpy as np
 from edgeface.errors import ImageError, ModelError
 from edgeface.types import Detection
 from edgeface.vision.runtime import TFLiteModel
+
+
+class Detects(Protocol):
+    """What every face detector offers (`FaceDetector`, `encoder.CascadeDetector`): faces of a BGR image."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
