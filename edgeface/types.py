@@ -58,7 +58,8 @@ class Detection:
             raise ValueError(f"Detection.keypoints: expected (K, 2), got {self.keypoints.shape}")
 
     def keypoint(self, name: str) -> np.ndarray:
-        return self.keypoints[KEYPOINT_NAMES.index(name)]
+        point: np.ndarray = self.keypoints[KEYPOINT_NAMES.index(name)]
+        return point
 
 
 @dataclass(frozen=True, slots=True)
