@@ -339,6 +339,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_gallery_build_reads_non_utf8_names_and_follows_the_enroll_policy(
     faces5: Path, tmp_path: Path, models_dir: Path
 ) -> None:

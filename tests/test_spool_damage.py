@@ -51,6 +51,7 @@ def test_page_damage_at_open_is_quarantined_and_counted(tmp_path: Path, random: 
         assert spool.health().quarantined_files == 1 and not spool.health().events_lost_unknown
 
 
+@pytest.mark.slow
 def test_leaf_damage_salvages_the_readable_rows(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite3"
     populate(path, 2000, size=100)
