@@ -4,6 +4,8 @@
 #   make demo   device install: mosquitto + edgeface with its device dependencies, then the demo
 #   make test   development install (adds the dev, export and bench extras, systemd-analyze, Node/npm),
 #               then lint, the embedder recipe check, the wheel check and the test suite
+#   make check  the inner loop while developing (after `make test` installed everything): lint and the tests
+#               without the broker, export and slow markers, in under 3 minutes
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,7 +21,7 @@ define apt_need
 	fi
 endef
 
-.PHONY: demo test lint setup-device setup-dev system-device system-dev models wheel-check boards
+.PHONY: demo test check lint setup-device setup-dev system-device system-dev models wheel-check boards
 
 demo: setup-device models
 	$(VENV)/bin/edgeface demo
@@ -28,6 +30,11 @@ test: setup-dev models lint
 	$(PY) models/recipe.py verify-embedder
 	bash .ci/wheel-check
 	$(PY) -m pytest -q
+
+# Everything that is quick: the full suite less the tests that start a mosquitto (`broker`), need TensorFlow
+# (`export`) or take more than a few seconds (`slow`); tests/README.md lists the markers.
+check: lint
+	$(PY) -m pytest -q -m "not broker and not export and not slow"
 
 # ruff, the type checker on the device package, and the device/server import contracts (pyproject.toml).
 lint: setup-dev

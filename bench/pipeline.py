@@ -33,7 +33,7 @@ from edgeface.demo.runner import demo_config, enroll
 from edgeface.demo.scenario import build_scenario
 from edgeface.identity.gallery import GalleryStore
 from edgeface.pipeline.recognize import Recognizer
-from edgeface.vision.encoder import Detects
+from edgeface.vision.detect import Detects
 from edgeface.vision.photos import identity_folders
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces5"

@@ -42,11 +42,14 @@ class Frame:
         return (self.image.shape[1] / self.lores.shape[1], self.image.shape[0] / self.lores.shape[0])
 
 
+Box = tuple[float, float, float, float]  # x, y, w, h in pixels
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
     """A face box in pixel coordinates (x, y, w, h) with named keypoints (K, 2) and a score."""
 
-    bbox: tuple[float, float, float, float]
+    bbox: Box
     keypoints: np.ndarray
     score: float
 
@@ -55,7 +58,8 @@ class Detection:
             raise ValueError(f"Detection.keypoints: expected (K, 2), got {self.keypoints.shape}")
 
     def keypoint(self, name: str) -> np.ndarray:
-        return self.keypoints[KEYPOINT_NAMES.index(name)]
+        point: np.ndarray = self.keypoints[KEYPOINT_NAMES.index(name)]
+        return point
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,7 @@ class Track:
     """A face followed across frames by the tracker; mutable while it lives."""
 
     track_id: int
-    bbox: tuple[float, float, float, float]
+    bbox: Box
     first_seen: float
     last_seen: float
     embeddings: list[np.ndarray] = field(default_factory=list)

@@ -17,6 +17,14 @@ MODELS = ROOT / "models"
 FACES5 = Path(os.environ.get("EDGEFACE_FACES", ROOT.parent / "shared" / "data" / "faces5"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the `broker` fixture is a `broker` test, marked or not, so `-m "not broker"` (the
+    inner loop, `make check`) never starts a mosquitto."""
+    for item in items:
+        if "broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)
+
+
 @pytest.fixture(scope="session")
 def faces5() -> Path:
     """The shared real photos; missing data is a failure, never a skip (DESIGN §9)."""

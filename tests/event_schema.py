@@ -5,6 +5,7 @@ Use ``validate(kind, payload)`` (raises ``jsonschema.ValidationError``) with kin
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import jsonschema
@@ -300,3 +301,24 @@ def validate(kind: str, payload: Any) -> None:
     schema = SCHEMAS[kind]
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(payload)
+
+
+def validate_status_with_spool(payload: dict[str, Any]) -> None:
+    """``STATUS`` with its ``spool`` object spelled out (``SpoolHealth.as_dict()``: present only while degraded)."""
+    schema = copy.deepcopy(STATUS)
+    schema["properties"]["spool"] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["mode", "quarantined_files", "events_lost", "events_lost_unknown",
+                     "events_dropped_disk_full", "events_in_memory", "last_error"],
+        "properties": {
+            "mode": {"enum": ["disk", "memory"]},
+            "quarantined_files": {"type": "integer", "minimum": 0},
+            "events_lost": {"type": "integer", "minimum": 0},
+            "events_lost_unknown": {"type": "boolean"},
+            "events_dropped_disk_full": {"type": "integer", "minimum": 0},
+            "events_in_memory": {"type": "integer", "minimum": 0},
+            "last_error": {"type": ["string", "null"]},
+        },
+    }  # fmt: skip
+    jsonschema.validate(payload, schema)

@@ -1,25 +1,41 @@
-"""Shared test factories: detections, frames, galleries, signing keys, and a device's sync side on a broker.
+"""Shared test factories (plain functions and classes; fixtures live in conftest.py).
 
+Detections, frames and textured images; unit vectors, galleries, signing keys and a device's sync side on a
+broker (`start_device`), raw MQTT helpers for hostile-publisher tests; a damaged storage page; the MQTT
+publisher's settings, a recognition event and a real subscriber (`Collector`); a throw-away TLS PKI.
 Holds no tests itself; test modules import what they need (`from tests.factories import ...`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
+import os
 import struct
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from edgeface.demo.localbroker import free_port
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.identity.index import GalleryIndex, IndexHolder
+from edgeface.mqtt.payloads import StatusInfo
+from edgeface.mqtt.settings import MqttSettings
 from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
+from edgeface.pipeline.events import Event, recognition_event
 from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key, sign
 from edgeface.sync.bundle import Bundle
 from edgeface.sync.client import GallerySyncClient, SyncClientSettings
@@ -27,7 +43,7 @@ from edgeface.sync.manifest import manifest_bytes
 from edgeface.sync.mqtt import PahoTransport
 from edgeface.sync.signing import Ed25519PublicKey, load_public_key
 from edgeface.sync.updater import IndexUpdater
-from edgeface.types import KEYPOINT_NAMES, Detection, Frame
+from edgeface.types import KEYPOINT_NAMES, Detection, Frame, Identity, Match
 from tests.conftest import Broker
 
 MODEL = "ab" * 32
@@ -49,6 +65,14 @@ def make_detection(x: float, y: float, size: float = 50, score: float = 0.9, yaw
 def make_frame(ts: float = 0.0, shape: tuple[int, int] = (480, 640), value: int = 0, seq: int = 0) -> Frame:
     """A uniform BGR frame."""
     return Frame(np.full((*shape, 3), value, np.uint8), ts, seq)
+
+
+def textured(
+    value: int = 128, spread: int = 60, shape: tuple[int, int] = (240, 320), seed: int = 0
+) -> np.ndarray:
+    """A sharp (noisy) BGR image of mean brightness about `value`."""
+    noise = np.random.default_rng(seed).integers(-spread, spread + 1, (*shape, 1))
+    return np.clip(value + noise, 0, 255).astype(np.uint8).repeat(3, axis=2)
 
 
 def unit_vectors(n: int, dim: int = 128, seed: int = 0) -> np.ndarray:
@@ -223,6 +247,67 @@ class Watcher:
         with self._lock:
             return len(self.messages)
 
+
+# --- Storage damage ---------------------------------------------------------------------------------------
+
+
+def damage_page(path: Path, random: bool = False) -> None:
+    """Overwrite bytes 4096-8191 (page 2: the messages table) in place, as a failing SD card would."""
+    with path.open("r+b") as f:
+        f.seek(4096)
+        f.write(os.urandom(4096) if random else b"\0" * 4096)
+
+
+# --- MQTT publisher side: settings, events and a real subscriber ------------------------------------------
+
+STATUS_INFO = StatusInfo("0.1.0", 3, 5, "ghostfacenet", MODEL)
+
+
+class Collector:
+    """A real subscriber with a persistent session (it gets what was queued while it was away)."""
+
+    def __init__(self, broker: Broker, topics: list[str], protocol: int = mqtt.MQTTv311, **tls: Any) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        v5 = protocol == mqtt.MQTTv5
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"collector-{uuid.uuid4().hex[:8]}",
+            protocol=protocol,
+            clean_session=None if v5 else False,
+        )
+        if tls:
+            self.client.tls_set(**tls)
+        self.client.reconnect_delay_set(1, 1)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._on_message
+        if v5:
+            from paho.mqtt.properties import PacketTypes, Properties
+
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect(broker.host, broker.port, 30, clean_start=False, properties=props)
+        else:
+            self.client.connect(broker.host, broker.port, 30)
+        self.client.loop_start()
+        if not self._subscribed.wait(5):
+            raise RuntimeError("collector did not subscribe within 5 s")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def wait(self, predicate: Callable[[list[mqtt.MQTTMessage]], bool], timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self.messages), timeout)
+
+    def payloads(self, topic: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [json.loads(m.payload) for m in self.messages if m.topic == topic]
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
@@ -249,3 +334,96 @@ def png_header(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (3 * width + 1)))
     )
+
+
+def make_settings(broker: Broker | None, tmp: Path, **overrides: Any) -> MqttSettings:
+    """Publisher settings for device `door1` on `broker` (a free unused port when None), quick reconnects."""
+    values: dict[str, Any] = {
+        "device": "door1",
+        "host": "127.0.0.1",
+        "port": broker.port if broker else free_port(),
+        "spool_path": tmp / "spool.db",
+        "reconnect_min_s": 1,
+        "reconnect_max_s": 1,
+        "keepalive": 10,
+    }
+    values.update(overrides)
+    return MqttSettings(**values)
+
+
+def make_event(track: int, name: str | None = "Ada") -> Event:
+    """A recognition event of device `door1`: a match of `name`, or `unknown` when None."""
+    identity = Identity(f"id-{name}", name) if name else None
+    match = Match("match" if name else "unknown", identity, 0.71, 0.2, 0.45)
+    return recognition_event(
+        device="door1",
+        camera="cam0",
+        track=track,
+        match=match,
+        frames=3,
+        bbox=(10, 20, 80, 90),
+        gallery_version=3,
+        model_sha256=MODEL,
+        latency_ms=42.5,
+    )
+
+
+def has_ids(topic: str, wanted: set[str]) -> Callable[[list[mqtt.MQTTMessage]], bool]:
+    """A `Collector.wait` predicate: every id in `wanted` arrived on `topic`."""
+    return lambda msgs: wanted <= {json.loads(m.payload)["event_id"] for m in msgs if m.topic == topic}
+
+
+# --- TLS: a throw-away PKI for a broker with client certificates ------------------------------------------
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return path
+
+
+def _issue(
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    san: list[x509.GeneralName] | None = None,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgeface test CA")])
+    ca_cert = _issue("edgeface test CA", ca_key, ca_name, ca_key, ca=True)
+    files = {"ca": directory / "ca.pem"}
+    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    for role, extra in (("server", san), ("client", None)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _issue(f"edgeface-{role}", key, ca_name, ca_key, san=extra)
+        files[f"{role}_cert"] = directory / f"{role}.pem"
+        files[f"{role}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{role}_key"] = _write_key(key, directory / f"{role}.key")
+    for path in files.values():
+        path.chmod(0o644)  # mosquitto may drop to its own user
+    return files

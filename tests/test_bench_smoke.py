@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test runs a benchmark script in quick mode
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 TOP_KEYS = {"bench", "host", "params", "results"}

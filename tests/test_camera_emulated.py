@@ -126,6 +126,7 @@ def test_emulated_source_loops_with_the_same_truth() -> None:
     assert np.array_equal(frames[2].image, frames[7].image)
 
 
+@pytest.mark.slow
 def test_detector_finds_each_face_where_the_truth_says(faces5: Path, detector) -> None:
     people = {d.name: locate_faces(sorted(d.glob("*.jpg"))[:2], detector) for d in sorted(faces5.iterdir())}
     assert all(people.values()), "the detector found no face in some person's first photos"

@@ -63,7 +63,7 @@ def test_realtime_replay_follows_the_fps_schedule(faces5: Path) -> None:
         frames = [source.read(1.0) for _ in range(11)]
         elapsed = time.monotonic() - start
     assert all(f is not None for f in frames)
-    assert 0.45 <= elapsed < 5.0  # 10 periods of 50 ms; loose upper bound for a busy host
+    assert elapsed >= 0.45  # 10 periods of 50 ms: paced, never early (a busy host may only make it later)
     gaps = np.diff([f.ts for f in frames])
     assert np.median(gaps) >= 0.04
 

@@ -11,11 +11,14 @@ import datetime
 import typing
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeface.config import Config, load_config, parse_config
 from edgeface.errors import ConfigError
+
+pytestmark = pytest.mark.slow  # hypothesis runs hundreds of generated files
 
 FUZZ = settings(
     max_examples=2000,

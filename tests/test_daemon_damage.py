@@ -34,8 +34,7 @@ from edgeface.vision.encoder import FaceEncoder
 from edgeface.vision.landmarks import LandmarkRefiner
 from edgeface.vision.photos import read_image
 from tests.event_schema import validate
-from tests.factories import FLEET, make_keys, raw_publish
-from tests.test_spool_damage import damage_page
+from tests.factories import FLEET, damage_page, make_keys, raw_publish
 
 CHILD = Path(__file__).with_name("daemon_damage_child.py")
 DEVICE = "damage-door"

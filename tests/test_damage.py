@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -260,12 +259,15 @@ def png_header_claiming(width: int, height: int) -> bytes:
 def test_huge_image_is_refused_from_its_header_before_decoding(tmp_path: Path) -> None:
     path = tmp_path / "huge.png"
     path.write_bytes(png_header_claiming(20000, 20000))
-    started = time.perf_counter()
     with pytest.raises(ImageError) as caught:
         read_image(path)
-    assert time.perf_counter() - started < 1.0
     message = str(caught.value)
     assert message.startswith(str(path)) and "20000x20000" in message and "megapixels" in message
+    # The same pixel data under a small header does not decode: the size above came from the header alone.
+    small = tmp_path / "small.png"
+    small.write_bytes(png_header_claiming(200, 200))
+    with pytest.raises(ImageError, match="not a decodable image"):
+        read_image(small)
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".webp", ".tiff", ".ppm", ".pgm", ".sr"])
@@ -337,6 +339,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_gallery_build_reads_non_utf8_names_and_follows_the_enroll_policy(
     faces5: Path, tmp_path: Path, models_dir: Path
 ) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgeface.errors import GalleryError
-from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.gallery import Gallery, GalleryStore, load_npy, npy_bytes
 from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
 from edgeface.identity.match import Matcher, MatchSettings
 from edgeface.util.vectors import l2_normalize
@@ -89,3 +89,14 @@ def test_index_holder_swaps_whole_index() -> None:
     replacement = GalleryIndex(random_gallery(5))
     previous = holder.swap(replacement)
     assert len(previous.gallery) == 2 and holder.current is replacement
+
+
+def test_load_npy_reads_an_npy_and_refuses_an_npz_archive() -> None:
+    import io
+
+    vectors = np.eye(3, dtype=np.float32)
+    np.testing.assert_array_equal(load_npy(npy_bytes(vectors), "vectors.npy"), vectors)
+    archive = io.BytesIO()
+    np.savez(archive, vectors=vectors)
+    with pytest.raises(GalleryError, match=r"^vectors\.npy: not a valid \.npy array \(an \.npz archive\)$"):
+        load_npy(archive.getvalue(), "vectors.npy")

@@ -8,16 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.payloads import (
@@ -26,105 +23,18 @@ from edgeface.mqtt.payloads import (
     gallery_state_payload,
     metrics_payload,
 )
-from edgeface.mqtt.settings import MqttSettings
-from edgeface.pipeline.events import Event, recognition_event
-from edgeface.types import Identity, Match
-from tests.conftest import Broker, free_port, make_broker
+from edgeface.pipeline.events import Event
+from tests.conftest import Broker, make_broker
 from tests.event_schema import validate
+from tests.factories import MODEL, STATUS_INFO, Collector, has_ids, make_event, make_settings
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[1]
-SHA = "ab" * 32
-STATUS = StatusInfo("0.1.0", 3, 5, "ghostfacenet", SHA)
-
-
-class Collector:
-    """A real subscriber with a persistent session (it gets what was queued while it was away)."""
-
-    def __init__(self, broker: Broker, topics: list[str], protocol: int = paho.MQTTv311, **tls: Any) -> None:
-        self.messages: list[paho.MQTTMessage] = []
-        self._cond = threading.Condition()
-        self._subscribed = threading.Event()
-        v5 = protocol == paho.MQTTv5
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"collector-{uuid.uuid4().hex[:8]}",
-            protocol=protocol,
-            clean_session=None if v5 else False,
-        )
-        if tls:
-            self.client.tls_set(**tls)
-        self.client.reconnect_delay_set(1, 1)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.on_message = self._on_message
-        if v5:
-            from paho.mqtt.properties import PacketTypes, Properties
-
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 3600
-            self.client.connect(broker.host, broker.port, 30, clean_start=False, properties=props)
-        else:
-            self.client.connect(broker.host, broker.port, 30)
-        self.client.loop_start()
-        if not self._subscribed.wait(5):
-            raise RuntimeError("collector did not subscribe within 5 s")
-
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(message)
-            self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[list[paho.MQTTMessage]], bool], timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self.messages), timeout)
-
-    def payloads(self, topic: str) -> list[dict[str, Any]]:
-        with self._cond:
-            return [json.loads(m.payload) for m in self.messages if m.topic == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def make_settings(broker: Broker | None, tmp: Path, **overrides: Any) -> MqttSettings:
-    values: dict[str, Any] = {
-        "device": "door1",
-        "host": "127.0.0.1",
-        "port": broker.port if broker else free_port(),
-        "spool_path": tmp / "spool.db",
-        "reconnect_min_s": 1,
-        "reconnect_max_s": 1,
-        "keepalive": 10,
-    }
-    values.update(overrides)
-    return MqttSettings(**values)
-
-
-def make_event(track: int, name: str | None = "Ada") -> Event:
-    identity = Identity(f"id-{name}", name) if name else None
-    match = Match("match" if name else "unknown", identity, 0.71, 0.2, 0.45)
-    return recognition_event(
-        device="door1",
-        camera="cam0",
-        track=track,
-        match=match,
-        frames=3,
-        bbox=(10, 20, 80, 90),
-        gallery_version=3,
-        model_sha256=SHA,
-        latency_ms=42.5,
-    )
 
 
 def ids_of(items: Sequence[Event | dict[str, Any]]) -> list[str]:
     """event_ids of sent events or of received payloads."""
     return [i.event_id if isinstance(i, Event) else i["event_id"] for i in items]
-
-
-def has_ids(topic: str, wanted: set[str]) -> Callable[[list[paho.MQTTMessage]], bool]:
-    return lambda msgs: wanted <= {json.loads(m.payload)["event_id"] for m in msgs if m.topic == topic}
 
 
 @pytest.fixture
@@ -150,7 +60,7 @@ def collector(broker: Broker) -> Iterator[Collector]:
 
 
 def test_events_arrive_with_the_section6_schema(broker: Broker, collector: Collector, tmp_path: Path) -> None:
-    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(5)
         events = [make_event(i, None if i % 2 else "Ada") for i in range(6)]
         for event in events:
@@ -232,7 +142,7 @@ def test_last_will_offline_when_the_publisher_is_sigkilled(
 
 def test_broker_outage_loses_no_event(broker: Broker, collector: Collector, tmp_path: Path) -> None:
     topic = "edgeface/door1/events"
-    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(5)
         before = [make_event(i) for i in range(10)]
         for event in before:
@@ -292,7 +202,7 @@ def test_spool_bound_drops_oldest_while_the_broker_is_down(
 ) -> None:
     broker.stop()
     settings = make_settings(broker, tmp_path, spool_max_events=5)
-    with MqttPublisher(settings, STATUS) as publisher:
+    with MqttPublisher(settings, STATUS_INFO) as publisher:
         events = [make_event(i) for i in range(8)]
         for event in events:
             publisher.publish_event(event)
@@ -315,7 +225,7 @@ def test_malformed_inbound_messages_do_not_stop_the_loop(
             raise ValueError("manifest without a version")
         good.append(manifest)
 
-    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(5)
         publisher.subscribe("edgeface/fleet/f1/gallery", on_manifest)
         time.sleep(0.3)
@@ -342,7 +252,7 @@ def test_malformed_inbound_messages_do_not_stop_the_loop(
 def test_retained_gallery_state_metrics_and_status_update(
     broker: Broker, collector: Collector, tmp_path: Path
 ) -> None:
-    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(5)
         publisher.publish_gallery_state(gallery_state_payload(4, "applied"))
         metrics = metrics_payload(
@@ -355,7 +265,7 @@ def test_retained_gallery_state_metrics_and_status_update(
             extra={"mqtt_pending": publisher.stats().pending},
         )
         assert publisher.publish_metrics(metrics)
-        publisher.set_status(StatusInfo("0.1.0", 4, 6, "ghostfacenet", SHA))
+        publisher.set_status(StatusInfo("0.1.0", 4, 6, "ghostfacenet", MODEL))
         assert collector.wait(lambda msgs: sum(m.topic.endswith("/status") for m in msgs) >= 2)
         assert collector.wait(lambda msgs: any(m.topic.endswith("/metrics") for m in msgs))
         retained = Collector(broker, ["edgeface/door1/gallery/state", "edgeface/door1/status"])
@@ -376,7 +286,7 @@ def test_retained_gallery_state_metrics_and_status_update(
 def test_mqtt5_events_carry_a_json_content_type(broker: Broker, tmp_path: Path) -> None:
     v5 = Collector(broker, ["edgeface/door1/events"], protocol=paho.MQTTv5)
     try:
-        with MqttPublisher(make_settings(broker, tmp_path, protocol="5"), STATUS) as publisher:
+        with MqttPublisher(make_settings(broker, tmp_path, protocol="5"), STATUS_INFO) as publisher:
             assert publisher.wait_connected(5)
             event = make_event(1)
             publisher.publish_event(event)

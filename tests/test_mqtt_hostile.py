@@ -14,7 +14,7 @@ from edgeface.errors import ConfigError
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.settings import read_credentials
 from tests.conftest import Broker
-from tests.test_mqtt_client import STATUS, make_settings
+from tests.factories import STATUS_INFO, make_settings
 
 
 def test_non_utf8_credentials_file_is_one_line_naming_the_file(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_publisher_with_non_utf8_credentials_is_a_config_error(tmp_path: Path) -
     path = tmp_path / "creds.txt"
     path.write_bytes(b"\xff\xfe\x00u\x00s\x00e\x00r")
     with pytest.raises(ConfigError, match=r"creds\.txt is not UTF-8"):
-        MqttPublisher(make_settings(None, tmp_path, credentials_file=path), STATUS)
+        MqttPublisher(make_settings(None, tmp_path, credentials_file=path), STATUS_INFO)
 
 
 @pytest.mark.broker
@@ -41,7 +41,7 @@ def test_a_hostile_topic_and_error_stay_on_one_log_line(
     def failing(topic: str, payload: bytes) -> None:
         raise ValueError(f"bad name {payload.decode()}")
 
-    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(10)
         publisher.subscribe("edgeface/fleet/#", failing)
         sender = paho.Client(CallbackAPIVersion.VERSION2, client_id="hostile")

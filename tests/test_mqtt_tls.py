@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import logging
 import os
@@ -13,72 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from edgeface.errors import ConfigError
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.settings import TlsSettings, read_credentials
 from tests.conftest import Broker, make_broker
 from tests.event_schema import validate
-from tests.test_mqtt_client import STATUS, Collector, has_ids, make_event, make_settings
+from tests.factories import STATUS_INFO, Collector, has_ids, make_event, make_pki, make_settings
 
 pytestmark = pytest.mark.broker
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return path
-
-
-def _issue(
-    name: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool = False,
-    san: list[x509.GeneralName] | None = None,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def make_pki(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgeface test CA")])
-    ca_cert = _issue("edgeface test CA", ca_key, ca_name, ca_key, ca=True)
-    files = {"ca": directory / "ca.pem"}
-    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    for role, extra in (("server", san), ("client", None)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _issue(f"edgeface-{role}", key, ca_name, ca_key, san=extra)
-        files[f"{role}_cert"] = directory / f"{role}.pem"
-        files[f"{role}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        files[f"{role}_key"] = _write_key(key, directory / f"{role}.key")
-    for path in files.values():
-        path.chmod(0o644)  # mosquitto may drop to its own user
-    return files
 
 
 def _run_broker(directory: Path, extra: str) -> Iterator[Broker]:
@@ -115,7 +56,7 @@ def test_mutual_tls_delivers_events(tls_broker: Broker, pki: dict[str, Path], tm
         keyfile=str(pki["client_key"]),
     )
     try:
-        with MqttPublisher(make_settings(tls_broker, tmp_path, tls=tls), STATUS) as publisher:
+        with MqttPublisher(make_settings(tls_broker, tmp_path, tls=tls), STATUS_INFO) as publisher:
             assert publisher.wait_connected(5)
             event = make_event(1)
             publisher.publish_event(event)
@@ -129,7 +70,7 @@ def test_tls_without_client_certificate_is_refused(
     tls_broker: Broker, pki: dict[str, Path], tmp_path: Path
 ) -> None:
     settings = make_settings(tls_broker, tmp_path, tls=TlsSettings(ca_file=pki["ca"]))
-    with MqttPublisher(settings, STATUS) as publisher:
+    with MqttPublisher(settings, STATUS_INFO) as publisher:
         assert not publisher.wait_connected(2)
         publisher.publish_event(make_event(1))
         assert publisher.stats().pending == 1  # kept for when the configuration is fixed
@@ -140,13 +81,15 @@ def test_tls_with_a_foreign_ca_is_refused(tls_broker: Broker, tmp_path: Path) ->
     (tmp_path / "other").mkdir()
     other = make_pki(tmp_path / "other")
     tls = TlsSettings(ca_file=other["ca"], cert_file=other["client_cert"], key_file=other["client_key"])
-    with MqttPublisher(make_settings(tls_broker, tmp_path, tls=tls), STATUS) as publisher:
+    with MqttPublisher(make_settings(tls_broker, tmp_path, tls=tls), STATUS_INFO) as publisher:
         assert not publisher.wait_connected(2)
 
 
 def test_missing_tls_files_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"mqtt\.tls\.ca_file"):
-        MqttPublisher(make_settings(None, tmp_path, tls=TlsSettings(ca_file=tmp_path / "nope.pem")), STATUS)
+        MqttPublisher(
+            make_settings(None, tmp_path, tls=TlsSettings(ca_file=tmp_path / "nope.pem")), STATUS_INFO
+        )
     with pytest.raises(ConfigError, match="together"):
         TlsSettings(cert_file=tmp_path / "c.pem")
 
@@ -168,7 +111,9 @@ def test_credentials_file_logs_in(password_broker: Broker, tmp_path: Path, layou
     text = "door1:s3cret:with colon\n" if layout == "one_line" else "door1\ns3cret:with colon\n"
     creds.write_text(text)
     creds.chmod(0o600)
-    with MqttPublisher(make_settings(password_broker, tmp_path, credentials_file=creds), STATUS) as publisher:
+    with MqttPublisher(
+        make_settings(password_broker, tmp_path, credentials_file=creds), STATUS_INFO
+    ) as publisher:
         assert publisher.wait_connected(5)
 
 
@@ -178,7 +123,9 @@ def test_wrong_password_is_refused_and_never_logged(
     caplog.set_level(logging.DEBUG)
     creds = tmp_path / "mqtt.credentials"
     creds.write_text("door1:wrong-password-123\n")
-    with MqttPublisher(make_settings(password_broker, tmp_path, credentials_file=creds), STATUS) as publisher:
+    with MqttPublisher(
+        make_settings(password_broker, tmp_path, credentials_file=creds), STATUS_INFO
+    ) as publisher:
         assert not publisher.wait_connected(2)
     assert any("refused" in r.getMessage() for r in caplog.records)
     assert "wrong-password-123" not in caplog.text

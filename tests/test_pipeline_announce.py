@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from edgeface.pipeline.announce import MAX_REMEMBERED, Announcement, Announcer
+from edgeface.pipeline.announce import MAX_REMEMBERED, Announcer, AnnounceVerdict
 from edgeface.pipeline.recognize import Decision
 from edgeface.types import Identity, Match
 from tests.factories import unit_vectors
@@ -44,7 +44,7 @@ def face_at_cosine(base: np.ndarray, cosine: float, seed: int = 7) -> np.ndarray
     return (cosine * base + np.sqrt(1 - cosine**2) * other).astype(np.float32)
 
 
-def send(announcer: Announcer, d: Decision, now: float, event_id: str = "") -> Announcement:
+def send(announcer: Announcer, d: Decision, now: float, event_id: str = "") -> AnnounceVerdict:
     """Consider `d` and, when it is let out, record it as the daemon does after publishing."""
     verdict = announcer.consider(d, now)
     if verdict.announce:
@@ -136,7 +136,7 @@ def test_a_correction_names_the_unknown_event_of_its_track_even_within_the_coold
     send(announcer, decision("khanh", track=1), 0.0, "event-khanh")
     send(announcer, decision(None, track=2), 1.0, "event-unknown")
     verdict = send(announcer, decision("khanh", track=2, kind="correction"), 2.0)
-    assert verdict == Announcement(True, "event-unknown")
+    assert verdict == AnnounceVerdict(True, "event-unknown")
 
 
 def test_a_correction_without_a_published_unknown_is_a_plain_decision() -> None:
@@ -145,7 +145,7 @@ def test_a_correction_without_a_published_unknown_is_a_plain_decision() -> None:
     held = announcer.consider(decision("khanh", track=2, kind="correction"), 1.0)
     assert not held.announce and held.corrects is None
     fresh = announcer.consider(decision("chipu", track=3, kind="correction"), 1.0)
-    assert fresh == Announcement(True, None)
+    assert fresh == AnnounceVerdict(True, None)
 
 
 def test_a_correction_looks_up_its_own_camera_and_track() -> None:
@@ -166,7 +166,7 @@ def test_a_correction_looks_up_its_own_camera_and_track() -> None:
 def test_a_first_decision_never_claims_to_correct_anything() -> None:
     announcer = Announcer(COOLDOWN)
     send(announcer, decision(None, track=2), 0.0, "event-unknown")
-    assert announcer.consider(decision("khanh", track=2), 1.0) == Announcement(True, None)
+    assert announcer.consider(decision("khanh", track=2), 1.0) == AnnounceVerdict(True, None)
 
 
 @pytest.mark.parametrize("refreshed", [False, True])

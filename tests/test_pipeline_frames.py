@@ -33,10 +33,13 @@ def test_get_waits_for_a_frame_until_its_timeout() -> None:
 
 def test_close_wakes_a_waiting_reader_at_once() -> None:
     queue = DropOldestQueue(2)
-    threading.Timer(0.05, queue.close).start()
-    started = time.monotonic()
-    assert queue.get(5.0) is None
-    assert time.monotonic() - started < 2.0
+    got: list[object] = []
+    reader = threading.Thread(target=lambda: got.append(queue.get(600.0)), daemon=True)
+    reader.start()
+    time.sleep(0.1)  # let the reader start waiting
+    queue.close()
+    reader.join(60.0)  # far less than the reader's own timeout: only close() can have ended its wait
+    assert not reader.is_alive() and got == [None]
     assert queue.closed
 
 

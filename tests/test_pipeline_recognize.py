@@ -25,6 +25,8 @@ from edgeface.pipeline.recognize import Decision, Recognizer
 from edgeface.vision.encoder import FaceEncoder
 from edgeface.vision.photos import identity_folders, read_image
 
+pytestmark = pytest.mark.slow  # the real models on emulated video, end to end
+
 ENROLLED = ("baejun", "chipu", "khanh")
 STRANGERS = ("sontung", "thaotam")
 HELD_OUT = 6  # last photos of each person, never enrolled: the only ones the camera shows

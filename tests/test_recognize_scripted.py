@@ -13,8 +13,7 @@ from edgeface.identity.match import Matcher, MatchSettings
 from edgeface.pipeline.recognize import DecisionSettings, Recognizer
 from edgeface.types import Detection, Frame
 from edgeface.vision.quality_settings import QualitySettings
-from tests.factories import make_detection, make_gallery, unit_vectors
-from tests.test_vision_quality import textured
+from tests.factories import make_detection, make_gallery, textured, unit_vectors
 
 GALLERY = make_gallery(3, dim=32, seed=4)
 STRANGER = unit_vectors(1, 32, seed=99)[0]

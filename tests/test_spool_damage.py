@@ -7,22 +7,18 @@ counts what the bounded memory queue drops, and a restart on the full disk comes
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.health import SpoolHealth
 from edgeface.mqtt.payloads import status_payload
 from edgeface.mqtt.spool import Spool
-from tests.event_schema import STATUS, validate
-from tests.test_mqtt_client import STATUS as STATUS_INFO
-from tests.test_mqtt_client import Collector, make_event, make_settings
+from tests.event_schema import validate, validate_status_with_spool
+from tests.factories import STATUS_INFO, Collector, damage_page, make_event, make_settings
 
 EVENTS = "edgeface/door1/events"
 
@@ -31,13 +27,6 @@ def populate(path: Path, n: int, size: int = 400) -> None:
     with Spool(path, 10_000) as spool:
         for i in range(n):
             spool.put(EVENTS, f"{i:06d}".encode() + b"x" * size, 1)
-
-
-def damage_page(path: Path, random: bool = False) -> None:
-    """Overwrite bytes 4096-8191 (page 2: the messages table) in place, as a failing SD card would."""
-    with path.open("r+b") as f:
-        f.seek(4096)
-        f.write(os.urandom(4096) if random else b"\0" * 4096)
 
 
 @pytest.mark.parametrize("random", [False, True], ids=["zeros", "random"])
@@ -62,6 +51,7 @@ def test_page_damage_at_open_is_quarantined_and_counted(tmp_path: Path, random: 
         assert spool.health().quarantined_files == 1 and not spool.health().events_lost_unknown
 
 
+@pytest.mark.slow
 def test_leaf_damage_salvages_the_readable_rows(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite3"
     populate(path, 2000, size=100)
@@ -140,27 +130,6 @@ def _spool_status(message: Any) -> dict[str, Any] | None:
         return None
     payload = json.loads(message.payload)
     return payload if "spool" in payload else None
-
-
-def validate_status_with_spool(payload: dict[str, Any]) -> None:
-    """tests/event_schema.STATUS plus the additive ``spool`` object (to be merged into event_schema.py)."""
-    schema = copy.deepcopy(STATUS)
-    schema["properties"]["spool"] = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["mode", "quarantined_files", "events_lost", "events_lost_unknown",
-                     "events_dropped_disk_full", "events_in_memory", "last_error"],
-        "properties": {
-            "mode": {"enum": ["disk", "memory"]},
-            "quarantined_files": {"type": "integer", "minimum": 0},
-            "events_lost": {"type": "integer", "minimum": 0},
-            "events_lost_unknown": {"type": "boolean"},
-            "events_dropped_disk_full": {"type": "integer", "minimum": 0},
-            "events_in_memory": {"type": "integer", "minimum": 0},
-            "last_error": {"type": ["string", "null"]},
-        },
-    }  # fmt: skip
-    jsonschema.validate(payload, schema)
 
 
 def test_status_payload_spool_field_is_additive() -> None:

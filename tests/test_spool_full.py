@@ -18,8 +18,8 @@ import pytest
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.spool import Spool
 from tests.conftest import Broker
-from tests.test_mqtt_client import STATUS, Collector, make_event, make_settings
-from tests.test_spool_damage import validate_status_with_spool
+from tests.event_schema import validate_status_with_spool
+from tests.factories import STATUS_INFO, Collector, make_event, make_settings
 
 EVENTS = "edgeface/door1/events"
 
@@ -64,7 +64,7 @@ def test_page_cap_publisher_delivers_from_memory_and_restarts(tmp_path: Path, br
     collector = Collector(broker, [EVENTS, "edgeface/door1/status"])
     broker.stop()
     try:
-        publisher = MqttPublisher(settings, STATUS)
+        publisher = MqttPublisher(settings, STATUS_INFO)
         publisher.start()
         events = [make_event(i) for i in range(250)]
         for event in events:
@@ -86,7 +86,7 @@ def test_page_cap_publisher_delivers_from_memory_and_restarts(tmp_path: Path, br
         validate_status_with_spool(status)
         assert status["spool"]["events_dropped_disk_full"] == dropped
         publisher.close()
-        with MqttPublisher(settings, STATUS) as again:  # restart on the capped file comes up
+        with MqttPublisher(settings, STATUS_INFO) as again:  # restart on the capped file comes up
             assert again.wait_connected(10)
             again.publish_event(make_event(999))
     finally:
@@ -131,7 +131,7 @@ def test_full_tmpfs_restart_comes_up_in_memory_and_delivers(tiny_disk: Path, bro
     collector = Collector(broker, [EVENTS])
     try:
         # the old code raised SpoolError "cannot open the MQTT spool (disk I/O error)" here
-        with MqttPublisher(settings, STATUS) as publisher:
+        with MqttPublisher(settings, STATUS_INFO) as publisher:
             assert publisher.spool_health.mode == "memory"
             assert publisher.wait_connected(10)
             events = [make_event(i) for i in range(30)]

@@ -25,8 +25,7 @@ from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.mqtt import BrokerOptions, PahoTransport, make_client
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import ROOT, Broker, free_port
-from tests.factories import MODEL, Keys, make_gallery, make_keys, wait_for
-from tests.test_mqtt_tls import make_pki
+from tests.factories import MODEL, Keys, make_gallery, make_keys, make_pki, wait_for
 
 pytestmark = pytest.mark.broker
 USERS = {"fleet-server": "s3rver-pw", "door1": "pw-door1", "door2": "pw-door2", "door3": "pw-door3"}

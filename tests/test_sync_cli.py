@@ -107,6 +107,7 @@ def test_build_delta_against_a_full_bundle(tmp_path: Path, keypair) -> None:
     assert again.base_version == 1 and again.result == verified.manifest.result
 
 
+@pytest.mark.slow
 def test_build_from_photo_folders_with_the_device_encoder(
     tmp_path: Path, keypair, faces5: Path, models_dir: Path
 ) -> None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgeface.identity.gallery import GalleryStore, npy_bytes, sha256_bytes
 from edgeface.identity.index import GalleryIndex
@@ -92,6 +93,7 @@ def _run_child(command: list[str], env: dict[str, str], kill_after: float | None
     return b"DONE" in out, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_sigkill_during_apply_always_leaves_a_complete_gallery(tmp_path: Path) -> None:
     keys = make_keys(tmp_path / "keys")
     root = tmp_path / "gallery"

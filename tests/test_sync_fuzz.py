@@ -31,6 +31,8 @@ from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, manifest_bytes, parse_manifest
 from tests.factories import FLEET, make_gallery
 
+pytestmark = pytest.mark.slow  # hypothesis runs hundreds of generated inputs
+
 FUZZ = settings(
     max_examples=1000,
     deadline=None,

@@ -15,8 +15,17 @@ from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.mqtt import BrokerOptions, PublisherTransport
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import Broker
-from tests.factories import FLEET, MODEL, PREFIX, make_gallery, make_keys, read_retained, wait_for
-from tests.test_mqtt_client import STATUS, make_settings
+from tests.factories import (
+    FLEET,
+    MODEL,
+    PREFIX,
+    STATUS_INFO,
+    make_gallery,
+    make_keys,
+    make_settings,
+    read_retained,
+    wait_for,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -25,7 +34,7 @@ def test_sync_over_the_daemons_publisher_survives_a_broker_restart(broker: Broke
     keys = make_keys(tmp_path / "keys")
     holder = IndexHolder(GalleryIndex(Gallery.empty(128, MODEL)))
     updater = IndexUpdater(holder)  # as the daemon wires it: the index is built on the sync worker
-    with MqttPublisher(make_settings(broker, tmp_path), STATUS) as publisher:
+    with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(5)
         sync = GallerySyncClient(
             SyncClientSettings(FLEET, "door1", MODEL, PREFIX),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from edgeface.errors import ConfigError
-from edgeface.util.fields import bounded, check_fields, settable
+from edgeface.util.fields import bounded, check_fields, finite_number, settable
 
 
 def _even(value: int) -> None:
@@ -59,3 +60,25 @@ def test_long_values_are_cut_short_in_messages() -> None:
     with pytest.raises(ConfigError) as caught:
         Sample(mode="z" * 10_000)
     assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("value", [3, 2.5, np.float32(0.25), -0.0])
+def test_finite_number_gives_a_float(value: float) -> None:
+    number = finite_number("score", value)
+    assert type(number) is float and number == float(value)
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (True, "True"),
+        ("1", "'1'"),
+        (None, "None"),
+        (10**400, "1000"),
+    ],
+)
+def test_finite_number_refuses_what_json_cannot_carry_as_a_number(value: object, shown: str) -> None:
+    with pytest.raises(ValueError, match=rf"^score: must be a finite number, got {shown}"):
+        finite_number("score", value)  # type: ignore[arg-type]

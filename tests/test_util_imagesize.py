@@ -259,6 +259,7 @@ MAGICS = [
 ]
 
 
+@pytest.mark.slow
 @settings(max_examples=2000, deadline=None)
 @given(magic=st.sampled_from(MAGICS), tail=st.binary(max_size=80), newlines=st.booleans())
 def test_any_bytes_after_a_known_magic_give_a_size_or_none(magic: bytes, tail: bytes, newlines: bool) -> None:

@@ -18,6 +18,7 @@ def test_letterbox_keeps_aspect_and_centres() -> None:
     assert square[:32].max() == 0 and square[32:96].min() == 255
 
 
+@pytest.mark.slow
 def test_full_range_finds_a_face_in_every_photo(faces5, models_dir) -> None:
     detector = FaceDetector(models_dir, model="full")
     photos = [p for files in identity_folders(faces5).values() for p in files]

@@ -23,6 +23,7 @@ def encoders(models_dir: Path):
     camera.close()
 
 
+@pytest.mark.slow
 def test_every_faces5_photo_and_its_tight_crop_gives_a_face(encoders, faces5: Path) -> None:
     photo, camera = encoders
     assert isinstance(photo.detector, CascadeDetector)

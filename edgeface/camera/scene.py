@@ -11,16 +11,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edgeface.errors import ConfigError, ImageError
-from edgeface.types import Detection
+from edgeface.types import Box
 from edgeface.vision.photos import read_image
 
-Box = tuple[float, float, float, float]  # (x, y, w, h) in pixels
+if TYPE_CHECKING:
+    from edgeface.vision.detect import Detects
+
 NOISE_FIELDS = 6
 
 
@@ -105,12 +107,6 @@ class ActorTruth:
 @dataclass(slots=True)
 class _Cache:
     photos: dict[Path, np.ndarray] = field(default_factory=dict)
-
-
-class FaceFinder(Protocol):
-    """Anything with `detect(bgr) -> list[Detection]`, e.g. `edgeface.vision.detect.FaceDetector`."""
-
-    def detect(self, image: np.ndarray) -> list[Detection]: ...
 
 
 class Scene:
@@ -278,7 +274,7 @@ def _occlusion(spec: SceneSpec, t: float, box: Box) -> float:
     return ix * iy / (w * h)
 
 
-def locate_faces(paths: Sequence[Path], finder: FaceFinder) -> tuple[ActorPhoto, ...]:
+def locate_faces(paths: Sequence[Path], finder: Detects) -> tuple[ActorPhoto, ...]:
     """ActorPhotos with the largest detected face boxed; photos where no face is found are left out."""
     photos = []
     for path in paths:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.camera.scene import Actor, ActorPhoto, SceneSpec
-from edgeface.vision.encoder import Detects
+from edgeface.vision.detect import Detects
 from edgeface.vision.photos import identity_folders, read_image
 from edgeface.vision.quality import yaw_ratio
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class TailShape:
             return float(offsets[-1] + slope * (rates[-1] - x))
         return float(np.interp(-x, -rates, offsets))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, float | list[list[float]]]:
         return {
             "between": round(self.between, 6),
             "within": round(self.within, 6),
@@ -60,7 +61,7 @@ class TailShape:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict) -> TailShape:
+    def from_dict(cls, raw: dict[str, Any]) -> TailShape:
         quantiles = tuple((float(r), float(o)) for r, o in raw["quantiles"])
         return cls(float(raw["between"]), float(raw["within"]), quantiles)
 
@@ -83,7 +84,7 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Calibration:
+    def from_dict(cls, raw: dict[str, Any]) -> Calibration:
         return cls(
             threshold=float(raw["threshold"]),
             margin=float(raw["margin"]),
@@ -99,7 +100,7 @@ class Calibration:
 
 def per_identity_rate(target_fpir: float, identities: int) -> float:
     """The false-match rate against one identity that gives `target_fpir` over `identities` of them."""
-    return 1.0 - (1.0 - target_fpir) ** (1.0 / max(identities, 1))
+    return 1.0 - float((1.0 - target_fpir) ** (1.0 / max(identities, 1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,8 @@ class ImpostorModel:
 
 
 def fisher_z(scores: np.ndarray) -> np.ndarray:
-    return np.arctanh(np.clip(scores, -0.999999, 0.999999))
+    z: np.ndarray = np.arctanh(np.clip(scores, -0.999999, 0.999999))
+    return z
 
 
 def identity_vectors(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
@@ -241,7 +243,8 @@ def genuine_scores(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np
     photos = np.bincount(labels, minlength=count)
     keep = photos[labels] >= 2
     rest = l2_normalize(sums[labels[keep]] - embeddings[keep])
-    return (embeddings[keep] * rest).sum(1)
+    scores: np.ndarray = (embeddings[keep] * rest).sum(1)
+    return scores
 
 
 def calibrate(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from edgeface.errors import ModelError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR, Calibration, ImpostorModel, TailShape
@@ -38,7 +38,7 @@ class CardDecision:
         return None if card.decision is None else cls.from_dict(card.decision, str(card.path))
 
     @classmethod
-    def from_dict(cls, raw: dict, where: str) -> CardDecision:
+    def from_dict(cls, raw: dict[str, Any], where: str) -> CardDecision:
         try:
             decision = cls(
                 location=float(raw["location"]),

@@ -40,7 +40,7 @@ class Gallery:
     model_sha256: str
     version: int = 0
     sums: np.ndarray | None = field(default=None, repr=False)
-    manifest: dict = field(default_factory=dict, repr=False)
+    manifest: dict[str, Any] = field(default_factory=dict, repr=False)
     enrolment: np.ndarray | None = field(default=None, repr=False)  # (M, D) every enrolment embedding
     enrolment_labels: np.ndarray | None = field(default=None, repr=False)  # (M,) identity row of each
     calibration: Calibration | None = None
@@ -175,9 +175,12 @@ def load_npy(data: bytes, what: str) -> np.ndarray:
     import io
 
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise GalleryError(f"{what}: not a valid .npy array ({exc})") from exc
+    if not isinstance(loaded, np.ndarray):  # an .npz archive loads as a mapping of arrays
+        raise GalleryError(f"{what}: not a valid .npy array (an .npz archive)")
+    return loaded
 
 
 def sha256_bytes(data: FileBytes | bytearray) -> str:

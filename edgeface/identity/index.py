@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +28,12 @@ class IndexSettings:
     num_threads: int = 1
 
 
+class _Candidates(Protocol):
+    """The part of `hnswlib.Index` (untyped) the index uses: approximate neighbours, re-ranked exactly."""
+
+    def knn_query(self, data: np.ndarray, k: int, num_threads: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 class GalleryIndex:
     """Immutable search structure over one gallery's vectors."""
 
@@ -43,7 +50,7 @@ class GalleryIndex:
     def kind(self) -> str:
         return "hnsw" if self._hnsw is not None else "exact"
 
-    def _build_hnsw(self):
+    def _build_hnsw(self) -> _Candidates:
         import hnswlib
 
         s = self.settings
@@ -51,7 +58,8 @@ class GalleryIndex:
         index.init_index(max_elements=len(self.gallery), ef_construction=s.ef_construction, M=s.m)
         index.add_items(self._vectors, np.arange(len(self.gallery)), num_threads=s.num_threads)
         index.set_ef(max(s.ef, s.rerank))
-        return index
+        candidates: _Candidates = index  # hnswlib ships no types: this is the interface relied on
+        return candidates
 
     def search(self, queries: np.ndarray, k: int = 2) -> list[list[SearchHit]]:
         """Top-k hits per query by exact cosine (HNSW only proposes candidates), best first."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from edgeface.mqtt.health import SpoolHealth
+from edgeface.util.fields import finite_number
 from edgeface.util.timestamps import rfc3339
 
 
@@ -19,12 +19,6 @@ def encode(payload: Mapping[str, Any]) -> bytes:
         return json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode()
     except ValueError as exc:
         raise ValueError(f"payload is not valid JSON (NaN or infinity in a number?): {exc}") from exc
-
-
-def _finite(name: str, value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{name}: must be a finite number, got {value}")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +106,17 @@ def metrics_payload(
     payload: dict[str, Any] = {
         "ts": rfc3339(when),
         "device": device,
-        "fps": round(_finite("fps", fps), 2),
+        "fps": round(finite_number("fps", fps), 2),
         "latency_ms": {
-            name: {"p50": round(_finite(name, s.p50_ms), 2), "p95": round(_finite(name, s.p95_ms), 2)}
+            name: {
+                "p50": round(finite_number(name, s.p50_ms), 2),
+                "p95": round(finite_number(name, s.p95_ms), 2),
+            }
             for name, s in stages.items()
         },
         "queues": {name: int(depth) for name, depth in queues.items()},
         "dropped_frames": int(dropped_frames),
-        "uptime_s": round(_finite("uptime_s", uptime_s), 1),
+        "uptime_s": round(finite_number("uptime_s", uptime_s), 1),
     }
     if spool is not None:
         payload["spool"] = spool.as_dict()

@@ -20,7 +20,9 @@ MAX_REMEMBERED = 1024  # tracks whose last event id is kept, for corrections
 
 
 @dataclass(frozen=True, slots=True)
-class Announcement:
+class AnnounceVerdict:
+    """The announcer's verdict on one decision: publish it or not (and why not), and which event it corrects."""
+
     announce: bool
     corrects: str | None = None  # event id of the `unknown` this match corrects
     reason: str = ""
@@ -40,26 +42,26 @@ class Announcer:
         self._strangers: list[_Stranger] = []
         self._events: OrderedDict[tuple[str, int], str] = OrderedDict()
 
-    def consider(self, decision: Decision, now: float) -> Announcement:
+    def consider(self, decision: Decision, now: float) -> AnnounceVerdict:
         """Whether to announce `decision`; call `announced` with the event id when it is published."""
         self._forget(now)
         corrects = self._events.get((decision.camera, decision.track_id))
         identity = decision.match.identity
         if identity is not None:
             if decision.kind == "correction" and corrects is not None:
-                return Announcement(True, corrects)
+                return AnnounceVerdict(True, corrects)
             last = self._identities.get((decision.camera, identity.id))
             if last is not None and now - last < self.cooldown_s:
-                return Announcement(False, reason=f"{identity.id} again within the cooldown")
-            return Announcement(True)
+                return AnnounceVerdict(False, reason=f"{identity.id} again within the cooldown")
+            return AnnounceVerdict(True)
         threshold = decision.match.threshold
         for stranger in self._strangers:
             if (
                 stranger.camera == decision.camera
                 and float(stranger.embedding @ decision.embedding) >= threshold
             ):
-                return Announcement(False, reason="the same stranger again within the cooldown")
-        return Announcement(True)
+                return AnnounceVerdict(False, reason="the same stranger again within the cooldown")
+        return AnnounceVerdict(True)
 
     def announced(self, decision: Decision, event_id: str, now: float) -> None:
         identity = decision.match.identity

@@ -7,24 +7,15 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from edgeface.types import DECISIONS, Identity, Match, MatchDecision
+from edgeface.types import DECISIONS, Box, Identity, Match, MatchDecision
+from edgeface.util.fields import finite_number
 from edgeface.util.timestamps import rfc3339
-
-Box = tuple[float, float, float, float]  # x, y, w, h in pixels
-
-
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name}: must be a finite number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +45,9 @@ class Event:
         if len(self.bbox) != 4:
             raise ValueError(f"bbox: expected [x, y, w, h], got {list(self.bbox)}")
         for name in ("score", "margin", "threshold", "latency_ms"):
-            _finite(name, getattr(self, name))
+            finite_number(name, getattr(self, name))
         for value in self.bbox:
-            _finite("bbox", value)
+            finite_number("bbox", value)
 
     def payload(self) -> dict[str, Any]:
         """The JSON object of DESIGN §6 (bbox to 0.1 px, latency to 0.01 ms)."""
@@ -127,7 +118,7 @@ def recognition_event(
     """One decision for one track; a fresh uuid4 `event_id` lets consumers de-duplicate."""
     if len(bbox) != 4:
         raise ValueError(f"bbox: expected [x, y, w, h], got {list(bbox)}")
-    x, y, w, h = (_finite("bbox", v) for v in bbox)
+    x, y, w, h = (finite_number("bbox", v) for v in bbox)
     return Event(
         event_id=str(uuid.uuid4()),
         ts=rfc3339(when),
@@ -136,13 +127,13 @@ def recognition_event(
         track=int(track),
         decision=match.decision,
         identity=match.identity,
-        score=_finite("score", match.score),
-        margin=_finite("margin", match.margin),
-        threshold=_finite("threshold", match.threshold),
+        score=finite_number("score", match.score),
+        margin=finite_number("margin", match.margin),
+        threshold=finite_number("threshold", match.threshold),
         frames=int(frames),
         bbox=(x, y, w, h),
         gallery_version=gallery_version,
         model_sha256=model_sha256,
-        latency_ms=_finite("latency_ms", latency_ms),
+        latency_ms=finite_number("latency_ms", latency_ms),
         corrects=corrects,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -92,3 +93,11 @@ def finite(value: float) -> bool:
 def _bound(value: float) -> str:
     """A limit as written in the message: whole numbers in full (2**32 - 1, not 4.29497e+09)."""
     return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def finite_number(name: str, value: float) -> float:
+    """`value` as a float for a payload field; ValueError naming `name` unless it is a finite real number
+    (a bool is not one: JSON would write it as true/false)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not finite(value):
+        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+    return float(value)

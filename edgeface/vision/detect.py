@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -15,6 +16,13 @@ import numpy as np
 from edgeface.errors import ImageError, ModelError
 from edgeface.types import Detection
 from edgeface.vision.runtime import TFLiteModel
+
+
+class Detects(Protocol):
+    """What every face detector offers (`FaceDetector`, `encoder.CascadeDetector`): faces of a BGR image."""
+
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +91,8 @@ def iou_matrix(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
+    iou: np.ndarray = inter / np.maximum(area + areas - inter, 1e-9)
+    return iou
 
 
 def weighted_nms(

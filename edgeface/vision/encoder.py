@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -17,14 +16,9 @@ from edgeface.errors import NoFaceError
 from edgeface.types import Detection
 from edgeface.util.vectors import l2_normalize
 from edgeface.vision.align import align_face
-from edgeface.vision.detect import framed, unframed
+from edgeface.vision.detect import Detects, framed, unframed
 from edgeface.vision.embed import Embedder
 from edgeface.vision.landmarks import LandmarkRefiner
-
-
-class Detects(Protocol):
-    def detect(self, image: np.ndarray) -> list[Detection]: ...
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
         raise ModelError(f"input tensor {detail['name']!r} is {np.dtype(dtype).name} but has no quantisation")
     info = np.iinfo(dtype)
     q = np.round(x / scale + zero_point)
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return np.asarray(np.clip(q, info.min, info.max), dtype=dtype)
 
 
 def dequantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -61,7 +61,7 @@ def dequantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     scale, zero_point = detail["quantization"]
     if scale == 0:
         return x.astype(np.float32)
-    return ((x.astype(np.float32) - zero_point) * scale).astype(np.float32)
+    return np.asarray((x.astype(np.float32) - zero_point) * scale, dtype=np.float32)
 
 
 class TFLiteModel:
@@ -95,8 +95,9 @@ class TFLiteModel:
         return tuple(int(d) for d in self.inputs[0]["shape"])
 
     @property
-    def input_dtype(self) -> np.dtype:
-        return np.dtype(self.inputs[0]["dtype"])
+    def input_dtype(self) -> np.dtype[Any]:
+        dtype: np.dtype[Any] = np.dtype(self.inputs[0]["dtype"])  # the interpreter's details are untyped
+        return dtype
 
     def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
         """Run on float inputs (quantised here as each tensor needs); return float outputs."""
