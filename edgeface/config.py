@@ -19,6 +19,7 @@ from typing import Any
 from edgeface.camera.spec import CameraSpec
 from edgeface.errors import ConfigError
 from edgeface.mqtt.settings import MqttSettings
+from edgeface.sync.fetch import UrlFetchSettings
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 from edgeface.util.fields import bounded, check_fields, finite, settable, shown
 from edgeface.util.logsafe import printable
@@ -124,6 +125,9 @@ class SyncConfig:
     # A signed bundle may move the running version forward by at most this much (a huge one cannot lock
     # the fleet out of later updates).
     max_version_jump: int = bounded(DEFAULT_MAX_VERSION_JUMP, 1, MAX_VERSION)
+    url: UrlFetchSettings = field(
+        default_factory=UrlFetchSettings
+    )  # [sync.url]: payloads a signed manifest names by URL
 
     def __post_init__(self) -> None:
         check_fields(self, "sync")

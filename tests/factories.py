@@ -5,6 +5,8 @@ Holds no tests itself; test modules import what they need (`from tests.factories
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import threading
 import time
@@ -14,6 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.identity.index import GalleryIndex, IndexHolder
@@ -190,3 +196,56 @@ def start_device(
     client.loop_start()
     wait_for(client.is_connected, 5, "device connect")
     return Device(name, store, sync, holder, client, galleries)
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return path
+
+
+def _issue(
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    san: list[x509.GeneralName] | None = None,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make_pki(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgeface test CA")])
+    ca_cert = _issue("edgeface test CA", ca_key, ca_name, ca_key, ca=True)
+    files = {"ca": directory / "ca.pem"}
+    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    for role, extra in (("server", san), ("client", None)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _issue(f"edgeface-{role}", key, ca_name, ca_key, san=extra)
+        files[f"{role}_cert"] = directory / f"{role}.pem"
+        files[f"{role}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{role}_key"] = _write_key(key, directory / f"{role}.key")
+    for path in files.values():
+        path.chmod(0o644)  # mosquitto may drop to its own user
+    return files

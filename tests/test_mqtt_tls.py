@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import logging
 import os
@@ -13,72 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from edgeface.errors import ConfigError
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.settings import TlsSettings, read_credentials
 from tests.conftest import Broker, make_broker
 from tests.event_schema import validate
+from tests.factories import make_pki
 from tests.test_mqtt_client import STATUS, Collector, has_ids, make_event, make_settings
 
 pytestmark = pytest.mark.broker
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return path
-
-
-def _issue(
-    name: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool = False,
-    san: list[x509.GeneralName] | None = None,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def make_pki(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgeface test CA")])
-    ca_cert = _issue("edgeface test CA", ca_key, ca_name, ca_key, ca=True)
-    files = {"ca": directory / "ca.pem"}
-    files["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    for role, extra in (("server", san), ("client", None)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _issue(f"edgeface-{role}", key, ca_name, ca_key, san=extra)
-        files[f"{role}_cert"] = directory / f"{role}.pem"
-        files[f"{role}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        files[f"{role}_key"] = _write_key(key, directory / f"{role}.key")
-    for path in files.values():
-        path.chmod(0o644)  # mosquitto may drop to its own user
-    return files
 
 
 def _run_broker(directory: Path, extra: str) -> Iterator[Broker]:

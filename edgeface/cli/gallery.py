@@ -101,12 +101,19 @@ def _calibrated(gallery: Gallery, args: argparse.Namespace) -> Gallery:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from edgeface.server.build import build_bundle, check_build_arguments, load_source_gallery
+    from edgeface.server.build import (
+        build_bundle,
+        check_build_arguments,
+        load_source_gallery,
+        write_payload_file,
+    )
     from edgeface.server.signing import load_private_key
     from edgeface.sync.decision import evidence_of
 
     # everything a device would refuse is refused before any work, by the device's own checks
     check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)
+    if args.payload_dir is not None and args.url_base is None:
+        raise BundleError("--payload-dir: only with --url-base")
     _check_out(args.out)
     key = load_private_key(args.key)
     from edgeface.cli.enroll import PhotoProblems
@@ -128,7 +135,11 @@ def _build(args: argparse.Namespace) -> int:
         expires_days=args.expires,
         base=base,
         chunk_bytes=args.chunk_bytes,
+        url_base=args.url_base,
     )
+    if args.url_base is not None:
+        served = write_payload_file(data, args.payload_dir or args.out.parent / "payloads")
+        log.info("payload for %s: %s (serve it under --url-base)", args.url_base, served)
     _write_out(args.out, data)
     kind = f"delta against {base.version}" if base is not None else "full"
     log.info(
@@ -268,6 +279,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=256 * 1024,
         help="MQTT chunk size the manifest signs (1..262144; default 262144)",
+    )
+    p.add_argument(
+        "--url-base",
+        help="devices fetch the payload from URL_BASE/<sha256> (HTTP(S), a CDN or S3) instead of MQTT chunks",
+    )
+    p.add_argument(
+        "--payload-dir",
+        type=Path,
+        help="with --url-base: folder to write <sha256> into, served under the URL (default OUT_DIR/payloads)",
     )
     add_model_options(p)
     p.set_defaults(func=_build)

@@ -112,6 +112,7 @@ def start_sync(
             expiry_policy=config.sync.expiry_policy,
             max_version_jump=config.sync.max_version_jump,
             dim=dim,
+            url=config.sync.url,
         ),
         load_public_key(config.sync.public_key),
         GalleryStore(config.gallery_dir),

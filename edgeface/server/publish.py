@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from edgeface.errors import BundleError
 from edgeface.mqtt.topics import GALLERY_STATE, check_prefix, every_device, fleet_gallery, fleet_gallery_chunk
 from edgeface.sync.bundle import check_binding, unpack_bundle
-from edgeface.sync.chunks import announcement_bytes, split_chunks
+from edgeface.sync.chunks import MAX_MQTT_CHUNKS, announcement_bytes, split_chunks
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, parse_manifest
 from edgeface.sync.mqtt import BrokerOptions, make_client
@@ -103,6 +103,14 @@ def _chunks(manifest: Manifest, payload: bytes | memoryview) -> list[bytes]:
         check_binding(manifest, payload)
     except Rejected as exc:
         raise BundleError(f"bundle v{manifest.version}: {exc.reason}") from exc
+    if manifest.url is not None:
+        return []
+    count = len(manifest.payload.chunk_sizes())
+    if count > MAX_MQTT_CHUNKS:
+        raise BundleError(
+            f"bundle v{manifest.version} is {count} MQTT chunks, more than the {MAX_MQTT_CHUNKS} a broker "
+            "queues per client: build it with --url-base and serve the payload over HTTP(S)"
+        )
     return split_chunks(payload, manifest.payload.chunk_bytes)
 
 
@@ -143,7 +151,9 @@ def publish(
             client.publish(fleet_gallery_chunk(prefix, fleet, manifest.version, n), c, qos=1, retain=True)
             for n, c in enumerate(chunks)
         ]
-        announcement = announcement_bytes(parts.manifest, parts.signature, parts.payload, chunks)
+        announcement = announcement_bytes(
+            parts.manifest, parts.signature, parts.payload, chunks, manifest.url
+        )
         infos.append(client.publish(topic, announcement, qos=1, retain=True))
         cleared = 0
         if previous is not None and previous[0] != manifest.version:

@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edgeface.errors import GalleryError
@@ -28,6 +28,7 @@ from edgeface.sync.apply import DevicePolicy, apply_payload, check_device, is_ru
 from edgeface.sync.bundle import MAX_PAYLOAD, check_signature
 from edgeface.sync.chunks import Announcement, ChunkAssembler, check_announcement, parse_announcement
 from edgeface.sync.errors import Rejected
+from edgeface.sync.fetch import Cancelled, Target, UrlFetchSettings, fetch_payload
 from edgeface.sync.manifest import Manifest, parse_manifest
 from edgeface.sync.signing import Ed25519PublicKey
 from edgeface.sync.throttle import LogLimiter, StateThrottle
@@ -44,6 +45,9 @@ class Transport(Protocol):
     def publish_state(self, state: Mapping[str, Any]) -> None:
         """Retained on `{prefix}/{device}/gallery/state`."""
 
+    def connected(self) -> bool:
+        """True while the broker connection is up (URL fetches retry only then)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SyncClientSettings:
@@ -59,6 +63,9 @@ class SyncClientSettings:
     max_version_jump: int = DEFAULT_MAX_VERSION_JUMP
     dim: int | None = None  # the embedder's output size: a bundle of another `dim` is refused
     state_interval_s: float = 1.0  # retained state: a burst of 5, then at most one per interval
+    url: UrlFetchSettings = field(
+        default_factory=UrlFetchSettings
+    )  # payloads named by URL in the signed manifest
 
     def __post_init__(self) -> None:
         valid_fleet(self.fleet)
@@ -82,6 +89,23 @@ class SyncClientSettings:
     @property
     def state_topic(self) -> str:
         return DeviceTopics(self.prefix, self.device_id).gallery_state
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One bundle to fetch by URL and apply (its signature already checked)."""
+
+    manifest: Manifest
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _UrlJob:
+    """Fetch and apply `steps` in order (a catch-up chain, or one bundle); on a failed step, `fallback`."""
+
+    steps: tuple[Step, ...]
+    fallback: Step | None
+    cancel: threading.Event
 
 
 @dataclass(slots=True)
@@ -120,7 +144,8 @@ class GallerySyncClient:
         self._transport: Transport | None = None
         self._lock = threading.RLock()
         self._download: _Download | None = None
-        self._jobs: queue.Queue[tuple[Manifest, bytes, memoryview] | None] = queue.Queue()
+        self._url_job: _UrlJob | None = None
+        self._jobs: queue.Queue[tuple[Manifest, bytes, memoryview] | _UrlJob | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="gallery-sync", daemon=True)
         self._rejections = LogLimiter(log, what="gallery rejections")
         self._states = StateThrottle(self._publish_state, interval_s=config.state_interval_s)
@@ -195,7 +220,10 @@ class GallerySyncClient:
                 return
             check_device(manifest, self.policy, self._running)
             check_announcement(announcement, manifest)  # sizes are the signed ones: nothing allocated yet
-            self._start_download(manifest, announcement)
+            if manifest.url is not None:
+                self._start_url((Step(manifest, announcement.signature),), None)
+            else:
+                self._start_download(manifest, announcement)
         except Rejected as exc:
             self._cancel_download()
             self._reject(version, exc)
@@ -211,6 +239,20 @@ class GallerySyncClient:
             timer.start()
         log.info("gallery %d announced: fetching %d chunks", manifest.version, len(announcement.chunks))
         self._require_transport().subscribe(self.config.chunk_filter(manifest.version))
+
+    def _start_url(self, steps: tuple[Step, ...], fallback: Step | None) -> None:
+        with self._lock:
+            current = self._url_job
+            same = current is not None and [s.manifest.raw for s in current.steps] == [
+                s.manifest.raw for s in steps
+            ]
+            if current is not None and same and not current.cancel.is_set():
+                return
+            self._cancel_download()
+            self._url_job = _UrlJob(steps, fallback, threading.Event())
+            self._jobs.put(self._url_job)
+        versions = " -> ".join(str(step.manifest.version) for step in steps)
+        log.info("gallery %s announced: fetching by URL", versions)
 
     def _on_chunk(self, version: int, n: int, data: bytes) -> None:
         with self._lock:
@@ -256,6 +298,9 @@ class GallerySyncClient:
     def _cancel_download(self) -> None:
         with self._lock:
             download, self._download = self._download, None
+            url_job, self._url_job = self._url_job, None
+        if url_job is not None:
+            url_job.cancel.set()
         if download is not None:
             download.timer.cancel()
             if self._transport is not None:
@@ -264,6 +309,9 @@ class GallerySyncClient:
     # --- apply (worker thread) ---------------------------------------------------------------------
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
+            if isinstance(job, _UrlJob):
+                self._run_url(job)
+                continue
             manifest, signature, payload = job
             try:
                 self._apply(manifest, signature, payload)
@@ -272,6 +320,41 @@ class GallerySyncClient:
             except Exception as exc:  # keep the last good gallery whatever happened
                 log.exception("applying gallery %d failed", manifest.version)
                 self._reject(manifest.version, Rejected("apply_failed", f"{type(exc).__name__}: {exc}"))
+
+    def _run_url(self, job: _UrlJob) -> None:
+        """Fetch and apply each step; a failed step falls back to the full bundle (each step is a whole,
+        verified gallery, so a door is never left between versions)."""
+        for step in job.steps:
+            if not self._fetch_and_apply(step, job.cancel):
+                if job.fallback is not None and not job.cancel.is_set():
+                    log.info("catch-up stopped at %d: fetching the full bundle", self.running_version)
+                    self._fetch_and_apply(job.fallback, job.cancel)
+                break
+        with self._lock:
+            if self._url_job is job:
+                self._url_job = None
+
+    def _fetch_and_apply(self, step: Step, cancel: threading.Event) -> bool:
+        manifest, binding = step.manifest, step.manifest.payload
+        if is_running(manifest, self._running):
+            return True
+        if manifest.url is None or binding is None:  # the parser guarantees both for URL steps
+            return False
+        connected = self._transport.connected if self._transport is not None else lambda: True
+        try:
+            check_device(manifest, self.policy, self._running)  # before any byte is fetched
+            target = Target(manifest.url, binding.size, binding.sha256)
+            payload = fetch_payload(target, self.config.url, cancel, connected)
+            self._apply(manifest, step.signature, memoryview(payload))
+            return True
+        except Cancelled:
+            return False
+        except Rejected as exc:
+            self._reject(manifest.version, exc)
+        except Exception as exc:  # keep the last good gallery whatever happened
+            log.exception("applying gallery %d failed", manifest.version)
+            self._reject(manifest.version, Rejected("apply_failed", f"{type(exc).__name__}: {exc}"))
+        return False
 
     def _apply(self, manifest: Manifest, signature: bytes, payload: memoryview) -> None:
         if is_running(manifest, self._running):  # re-delivered while it was being applied

@@ -71,6 +71,9 @@ class PahoTransport:
     def publish_state(self, state: Mapping[str, Any]) -> None:
         self.client.publish(self.state_topic, json.dumps(state).encode(), qos=1, retain=True)
 
+    def connected(self) -> bool:
+        return self.client.is_connected()
+
     @classmethod
     def attach_to(cls, client: mqtt.Client, sync: GallerySyncClient) -> PahoTransport:
         """Route `client`'s connect and gallery messages to `sync` (keeps other callbacks working)."""
@@ -115,6 +118,9 @@ class PublisherTransport:
 
     def publish_state(self, state: Mapping[str, Any]) -> None:
         self.publisher.publish_gallery_state(state)
+
+    def connected(self) -> bool:
+        return self.publisher.connected
 
     @classmethod
     def attach_to(cls, publisher: MqttPublisher, sync: GallerySyncClient) -> PublisherTransport:
