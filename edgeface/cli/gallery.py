@@ -223,7 +223,8 @@ def _publish(args: argparse.Namespace) -> int:
     password = credentials.password if credentials else None
     options = BrokerOptions(host, int(port), "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
     fallback = _read(args.full, "--full") if args.full else None
-    done = publish(options, args.prefix, args.fleet, _read(args.path, "bundle"), fallback, args.state_wait)
+    bundle = _read(args.path, "bundle")
+    done = publish(options, args.prefix, args.fleet, bundle, fallback, args.state_wait, args.keep_chain)
     log.info(
         "published %s v%d in %d chunks; cleared %d old chunks",
         "delta" if done.delta else "full",
@@ -313,5 +314,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--full", type=Path, help="full bundle to publish when a delta's base is not on every device"
     )
     p.add_argument("--state-wait", type=float, default=1.0, help="seconds to collect devices' retained state")
+    p.add_argument(
+        "--keep-chain",
+        type=int,
+        default=8,
+        choices=range(1, 65),
+        metavar="N",
+        help="URL delta with --full: announce the full bundle and the last N deltas for catch-up (1..64)",
+    )
     p.add_argument("path", type=Path)
     p.set_defaults(func=_publish)

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 
 from edgeface.errors import BundleError
 from edgeface.mqtt.topics import GALLERY_STATE, check_prefix, every_device, fleet_gallery, fleet_gallery_chunk
-from edgeface.sync.bundle import check_binding, unpack_bundle
+from edgeface.sync.bundle import Bundle, check_binding, unpack_bundle
 from edgeface.sync.chunks import MAX_MQTT_CHUNKS, announcement_bytes, split_chunks
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, parse_manifest
@@ -114,6 +114,43 @@ def _chunks(manifest: Manifest, payload: bytes | memoryview) -> list[bytes]:
     return split_chunks(payload, manifest.payload.chunk_bytes)
 
 
+def _chain_link(manifest: bytes, signature: bytes) -> dict[str, str]:
+    return {
+        "manifest": base64.b64encode(manifest).decode(),
+        "signature": base64.b64encode(signature).decode(),
+    }
+
+
+def catch_up_chain(previous: bytes | None, delta: Bundle, keep: int) -> list[dict[str, str]]:
+    """The retained announcement's chain of deltas with `delta` appended, the newest `keep` kept; a chain
+    that does not lead to `delta`'s base starts over with `delta` alone."""
+    manifest = parse_manifest(delta.manifest)
+    links: list[dict[str, str]] = []
+    try:
+        doc = json.loads(previous or b"")
+        links = [link for link in doc.get("chain", []) if isinstance(link, dict)]
+        last = parse_manifest(base64.b64decode(links[-1]["manifest"])) if links else None
+        if last is None or last.version != manifest.base_version:
+            links = []
+    except Exception:  # an unreadable previous announcement has no chain to extend
+        links = []
+    return ([*links, _chain_link(delta.manifest, delta.signature)])[-keep:]
+
+
+def _url_with_chain(delta: Bundle, full: Bundle | None) -> bool:
+    """A URL delta published with its URL full bundle: announce the full one with the catch-up chain."""
+    if full is None:
+        return False
+    d, f = parse_manifest(delta.manifest), parse_manifest(full.manifest)
+    if not (d.is_delta and d.url is not None):
+        return False
+    if f.is_delta or f.url is None or f.version != d.version or f.fleet != d.fleet:
+        raise BundleError(
+            f"--full must be the URL full bundle of version {d.version} (got {'a delta' if f.is_delta else f'v{f.version}'})"
+        )
+    return True
+
+
 def publish(
     options: BrokerOptions,
     prefix: str,
@@ -121,7 +158,10 @@ def publish(
     bundle: bytes,
     fallback: bytes | None = None,
     wait_s: float = 1.0,
+    keep_chain: int = 8,
 ) -> Published:
+    """Publish `bundle` (chunks, or by URL). A URL delta with its URL full `fallback` is announced as the
+    full bundle plus the chain of the last `keep_chain` deltas (doors catch up by deltas where they can)."""
     try:
         valid_fleet(fleet)
         check_prefix(prefix)
@@ -134,7 +174,13 @@ def publish(
         time.sleep(wait_s)
         parts = unpack_bundle(bundle)
         manifest = parse_manifest(parts.manifest)
-        if manifest.is_delta and not delta_allowed(manifest, dict(seen.messages), fleet):
+        extra: dict = {}
+        if _url_with_chain(parts, unpack_bundle(fallback) if fallback is not None else None):
+            assert fallback is not None
+            extra["chain"] = catch_up_chain(seen.messages.get(topic), parts, keep_chain)
+            parts = unpack_bundle(fallback)
+            manifest = parse_manifest(parts.manifest)
+        elif manifest.is_delta and not delta_allowed(manifest, dict(seen.messages), fleet):
             if fallback is None:
                 raise BundleError(
                     f"not every device of fleet {fleet!r} reports version {manifest.base_version}; "
@@ -152,7 +198,7 @@ def publish(
             for n, c in enumerate(chunks)
         ]
         announcement = announcement_bytes(
-            parts.manifest, parts.signature, parts.payload, chunks, manifest.url
+            parts.manifest, parts.signature, parts.payload, chunks, manifest.url, extra
         )
         infos.append(client.publish(topic, announcement, qos=1, retain=True))
         cleared = 0

@@ -10,7 +10,9 @@ Chunk `n` is retained on `{prefix}/fleet/{fleet}/gallery/{version}/{n}`; each is
 bundle travels as chunks only up to `MAX_MQTT_CHUNKS` of them (a default mosquitto queues 1,000 messages per
 client and drops the rest: larger bundles go by URL). Instead of `payload.chunks` an announcement of a
 bundle whose signed manifest names a `url` carries `payload.url` (that same URL; the device fetches only the
-signed one, `edgeface.sync.fetch`).
+signed one, `edgeface.sync.fetch`). A URL announcement of a full bundle may also carry `chain`: the signed
+manifests of the recent deltas that lead to it, oldest first (`[{"manifest": b64, "signature": b64}, ...]`,
+each naming its own payload URL), so a door that missed some catches up by deltas (`edgeface.sync.plan`).
 
 Nothing in the announcement outside the signed manifest is trusted: the manifest's `payload` binding signs
 the payload size, its sha256, the chunk size and the sha256 of the chunk table. `check_announcement` refuses
@@ -35,6 +37,7 @@ ANNOUNCE_FORMAT = "edgeface-announce/1"
 CHUNK_BYTES = 256 * 1024
 # mosquitto's defaults: 1,000 queued + 20 in flight per client; room is left for the announcement and state
 MAX_MQTT_CHUNKS = 960
+MAX_CHAIN = 64  # recent deltas a URL announcement may carry for doors that missed some
 MAX_ANNOUNCEMENT_BYTES = 4 * MAX_MANIFEST_BYTES
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -53,6 +56,7 @@ class Announcement:
     sha256: str
     chunks: tuple[ChunkSpec, ...]
     url: str | None = None
+    chain: tuple[tuple[bytes, bytes], ...] = ()  # (manifest, signature) of recent deltas, oldest first
 
 
 def split_chunks(payload: bytes | memoryview, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
@@ -103,6 +107,18 @@ def _chunk(item: object) -> ChunkSpec:
     return ChunkSpec(size, digest)
 
 
+def _chain(items: object) -> tuple[tuple[bytes, bytes], ...]:
+    """The catch-up chain of a URL announcement: each link a signed delta manifest (checked by the client)."""
+    if not isinstance(items, list) or len(items) > MAX_CHAIN:
+        raise Rejected("announcement_invalid", f"'chain' must be a list of at most {MAX_CHAIN} deltas")
+    links = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise Rejected("announcement_invalid", "each chain link must be {manifest, signature}")
+        links.append((_b64(item, "manifest"), _b64(item, "signature")))
+    return tuple(links)
+
+
 def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
     """Parse the retained announcement; an oversized payload is rejected here, before any chunk is buffered."""
     if len(raw) > MAX_ANNOUNCEMENT_BYTES:
@@ -128,7 +144,7 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
         raise Rejected("announcement_invalid", "payload needs a lowercase hex 'sha256'")
     manifest, signature = _b64(doc, "manifest"), _b64(doc, "signature")
     if items is None and isinstance(url, str):
-        return Announcement(manifest, signature, size, digest, (), url[:4096])
+        return Announcement(manifest, signature, size, digest, (), url[:4096], _chain(doc.get("chain", [])))
     if not isinstance(items, list) or not items:
         raise Rejected("announcement_invalid", "payload needs a non-empty 'chunks' list or a 'url'")
     if len(items) > MAX_MQTT_CHUNKS:

@@ -30,6 +30,7 @@ from edgeface.sync.chunks import Announcement, ChunkAssembler, check_announcemen
 from edgeface.sync.errors import Rejected
 from edgeface.sync.fetch import Cancelled, Target, UrlFetchSettings, fetch_payload
 from edgeface.sync.manifest import Manifest, parse_manifest
+from edgeface.sync.plan import Step, catch_up
 from edgeface.sync.signing import Ed25519PublicKey
 from edgeface.sync.throttle import LogLimiter, StateThrottle
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, valid_fleet
@@ -89,14 +90,6 @@ class SyncClientSettings:
     @property
     def state_topic(self) -> str:
         return DeviceTopics(self.prefix, self.device_id).gallery_state
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One bundle to fetch by URL and apply (its signature already checked)."""
-
-    manifest: Manifest
-    signature: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +214,10 @@ class GallerySyncClient:
             check_device(manifest, self.policy, self._running)
             check_announcement(announcement, manifest)  # sizes are the signed ones: nothing allocated yet
             if manifest.url is not None:
-                self._start_url((Step(manifest, announcement.signature),), None)
+                plan = catch_up(
+                    Step(manifest, announcement.signature), self._chain(announcement), self.running_version
+                )
+                self._start_url(plan.steps, plan.fallback)
             else:
                 self._start_download(manifest, announcement)
         except Rejected as exc:
@@ -239,6 +235,18 @@ class GallerySyncClient:
             timer.start()
         log.info("gallery %d announced: fetching %d chunks", manifest.version, len(announcement.chunks))
         self._require_transport().subscribe(self.config.chunk_filter(manifest.version))
+
+    def _chain(self, announcement: Announcement) -> tuple[Step, ...]:
+        """The announcement's catch-up deltas whose signatures verify (a bad link only costs the full fetch)."""
+        steps = []
+        for raw, signature in announcement.chain:
+            try:
+                check_signature(raw, signature, self._key)
+                steps.append(Step(parse_manifest(raw), signature))
+            except Rejected as exc:
+                log.warning("catch-up chain ignored: %s", exc.reason)
+                return ()
+        return tuple(steps)
 
     def _start_url(self, steps: tuple[Step, ...], fallback: Step | None) -> None:
         with self._lock:
