@@ -30,6 +30,7 @@ from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.manifest import manifest_bytes
 from edgeface.sync.mqtt import PahoTransport
 from edgeface.sync.signing import Ed25519PublicKey, load_public_key
+from edgeface.sync.trust import Trust
 from edgeface.sync.updater import IndexUpdater
 from edgeface.types import KEYPOINT_NAMES, Detection, Frame
 from tests.conftest import Broker
@@ -174,6 +175,7 @@ def start_device(
     keys: Keys,
     name: str = "door1",
     model: str = MODEL,
+    trust: Trust | None = None,
     **config: object,
 ) -> Device:
     store = GalleryStore(root / name)
@@ -189,7 +191,7 @@ def start_device(
             galleries.append(gallery)
 
     settings = SyncClientSettings(FLEET, name, model, PREFIX, **config)  # type: ignore[arg-type]
-    sync = GallerySyncClient(settings, keys.public, store, on_gallery)
+    sync = GallerySyncClient(settings, trust or keys.public, store, on_gallery)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
     PahoTransport.attach_to(client, sync)
     client.connect(broker.host, broker.port)

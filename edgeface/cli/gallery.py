@@ -1,4 +1,4 @@
-"""`edgeface gallery keygen|build|verify|inspect|publish`: the fleet server's side of gallery sync."""
+"""`edgeface gallery keygen|certify|revoke|build|verify|inspect|publish|timestamp`: the fleet server's side."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from edgeface.util.logsafe import printable
 
 if TYPE_CHECKING:
     from edgeface.identity.gallery import Gallery
+    from edgeface.sync.mqtt import BrokerOptions
     from edgeface.sync.signing import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,51 @@ def _keygen(args: argparse.Namespace) -> int:
     from edgeface.server.signing import generate_keypair
 
     generate_keypair(args.private, args.public, overwrite=args.force)
-    log.info("wrote %s (keep it secret) and %s (install on every device)", args.private, args.public)
+    if args.root:
+        log.info(
+            "wrote root key %s (keep it OFFLINE: it only certifies and revokes signing keys) and %s "
+            "(install on every device as sync.root_key)",
+            args.private,
+            args.public,
+        )
+    else:
+        log.info("wrote %s (keep it secret) and %s (install on every device)", args.private, args.public)
     return 0
+
+
+def _certify(args: argparse.Namespace) -> int:
+    from edgeface.server.certify import certify
+    from edgeface.server.signing import load_private_key
+    from edgeface.sync.signing import load_public_key
+    from edgeface.sync.trust import key_id
+
+    _check_out(args.out)
+    root, key = load_private_key(args.root_key), load_public_key(args.public)
+    not_before = _rfc3339_arg(args.not_before) if args.not_before else None
+    _write_out(args.out, certify(root, key, args.days, not_before))
+    log.info("wrote %s: key %s certified for %g days (publish with --cert)", args.out, key_id(key), args.days)
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from edgeface.server.certify import revoke
+    from edgeface.server.signing import load_private_key
+
+    _check_out(args.out)
+    previous = _read(args.previous, "--previous") if args.previous else None
+    _write_out(args.out, revoke(load_private_key(args.root_key), args.key_id, previous))
+    log.info("wrote %s revoking %s (publish with --revocations)", args.out, ", ".join(args.key_id))
+    return 0
+
+
+def _rfc3339_arg(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise BundleError(f"--not-before: expected an RFC 3339 time with offset, got {printable(text, 60)!r}")
+    return moment
 
 
 def _enroll_folders(root: Path, model_args: argparse.Namespace):
@@ -205,9 +249,8 @@ def _read(path: Path, what: str) -> bytes:
         raise BundleError(f"{what} {path}: cannot read ({exc.strerror or exc})") from exc
 
 
-def _publish(args: argparse.Namespace) -> int:
+def _broker_options(args: argparse.Namespace) -> BrokerOptions:
     from edgeface.mqtt.settings import read_credentials
-    from edgeface.server.publish import publish
     from edgeface.sync.mqtt import BrokerOptions
     from edgeface.sync.validate import valid_fleet
 
@@ -221,10 +264,43 @@ def _publish(args: argparse.Namespace) -> int:
     credentials = read_credentials(args.credentials) if args.credentials else None
     user = credentials.username if credentials else None
     password = credentials.password if credentials else None
-    options = BrokerOptions(host, int(port), "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
+    return BrokerOptions(host, int(port), "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
+
+
+def _timestamp(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from edgeface.server.signing import load_private_key
+    from edgeface.server.timestamp import publish_timestamp
+
+    options = _broker_options(args)
+    key = load_private_key(args.key)
+    cert = _read(args.cert, "--cert") if args.cert else None
+    lifetime = timedelta(minutes=args.minutes)
+    record = publish_timestamp(options, args.prefix, args.fleet, key, lifetime, cert, args.state_wait)
+    log.info("timestamp: fleet %s at version %d, expires %s", args.fleet, record.version, record.expires)
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from edgeface.server.publish import publish
+
+    options = _broker_options(args)
     fallback = _read(args.full, "--full") if args.full else None
     bundle = _read(args.path, "bundle")
-    done = publish(options, args.prefix, args.fleet, bundle, fallback, args.state_wait, args.keep_chain)
+    cert = _read(args.cert, "--cert") if args.cert else None
+    revocations = _read(args.revocations, "--revocations") if args.revocations else None
+    done = publish(
+        options,
+        args.prefix,
+        args.fleet,
+        bundle,
+        fallback,
+        args.state_wait,
+        args.keep_chain,
+        cert,
+        revocations,
+    )
     log.info(
         "published %s v%d in %d chunks; cleared %d old chunks",
         "delta" if done.delta else "full",
@@ -243,7 +319,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--private", type=Path, required=True)
     p.add_argument("--public", type=Path, required=True)
     p.add_argument("--force", action="store_true", help="overwrite an existing private key")
+    p.add_argument("--root", action="store_true", help="an offline root key (certifies signing keys)")
     p.set_defaults(func=_keygen)
+
+    p = verbs.add_parser("certify", help="certify a gallery-signing public key with the offline root key")
+    p.add_argument("--root-key", type=Path, required=True, help="the root private key")
+    p.add_argument("--public", type=Path, required=True, help="the signing public key to certify")
+    p.add_argument("--days", type=float, default=365.0, help="validity in days (default 365)")
+    p.add_argument("--not-before", help="start of validity, RFC 3339 (default now)")
+    p.add_argument("--out", type=Path, required=True, help="certificate file to write")
+    p.set_defaults(func=_certify)
+
+    p = verbs.add_parser("revoke", help="sign a revocation list of signing-key ids with the root key")
+    p.add_argument("--root-key", type=Path, required=True, help="the root private key")
+    p.add_argument("--key-id", action="append", required=True, help="key id to revoke (repeatable)")
+    p.add_argument("--previous", type=Path, help="the current revocation list, extended (sequence + 1)")
+    p.add_argument("--out", type=Path, required=True, help="revocation list file to write")
+    p.set_defaults(func=_revoke)
 
     from edgeface.cli.common import add_model_options, target_fpir
 
@@ -303,13 +395,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_inspect)
 
     p = verbs.add_parser("publish", help="publish a bundle retained over MQTT")
-    p.add_argument("--broker", required=True, metavar="HOST:PORT")
-    p.add_argument("--tls-ca", type=Path)
-    p.add_argument("--tls-cert", type=Path)
-    p.add_argument("--tls-key", type=Path)
-    p.add_argument("--credentials", type=Path, help="file with username:password (or two lines)")
-    p.add_argument("--prefix", default="edgeface")
-    p.add_argument("--fleet", required=True)
+    _add_broker_options(p)
     p.add_argument(
         "--full", type=Path, help="full bundle to publish when a delta's base is not on every device"
     )
@@ -322,5 +408,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="URL delta with --full: announce the full bundle and the last N deltas for catch-up (1..64)",
     )
+    p.add_argument(
+        "--cert", type=Path, help="the signing key's certificate (doors provisioned with a root key)"
+    )
+    p.add_argument("--revocations", type=Path, help="the root's revocation list (from `gallery revoke`)")
     p.add_argument("path", type=Path)
     p.set_defaults(func=_publish)
+
+    p = verbs.add_parser("timestamp", help="sign and retain a short-lived timestamp of the newest gallery")
+    _add_broker_options(p)
+    p.add_argument("--key", type=Path, required=True, help="the gallery-signing private key")
+    p.add_argument(
+        "--cert", type=Path, help="the signing key's certificate (doors provisioned with a root key)"
+    )
+    p.add_argument("--minutes", type=_minutes, default=60.0, help="lifetime (default 60; re-run well before)")
+    p.add_argument("--state-wait", type=float, default=1.0, help="seconds to read the retained announcement")
+    p.set_defaults(func=_timestamp)
+
+
+def _minutes(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes, got {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= 31 * 24 * 60:
+        raise argparse.ArgumentTypeError(f"must be > 0 and at most 44640 (31 days), got {text!r}")
+    return value
+
+
+def _add_broker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", required=True, metavar="HOST:PORT")
+    p.add_argument("--tls-ca", type=Path)
+    p.add_argument("--tls-cert", type=Path)
+    p.add_argument("--tls-key", type=Path)
+    p.add_argument("--credentials", type=Path, help="file with username:password (or two lines)")
+    p.add_argument("--prefix", default="edgeface")
+    p.add_argument("--fleet", required=True)

@@ -73,6 +73,11 @@ def fleet_gallery(prefix: str, fleet: str) -> str:
     return f"{check_prefix(prefix)}/fleet/{check_level('fleet', fleet)}/gallery"
 
 
+def fleet_timestamp(prefix: str, fleet: str) -> str:
+    """Retained signed timestamp record: which gallery is current, valid for a short while."""
+    return f"{check_prefix(prefix)}/fleet/{check_level('fleet', fleet)}/timestamp"
+
+
 def fleet_gallery_chunk(prefix: str, fleet: str, version: int, n: int) -> str:
     """Retained payload chunk ``n`` of gallery ``version``."""
     if version < 0 or n < 0:

@@ -114,14 +114,18 @@ def _chunks(manifest: Manifest, payload: bytes | memoryview) -> list[bytes]:
     return split_chunks(payload, manifest.payload.chunk_bytes)
 
 
-def _chain_link(manifest: bytes, signature: bytes) -> dict[str, str]:
-    return {
-        "manifest": base64.b64encode(manifest).decode(),
-        "signature": base64.b64encode(signature).decode(),
-    }
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
-def catch_up_chain(previous: bytes | None, delta: Bundle, keep: int) -> list[dict[str, str]]:
+def _chain_link(manifest: bytes, signature: bytes, cert: bytes | None) -> dict[str, str]:
+    link = {"manifest": _b64(manifest), "signature": _b64(signature)}
+    return link | ({"cert": _b64(cert)} if cert is not None else {})
+
+
+def catch_up_chain(
+    previous: bytes | None, delta: Bundle, keep: int, cert: bytes | None = None
+) -> list[dict[str, str]]:
     """The retained announcement's chain of deltas with `delta` appended, the newest `keep` kept; a chain
     that does not lead to `delta`'s base starts over with `delta` alone."""
     manifest = parse_manifest(delta.manifest)
@@ -134,7 +138,7 @@ def catch_up_chain(previous: bytes | None, delta: Bundle, keep: int) -> list[dic
             links = []
     except Exception:  # an unreadable previous announcement has no chain to extend
         links = []
-    return ([*links, _chain_link(delta.manifest, delta.signature)])[-keep:]
+    return ([*links, _chain_link(delta.manifest, delta.signature, cert)])[-keep:]
 
 
 def _url_with_chain(delta: Bundle, full: Bundle | None) -> bool:
@@ -159,9 +163,12 @@ def publish(
     fallback: bytes | None = None,
     wait_s: float = 1.0,
     keep_chain: int = 8,
+    cert: bytes | None = None,
+    revocations: bytes | None = None,
 ) -> Published:
     """Publish `bundle` (chunks, or by URL). A URL delta with its URL full `fallback` is announced as the
-    full bundle plus the chain of the last `keep_chain` deltas (doors catch up by deltas where they can)."""
+    full bundle plus the chain of the last `keep_chain` deltas (doors catch up by deltas where they can).
+    `cert` (the signing key's certificate) and `revocations` (the root's list) travel in the announcement."""
     try:
         valid_fleet(fleet)
         check_prefix(prefix)
@@ -175,9 +182,13 @@ def publish(
         parts = unpack_bundle(bundle)
         manifest = parse_manifest(parts.manifest)
         extra: dict = {}
+        if cert is not None:
+            extra["cert"] = _b64(cert)
+        if revocations is not None:
+            extra["revocations"] = _b64(revocations)
         if _url_with_chain(parts, unpack_bundle(fallback) if fallback is not None else None):
             assert fallback is not None
-            extra["chain"] = catch_up_chain(seen.messages.get(topic), parts, keep_chain)
+            extra["chain"] = catch_up_chain(seen.messages.get(topic), parts, keep_chain, cert)
             parts = unpack_bundle(fallback)
             manifest = parse_manifest(parts.manifest)
         elif manifest.is_delta and not delta_allowed(manifest, dict(seen.messages), fleet):

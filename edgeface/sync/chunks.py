@@ -13,6 +13,8 @@ bundle whose signed manifest names a `url` carries `payload.url` (that same URL;
 signed one, `edgeface.sync.fetch`). A URL announcement of a full bundle may also carry `chain`: the signed
 manifests of the recent deltas that lead to it, oldest first (`[{"manifest": b64, "signature": b64}, ...]`,
 each naming its own payload URL), so a door that missed some catches up by deltas (`edgeface.sync.plan`).
+Any announcement may carry `cert` (base64 of the signing key's certificate; a chain link may carry its own)
+and `revocations` (base64 of the root's revocation list) for doors that trust a root key (`edgeface.sync.trust`).
 
 Nothing in the announcement outside the signed manifest is trusted: the manifest's `payload` binding signs
 the payload size, its sha256, the chunk size and the sha256 of the chunk table. `check_announcement` refuses
@@ -56,7 +58,9 @@ class Announcement:
     sha256: str
     chunks: tuple[ChunkSpec, ...]
     url: str | None = None
-    chain: tuple[tuple[bytes, bytes], ...] = ()  # (manifest, signature) of recent deltas, oldest first
+    chain: tuple[tuple[bytes, bytes, bytes | None], ...] = ()  # recent deltas (manifest, signature, cert)
+    cert: bytes | None = None  # the signing key's certificate (doors that trust a root key)
+    revocations: bytes | None = None  # the root's newest revocation list
 
 
 def split_chunks(payload: bytes | memoryview, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
@@ -107,7 +111,11 @@ def _chunk(item: object) -> ChunkSpec:
     return ChunkSpec(size, digest)
 
 
-def _chain(items: object) -> tuple[tuple[bytes, bytes], ...]:
+def _optional_b64(doc: dict, key: str) -> bytes | None:
+    return _b64(doc, key) if doc.get(key) is not None else None
+
+
+def _chain(items: object) -> tuple[tuple[bytes, bytes, bytes | None], ...]:
     """The catch-up chain of a URL announcement: each link a signed delta manifest (checked by the client)."""
     if not isinstance(items, list) or len(items) > MAX_CHAIN:
         raise Rejected("announcement_invalid", f"'chain' must be a list of at most {MAX_CHAIN} deltas")
@@ -115,7 +123,7 @@ def _chain(items: object) -> tuple[tuple[bytes, bytes], ...]:
     for item in items:
         if not isinstance(item, dict):
             raise Rejected("announcement_invalid", "each chain link must be {manifest, signature}")
-        links.append((_b64(item, "manifest"), _b64(item, "signature")))
+        links.append((_b64(item, "manifest"), _b64(item, "signature"), _optional_b64(item, "cert")))
     return tuple(links)
 
 
@@ -143,8 +151,10 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
     if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
         raise Rejected("announcement_invalid", "payload needs a lowercase hex 'sha256'")
     manifest, signature = _b64(doc, "manifest"), _b64(doc, "signature")
+    cert, revocations = _optional_b64(doc, "cert"), _optional_b64(doc, "revocations")
     if items is None and isinstance(url, str):
-        return Announcement(manifest, signature, size, digest, (), url[:4096], _chain(doc.get("chain", [])))
+        chain = _chain(doc.get("chain", []))
+        return Announcement(manifest, signature, size, digest, (), url[:4096], chain, cert, revocations)
     if not isinstance(items, list) or not items:
         raise Rejected("announcement_invalid", "payload needs a non-empty 'chunks' list or a 'url'")
     if len(items) > MAX_MQTT_CHUNKS:
@@ -154,7 +164,7 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
     chunks = tuple(_chunk(item) for item in items)
     if sum(c.size for c in chunks) != size:
         raise Rejected("announcement_invalid", "chunk sizes do not add up to the payload size")
-    return Announcement(manifest, signature, size, digest, chunks)
+    return Announcement(manifest, signature, size, digest, chunks, None, (), cert, revocations)
 
 
 def check_announcement(announcement: Announcement, manifest: Manifest) -> None:

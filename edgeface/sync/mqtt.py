@@ -94,9 +94,8 @@ class PahoTransport:
         client.message_callback_add(
             sync.config.gallery_topic, lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
         )
-        client.message_callback_add(
-            sync.config.chunk_filter(), lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
-        )
+        for topic in (sync.config.chunk_filter(), sync.config.timestamp_topic):
+            client.message_callback_add(topic, lambda c, u, m: sync.on_message(m.topic, bytes(m.payload)))
         return transport
 
 

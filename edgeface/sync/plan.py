@@ -9,6 +9,7 @@ failed step falls back to the full bundle.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from edgeface.sync.manifest import Manifest
@@ -46,3 +47,12 @@ def catch_up(newest: Step, chain: tuple[Step, ...], running: int) -> Plan:
     if version != newest.manifest.version:
         return full
     return Plan(steps, newest)
+
+
+@dataclass(frozen=True, slots=True)
+class UrlJob:
+    """Fetch and apply `steps` in order (a catch-up chain, or one bundle); on a failed step, `fallback`."""
+
+    steps: tuple[Step, ...]
+    fallback: Step | None
+    cancel: threading.Event
