@@ -146,3 +146,13 @@ def test_edgeface_eval_uses_the_same_split_as_the_peers(faces5: Path) -> None:
         gallery, _ = common.split_80_20(folders, seed)
         mask, _ = edgeface_split(labels, seed)
         assert {p for p, m in zip(paths, mask, strict=True) if m} == {p for v in gallery.values() for p in v}
+
+
+def test_fleet_quick_brings_every_door_to_each_version_and_a_delta_serves_less() -> None:
+    doc = run_bench("fleet.py")  # 50 doors on a real mosquitto and nginx
+    assert doc["bench"] == "fleet"
+    full, delta = doc["results"]["phases"]["full"], doc["results"]["phases"]["delta"]
+    assert full["doors_applied"] == delta["doors_applied"] == 50
+    payload = doc["params"]["payload_bytes"]
+    assert full["bytes_served"] == 50 * payload["full"]  # each door fetched the full payload once
+    assert delta["bytes_served"] == 50 * payload["delta"]  # and then only the delta, by the catch-up chain

@@ -1,7 +1,7 @@
 """Freshness: a short-lived signed timestamp record (the timestamp role of TUF is the model).
 
 The fleet server re-signs it every few minutes (`edgeface gallery timestamp`, from cron or a systemd timer)
-and retains it on `{prefix}/fleet/{fleet}/timestamp`::
+and retains it on `{prefix}/fleet/{fleet}/gallery/timestamp`::
 
     {"record": base64 of the exact signed bytes, "signature": base64 (64 bytes)[, "cert": base64]}
     record: {"format": "edgeface-timestamp/1", "fleet", "version", "manifest_sha256", "issued", "expires"}
