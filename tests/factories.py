@@ -251,3 +251,11 @@ def make_pki(directory: Path) -> dict[str, Path]:
     for path in files.values():
         path.chmod(0o644)  # mosquitto may drop to its own user
     return files
+
+
+def people_folder(root: Path, enrolment: dict[str, list[Path]], ids: list[str]) -> Path:
+    for identity in ids:
+        (root / identity).mkdir(parents=True)
+        for photo in enrolment[identity]:
+            (root / identity / photo.name).symlink_to(photo)
+    return root
