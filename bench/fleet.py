@@ -143,6 +143,7 @@ def run_phase(
     served, messages = web.bytes_served(), counters.snapshot()
     started = time.monotonic()  # CLOCK_MONOTONIC: the same clock in every worker process
     publish()
+    published_s = time.monotonic() - started  # the publisher's connect, state read and acknowledged sends
     for conn in workers:
         conn.send((version, started, started + timeout))
     done: list[float] = []
@@ -153,6 +154,7 @@ def run_phase(
         rss += worker_rss
     after = counters.snapshot()
     result = {
+        "publish_s": round(published_s, 3),
         "doors_applied": len(done),
         "seconds_all_applied": round(max(done), 3) if len(done) == doors else None,
         "per_door_s": percentiles(done) if done else None,

@@ -7,7 +7,11 @@ client's own worker thread, so neither the network loop nor recognition waits fo
 A fetch that times out is retried while connected: the chunk topics are subscribed again (the broker
 re-sends their retained messages) after `fetch_timeout_s`, then twice that, and so on up to
 `fetch_backoff_max_s`, `fetch_retries` times; each timeout reports `chunk_missing` (with "retrying") in the
-retained state. Rejection log lines and retained state publishes are rate-limited (`throttle`), and every
+retained state. A bundle whose signed manifest names a `url` is fetched over HTTP(S) on the worker thread
+instead (`fetch`: TLS, the signed size, resume, retries while connected, stall limits), as the steps of a
+catch-up `plan` when the announcement carries a chain of deltas. Signatures are checked by the door's `trust`
+(one plain key, or keys an offline root certifies); the fleet's signed timestamp feeds `freshness`.
+Rejection log lines and retained state publishes are rate-limited (`throttle`), and every
 field from the network is bounded and made printable before it is logged or echoed.
 """
 
