@@ -67,16 +67,21 @@ class Door:
         from edgeface.sync.settings import SyncClientSettings
 
         self.applied: dict[int, float] = {}
+        self.disconnects = 0
         name = f"door-{index:05d}"
         settings = SyncClientSettings(FLEET, name, MODEL, PREFIX, url=fetch, fetch_timeout_s=sync_timeout)
         self.sync = GallerySyncClient(settings, Door.public_key, GalleryStore(root / name), self._on_gallery)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
         PahoTransport.attach_to(self.client, self.sync)
+        self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(0.5, 5)
         self.client.connect_async("127.0.0.1", port, keepalive=60)  # paho retries a refused or slow connect
         self.client.loop_start()
 
     public_key = None  # set once for all doors
+
+    def _on_disconnect(self, *args) -> None:
+        self.disconnects += 1
 
     def _on_gallery(self, gallery) -> None:
         self.applied[gallery.version] = time.monotonic()
@@ -132,7 +137,8 @@ def door_worker(first: int, count: int, root: Path, port: int, conn) -> None:
         version, started, deadline = order
         while time.monotonic() < deadline and any(version not in d.applied for d in doors):
             time.sleep(0.05)
-        conn.send(([d.applied[version] - started for d in doors if version in d.applied], rss_bytes()))
+        times = [d.applied[version] - started for d in doors if version in d.applied]
+        conn.send((times, rss_bytes(), sum(d.disconnects for d in doors)))
     for door in doors:
         door.close()
 
@@ -147,11 +153,12 @@ def run_phase(
     for conn in workers:
         conn.send((version, started, started + timeout))
     done: list[float] = []
-    rss = 0
+    rss = disconnects = 0
     for conn in workers:
-        times, worker_rss = conn.recv()
+        times, worker_rss, worker_disconnects = conn.recv()
         done += times
         rss += worker_rss
+        disconnects += worker_disconnects
     after = counters.snapshot()
     result = {
         "publish_s": round(published_s, 3),
@@ -159,6 +166,7 @@ def run_phase(
         "seconds_all_applied": round(max(done), 3) if len(done) == doors else None,
         "per_door_s": percentiles(done) if done else None,
         "bytes_served": web.bytes_served() - served,
+        "door_disconnects_so_far": disconnects,  # broker dropped a door (e.g. keepalive missed while starved)
     }
     for key in ("messages/received", "messages/sent", "load/bytes/received", "load/bytes/sent"):
         if key in after and key in messages:
