@@ -48,10 +48,12 @@ setup-dev: system-device system-dev $(VENV)/.dev-installed
 system-device:
 	$(call apt_need,mosquitto,mosquitto)
 
-# systemd-analyze checks the unit file; npm fetches the pinned embedder package for `verify-embedder`.
+# systemd-analyze checks the unit file; nginx serves URL payloads in the fleet tests (tests/conftest.py `web`);
+# npm fetches the pinned embedder package for `verify-embedder`.
 # A Node.js that already ships npm (as NodeSource's does) is kept: Debian's npm would conflict with it.
 system-dev:
 	$(call apt_need,systemd-analyze,systemd)
+	$(call apt_need,nginx,nginx)
 	@if ! command -v npm >/dev/null 2>&1; then \
 		if command -v node >/dev/null 2>&1; then pkgs=npm; else pkgs="nodejs npm"; fi; \
 		echo "make: npm not found, installing Debian packages $$pkgs"; \

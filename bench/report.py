@@ -170,11 +170,48 @@ def sync_table() -> list[str]:
     return rows
 
 
+def fleet_table() -> list[str]:
+    doc = load("fleet")
+    params, results = doc["params"], doc["results"]
+    rows = [
+        f"**Fleet** ({params['doors']:,} doors in {params.get('processes', 1)} processes on 2 shared cores, one "
+        f"mosquitto + one nginx, gallery "
+        f"{params['identities']:,} x {params['dim']}, full payload {params['payload_bytes']['full'] / 1e6:.2f} MB, "
+        f"1% delta {params['payload_bytes']['delta'] / 1e3:.1f} kB; `python bench/fleet.py`, docs/fleet.md)",
+        "",
+        "| update | all doors running it | per door p50 / p95 | bytes served (nginx) | broker msgs in / out |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, phase in results["phases"].items():
+        done = phase["seconds_all_applied"]
+        per = phase["per_door_s"] or {}
+        rows.append(
+            f"| {name} | {'not all' if done is None else f'{done:.1f} s'} | "
+            f"{per.get('median', 0):.1f} / {per.get('p95', 0):.1f} s | {phase['bytes_served'] / 1e6:.1f} MB | "
+            f"{phase.get('broker_messages_received', '?'):,} / {phase.get('broker_messages_sent', '?'):,} |"
+        )
+    rows.append(
+        f"\nDoor processes' RSS {results['rss_mib']:.0f} MiB after both updates ({results['rss_per_door_kib']:.0f} "
+        f"KiB per door, {results['rss_idle_per_door_kib']:.0f} KiB idle). All doors share two cores and one disk "
+        "(each apply fsyncs its gallery), so the times measure this machine; bytes and messages per door transfer."
+    )
+    return rows
+
+
 def render() -> str:
     host = load("pipeline")["host"]
     lines = [f"Measured on: {host.get('cpu_model', host.get('cpu', '?'))}, {host.get('cpu_count')} cores; "
              "machines here are shared and noisy, so compare ratios from one run, not absolute numbers.", ""]  # fmt: skip
-    for part in (peer_table, embedder_table, runtimes_table, pipeline_table, search_table, sync_table):
+    tables = (
+        peer_table,
+        embedder_table,
+        runtimes_table,
+        pipeline_table,
+        search_table,
+        sync_table,
+        fleet_table,
+    )
+    for part in tables:
         lines += [*part(), ""]
     return "\n".join(lines).rstrip() + "\n"
 

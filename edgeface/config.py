@@ -21,6 +21,7 @@ from edgeface.errors import ConfigError
 from edgeface.mqtt.ha_settings import HomeAssistantSettings
 from edgeface.mqtt.settings import MqttSettings
 from edgeface.pipeline.visitor_settings import VisitorSettings
+from edgeface.sync.fetch import UrlFetchSettings
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
 from edgeface.util.fields import bounded, check_fields, finite, settable, shown
 from edgeface.util.files import MAX_CONFIG_BYTES, FileRefused, read_text
@@ -122,16 +123,25 @@ class MatchConfig:
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
     enabled: bool = False
-    public_key: Path | None = None
+    public_key: Path | None = None  # trust exactly this gallery-signing key, or:
+    root_key: Path | None = None  # trust signing keys this offline root certifies (rotation, revocation)
     expiry_policy: str = bounded("warn", choices=("warn", "deny"))
     # A signed bundle may move the running version forward by at most this much (a huge one cannot lock
     # the fleet out of later updates).
     max_version_jump: int = bounded(DEFAULT_MAX_VERSION_JUMP, 1, MAX_VERSION)
+    # Stale until a valid signed timestamp (`gallery timestamp`) arrives; without it, stale only once one
+    # was seen and expired. A stale gallery is reported; under `deny` it also stops matching.
+    timestamp_required: bool = False
+    url: UrlFetchSettings = field(
+        default_factory=UrlFetchSettings
+    )  # [sync.url]: payloads a signed manifest names by URL
 
     def __post_init__(self) -> None:
         check_fields(self, "sync")
-        if self.enabled and self.public_key is None:
-            raise ConfigError("sync.public_key: required when sync.enabled is true")
+        if self.enabled and self.public_key is None and self.root_key is None:
+            raise ConfigError("sync.public_key: required when sync.enabled is true (or sync.root_key)")
+        if self.public_key is not None and self.root_key is not None:
+            raise ConfigError("sync.root_key: give sync.public_key or sync.root_key, not both")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeface.demo.localbroker import free_port, start_mosquitto
+from edgeface.demo.localweb import LocalWeb, start_nginx
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -100,3 +101,20 @@ def password_broker(tmp_path: Path) -> Iterator[PasswordBroker]:
         yield PasswordBroker(instance, username, password)
     finally:
         instance.stop()
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[LocalWeb]:
+    """A real nginx serving `tmp_path/www` over HTTPS on a free loopback port (its CA in `ca_file`), with its
+    config, pid, logs and temp files in `tmp_path/nginx`; stopped after the test."""
+    from tests.factories import make_pki  # factories imports this module
+
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "www").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    server = start_nginx(tmp_path / "www", tmp_path / "nginx", tls=(pki["server_cert"], pki["server_key"]))
+    server.ca_file = pki["ca"]
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -97,6 +97,17 @@ STATUS = {
                 "version": _VERSION,
                 "count": {"type": "integer", "minimum": 0},
                 "expired": {"type": "boolean"},
+                "freshness": {  # fleet sync: the newest signed timestamp (DESIGN §4)
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["stale", "age_s", "version", "expires"],
+                    "properties": {
+                        "stale": {"type": "boolean"},
+                        "age_s": {"type": ["number", "null"], "minimum": 0},
+                        "version": {"type": ["integer", "null"]},
+                        "expires": {"type": ["string", "null"]},
+                    },
+                },
             },
         },
         "model": {
@@ -125,7 +136,13 @@ STATUS = {
                 "required": ["kind", "detail", "ts"],
                 "properties": {
                     "kind": {
-                        "enum": ["gallery_set_aside", "gallery_unusable", "reload_refused", "bundle_rejected"]
+                        "enum": [
+                            "gallery_set_aside",
+                            "gallery_unusable",
+                            "reload_refused",
+                            "bundle_rejected",
+                            "gallery_stale",
+                        ]
                     },
                     "detail": {"type": "string"},
                     "ts": _TS,
@@ -171,6 +188,7 @@ GALLERY_STATE = {
         "running": {"type": "integer", "minimum": 0},
         "fleet": {"type": "string", "minLength": 1},
         "expired": {"type": "boolean"},
+        "freshness": {"type": ["object", "null"]},  # the newest signed timestamp: stale, age_s, ...
     },
     "allOf": [
         {

@@ -42,6 +42,7 @@ from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.manifest import manifest_bytes
 from edgeface.sync.mqtt import PahoTransport
 from edgeface.sync.signing import Ed25519PublicKey, load_public_key
+from edgeface.sync.trust import Trust
 from edgeface.sync.updater import IndexUpdater
 from edgeface.types import KEYPOINT_NAMES, Detection, Frame, Identity, Match
 from tests.conftest import Broker
@@ -194,6 +195,7 @@ def start_device(
     keys: Keys,
     name: str = "door1",
     model: str = MODEL,
+    trust: Trust | None = None,
     **config: object,
 ) -> Device:
     store = GalleryStore(root / name)
@@ -209,7 +211,7 @@ def start_device(
             galleries.append(gallery)
 
     settings = SyncClientSettings(FLEET, name, model, PREFIX, **config)  # type: ignore[arg-type]
-    sync = GallerySyncClient(settings, keys.public, store, on_gallery)
+    sync = GallerySyncClient(settings, trust or keys.public, store, on_gallery)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
     PahoTransport.attach_to(client, sync)
     client.connect(broker.host, broker.port)
@@ -427,3 +429,11 @@ def make_pki(directory: Path) -> dict[str, Path]:
     for path in files.values():
         path.chmod(0o644)  # mosquitto may drop to its own user
     return files
+
+
+def people_folder(root: Path, enrolment: dict[str, list[Path]], ids: list[str]) -> Path:
+    for identity in ids:
+        (root / identity).mkdir(parents=True)
+        for photo in enrolment[identity]:
+            (root / identity / photo.name).symlink_to(photo)
+    return root

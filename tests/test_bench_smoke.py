@@ -168,3 +168,13 @@ def test_homeassistant_quick_prints_design_json(faces5) -> None:
     snapshot = doc["results"]["snapshot"]
     assert snapshot["jpeg_bytes"]["n"] + snapshot["over_cap"] > 0
     assert snapshot["jpeg_bytes"]["max"] <= doc["params"]["snapshot_max_bytes"]
+
+
+def test_fleet_quick_brings_every_door_to_each_version_and_a_delta_serves_less() -> None:
+    doc = run_bench("fleet.py")  # 50 doors on a real mosquitto and nginx
+    assert doc["bench"] == "fleet"
+    full, delta = doc["results"]["phases"]["full"], doc["results"]["phases"]["delta"]
+    assert full["doors_applied"] == delta["doors_applied"] == 50
+    payload = doc["params"]["payload_bytes"]
+    assert full["bytes_served"] == 50 * payload["full"]  # each door fetched the full payload once
+    assert delta["bytes_served"] == 50 * payload["delta"]  # and then only the delta, by the catch-up chain

@@ -20,14 +20,7 @@ from edgeface.daemon.service import Daemon
 from edgeface.demo.scenario import build_scenario
 from edgeface.vision.detect import FaceDetector
 from tests.event_schema import validate
-
-
-def people_folder(root: Path, enrolment: dict[str, list[Path]], ids: list[str]) -> Path:
-    for identity in ids:
-        (root / identity).mkdir(parents=True)
-        for photo in enrolment[identity]:
-            (root / identity / photo.name).symlink_to(photo)
-    return root
+from tests.factories import people_folder
 
 
 def build_and_publish(tmp: Path, port: int, folders: Path, version: int) -> None:

@@ -15,6 +15,7 @@ from edgeface.sync.apply import DevicePolicy, check_device
 from edgeface.sync.bundle import Bundle, bind_payload, unpack_bundle, verify_bundle
 from edgeface.sync.chunks import (
     CHUNK_BYTES,
+    MAX_MQTT_CHUNKS,
     Announcement,
     ChunkAssembler,
     ChunkSpec,
@@ -154,7 +155,7 @@ def test_a_replayed_manifest_with_a_fake_chunk_table_is_refused_before_any_alloc
         parts = unpack_bundle(build_bundle(make_gallery(4), fleet=FLEET, version=1, key=keys.private))
         tracemalloc.start()
         try:
-            device.sync.on_message(GALLERY_TOPIC, _forged_table(parts, 1024, CHUNK_BYTES))
+            device.sync.on_message(GALLERY_TOPIC, _forged_table(parts, MAX_MQTT_CHUNKS, CHUNK_BYTES))
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()

@@ -19,6 +19,7 @@ from edgeface.sync.chunks import (
     ANNOUNCE_FORMAT,
     CHUNK_BYTES,
     MAX_ANNOUNCEMENT_BYTES,
+    MAX_MQTT_CHUNKS,
     Announcement,
     ChunkAssembler,
     ChunkSpec,
@@ -155,10 +156,21 @@ def test_each_chunk_spec_is_checked(chunk: Any, code: str, detail: str) -> None:
     assert error.code == code and detail in error.detail
 
 
-def test_a_url_announcement_is_refused_with_the_reason() -> None:
+def test_a_url_announcement_must_carry_the_url_the_manifest_signs() -> None:
     doc = announcement_doc()
-    doc["payload"] = {"size": 10, "sha256": "ab" * 32, "url": "https://example.invalid/bundle"}
-    assert "URL payloads are not supported by this device" in rejected(doc).detail
+    doc["payload"] = {"size": len(PAYLOAD), "sha256": sha(PAYLOAD), "url": "https://example.invalid/bundle"}
+    announcement = parse_announcement(json.dumps(doc).encode(), 1 << 20)
+    assert announcement.url == "https://example.invalid/bundle" and announcement.chunks == ()
+    with pytest.raises(Rejected, match="announced URL is not the one the manifest signs"):
+        check_announcement(announcement, manifest_binding(len(PAYLOAD), 4096))  # signs no URL
+
+
+def test_more_chunks_than_a_broker_queue_holds_are_refused_naming_the_url_path() -> None:
+    doc = announcement_doc()
+    doc["payload"]["chunks"] = [{"size": 1, "sha256": "ab" * 32}] * (MAX_MQTT_CHUNKS + 1)
+    doc["payload"]["size"] = MAX_MQTT_CHUNKS + 1
+    problem = rejected(doc)
+    assert problem.code == "oversized" and "publish by URL" in problem.detail
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe", b"{", b"[" * 100_000, b"[]", b"null"])

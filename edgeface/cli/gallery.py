@@ -1,5 +1,5 @@
-"""`edgeface gallery keygen|build|verify|inspect|publish`: the fleet server's side of gallery sync
-(`list|remove|rename|events`, who a door knows, are in `edgeface.cli.people`)."""
+"""`edgeface gallery keygen|certify|revoke|build|verify|inspect|publish|timestamp`: the fleet server's side of
+gallery sync (`list|remove|rename|events`, who a door knows, are in `edgeface.cli.people`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from edgeface.util.logsafe import printable
 
 if TYPE_CHECKING:
     from edgeface.identity.gallery import Gallery
+    from edgeface.sync.mqtt import BrokerOptions
     from edgeface.sync.signing import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,15 @@ def _keygen(args: argparse.Namespace) -> int:
     from edgeface.server.signing import generate_keypair
 
     generate_keypair(args.private, args.public, overwrite=args.force)
-    log.info("wrote %s (keep it secret) and %s (install on every device)", args.private, args.public)
+    if args.root:
+        log.info(
+            "wrote root key %s (keep it OFFLINE: it only certifies and revokes signing keys) and %s "
+            "(install on every device as sync.root_key)",
+            args.private,
+            args.public,
+        )
+    else:
+        log.info("wrote %s (keep it secret) and %s (install on every device)", args.private, args.public)
     return 0
 
 
@@ -85,12 +94,19 @@ def _calibrated(gallery: Gallery, args: argparse.Namespace) -> Gallery:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from edgeface.server.build import build_bundle, check_build_arguments, load_source_gallery
+    from edgeface.server.build import (
+        build_bundle,
+        check_build_arguments,
+        load_source_gallery,
+        write_payload_file,
+    )
     from edgeface.server.signing import load_private_key
     from edgeface.sync.decision import evidence_of
 
     # everything a device would refuse is refused before any work, by the device's own checks
     check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)
+    if args.payload_dir is not None and args.url_base is None:
+        raise BundleError("--payload-dir: only with --url-base")
     check_output_path(args.out, "--out")
     key = load_private_key(args.key)
     from edgeface.cli.enroll import PhotoProblems
@@ -112,7 +128,11 @@ def _build(args: argparse.Namespace) -> int:
         expires_days=args.expires,
         base=base,
         chunk_bytes=args.chunk_bytes,
+        url_base=args.url_base,
     )
+    if args.url_base is not None:
+        served = write_payload_file(data, args.payload_dir or args.out.parent / "payloads")
+        log.info("payload for %s: %s (serve it under --url-base)", args.url_base, served)
     write_atomic(args.out, data, "--out")
     kind = f"delta against {base.version}" if base is not None else "full"
     log.info(
@@ -178,9 +198,8 @@ def _read(path: Path, what: str) -> bytes:
     return read_bytes(path, MAX_PAYLOAD + MAX_MANIFEST_BYTES + 1024, what)
 
 
-def _publish(args: argparse.Namespace) -> int:
+def _broker_options(args: argparse.Namespace) -> BrokerOptions:
     from edgeface.mqtt.settings import read_credentials
-    from edgeface.server.publish import publish
     from edgeface.sync.mqtt import BrokerOptions
     from edgeface.sync.validate import valid_fleet
 
@@ -192,9 +211,28 @@ def _publish(args: argparse.Namespace) -> int:
     credentials = read_credentials(args.credentials) if args.credentials else None
     user = credentials.username if credentials else None
     password = credentials.password if credentials else None
-    options = BrokerOptions(host, port, "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
+    return BrokerOptions(host, port, "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from edgeface.server.publish import publish
+
+    options = _broker_options(args)
     fallback = _read(args.full, "--full") if args.full else None
-    done = publish(options, args.prefix, args.fleet, _read(args.path, "bundle"), fallback, args.state_wait)
+    bundle = _read(args.path, "bundle")
+    cert = _read(args.cert, "--cert") if args.cert else None
+    revocations = _read(args.revocations, "--revocations") if args.revocations else None
+    done = publish(
+        options,
+        args.prefix,
+        args.fleet,
+        bundle,
+        fallback,
+        args.state_wait,
+        args.keep_chain,
+        cert,
+        revocations,
+    )
     log.info(
         "published %s v%d in %d chunks; cleared %d old chunks",
         "delta" if done.delta else "full",
@@ -218,10 +256,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--private", type=Path, required=True)
     p.add_argument("--public", type=Path, required=True)
     p.add_argument("--force", action="store_true", help="overwrite an existing private key")
+    p.add_argument("--root", action="store_true", help="an offline root key (certifies signing keys)")
     p.set_defaults(func=_keygen)
 
-    from edgeface.cli.argtypes import broker_address, float_in
+    from edgeface.cli.argtypes import float_in
     from edgeface.cli.common import add_model_options, target_fpir
+    from edgeface.cli.gallery_trust import add_trust_verbs
+
+    add_trust_verbs(verbs)  # certify, revoke, timestamp
 
     p = verbs.add_parser("build", help="build and sign a full or delta bundle")
     source = p.add_mutually_exclusive_group(required=True)
@@ -257,6 +299,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=256 * 1024,
         help="MQTT chunk size the manifest signs (1..262144; default 262144)",
     )
+    p.add_argument(
+        "--url-base",
+        help="devices fetch the payload from URL_BASE/<sha256> (HTTP(S), a CDN or S3) instead of MQTT chunks",
+    )
+    p.add_argument(
+        "--payload-dir",
+        type=Path,
+        help="with --url-base: folder to write <sha256> into, served under the URL (default OUT_DIR/payloads)",
+    )
     add_model_options(p)
     p.set_defaults(func=_build)
 
@@ -270,13 +321,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_inspect)
 
     p = verbs.add_parser("publish", help="publish a bundle retained over MQTT")
-    p.add_argument("--broker", type=broker_address, required=True, metavar="HOST:PORT")
-    p.add_argument("--tls-ca", type=Path)
-    p.add_argument("--tls-cert", type=Path)
-    p.add_argument("--tls-key", type=Path)
-    p.add_argument("--credentials", type=Path, help="file with username:password (or two lines)")
-    p.add_argument("--prefix", default="edgeface")
-    p.add_argument("--fleet", required=True)
+    _add_broker_options(p)
     p.add_argument(
         "--full", type=Path, help="full bundle to publish when a delta's base is not on every device"
     )
@@ -286,5 +331,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         help="seconds to collect devices' retained state",
     )
+    p.add_argument(
+        "--keep-chain",
+        type=int,
+        default=8,
+        choices=range(1, 65),
+        metavar="N",
+        help="URL delta with --full: announce the full bundle and the last N deltas for catch-up (1..64)",
+    )
+    p.add_argument(
+        "--cert", type=Path, help="the signing key's certificate (doors provisioned with a root key)"
+    )
+    p.add_argument("--revocations", type=Path, help="the root's revocation list (from `gallery revoke`)")
     p.add_argument("path", type=Path)
     p.set_defaults(func=_publish)
+
+
+def _add_broker_options(p: argparse.ArgumentParser) -> None:
+    from edgeface.cli.argtypes import broker_address
+
+    p.add_argument("--broker", type=broker_address, required=True, metavar="HOST:PORT")
+    p.add_argument("--tls-ca", type=Path)
+    p.add_argument("--tls-cert", type=Path)
+    p.add_argument("--tls-key", type=Path)
+    p.add_argument("--credentials", type=Path, help="file with username:password (or two lines)")
+    p.add_argument("--prefix", default="edgeface")
+    p.add_argument("--fleet", required=True)

@@ -39,6 +39,7 @@ from edgeface.pipeline.events import recognition_event
 from edgeface.pipeline.frames import CaptureThread, DropOldestQueue
 from edgeface.pipeline.recognize import Decision, Recognizer
 from edgeface.pipeline.visitors import VisitorStore
+from edgeface.sync.timestamp import Freshness
 from edgeface.util.logsafe import printable
 from edgeface.version import __version__
 
@@ -103,6 +104,7 @@ class Daemon:
                 index_settings(config),
                 dim=parts.embedder.dim,
                 on_rejected=lambda reason: self.incident("bundle_rejected", reason),
+                on_freshness=self.on_freshness,
             )
             if self.sync is not None:
                 stack.callback(self.sync.close)
@@ -205,6 +207,17 @@ class Daemon:
         self.homeassistant.gallery_changed(index.gallery)
         log.info("gallery v%d active: %d identities", index.gallery.version, len(index.gallery))
 
+    def on_freshness(self, freshness: Freshness) -> None:
+        """The fleet's signed timestamp arrived or expired: say so in the status (an incident when stale)."""
+        if freshness.stale:
+            deny = self.config.sync.expiry_policy == "deny"
+            effect = (
+                "visitors are announced unknown (policy deny)" if deny else "still matching (policy warn)"
+            )
+            self.incident("gallery_stale", f"no current signed timestamp (age {freshness.age_s} s): {effect}")
+        elif hasattr(self, "publisher"):
+            self.publisher.set_status(self.status_info())
+
     def status_info(self, index: GalleryIndex | None = None) -> StatusInfo:
         index = index or self.parts.index.current
         return StatusInfo(
@@ -213,6 +226,7 @@ class Daemon:
             gallery_count=len(index.gallery),
             model_name=self.model_name,
             gallery_expired=bool(self.sync and self.sync.client.expired),
+            freshness=self.sync.client.freshness.as_dict() if self.sync else None,
             model_sha256=index.gallery.model_sha256,
             decision=self.parts.rule.as_dict(),
             incidents=self.incidents.latest(),

@@ -20,6 +20,7 @@ from edgeface.vision.modelcard import load_card
 if TYPE_CHECKING:
     from edgeface.mqtt.client import MqttPublisher
     from edgeface.sync.client import GallerySyncClient
+    from edgeface.sync.timestamp import Freshness
     from edgeface.sync.updater import IndexUpdater
 
 log = logging.getLogger(__name__)
@@ -92,14 +93,15 @@ def start_sync(
     settings: IndexSettings,
     dim: int | None = None,
     on_rejected: Callable[[str], None] | None = None,
+    on_freshness: Callable[[Freshness], None] | None = None,
 ) -> SyncParts | None:
     """Fleet sync over the daemon's own MQTT connection: verified bundles are stored atomically, then
     a worker builds the new index and swaps it in (recognition keeps using the old one meanwhile)."""
-    if not config.sync.enabled or config.sync.public_key is None:
+    if not config.sync.enabled:
         return None
     from edgeface.sync.client import GallerySyncClient, SyncClientSettings
     from edgeface.sync.mqtt import PublisherTransport
-    from edgeface.sync.signing import load_public_key
+    from edgeface.sync.trust import door_trust
     from edgeface.sync.updater import IndexUpdater
 
     updater = IndexUpdater(holder, settings, on_swapped=lambda index, _: on_applied(index))
@@ -112,11 +114,14 @@ def start_sync(
             expiry_policy=config.sync.expiry_policy,
             max_version_jump=config.sync.max_version_jump,
             dim=dim,
+            url=config.sync.url,
+            timestamp_required=config.sync.timestamp_required,
         ),
-        load_public_key(config.sync.public_key),
+        door_trust(config.sync.public_key, config.sync.root_key, config.gallery_dir),
         GalleryStore(config.gallery_dir),
         on_gallery=updater.apply,  # on the sync worker thread: verify, store, build, swap
         on_rejected=on_rejected,
+        on_freshness=on_freshness,
     )
     PublisherTransport.attach_to(publisher, client)
     return SyncParts(client, updater)

@@ -44,6 +44,7 @@ class StatusInfo:
     model_name: str
     model_sha256: str
     gallery_expired: bool = False  # fleet sync under `warn`: still matching, and saying so
+    freshness: Mapping[str, object] | None = None  # fleet sync: `Freshness.as_dict()` (stale, age_s, ...)
     decision: dict[str, float | str] | None = None  # `DecisionRule.as_dict()`: threshold, margin, source
     incidents: tuple[Incident, ...] = ()  # the latest few, newest last; the payload gets them only if any
 
@@ -66,6 +67,8 @@ def status_payload(
         },
         "model": {"name": info.model_name, "sha256": info.model_sha256},
     }
+    if info.freshness is not None:
+        payload["gallery"]["freshness"] = dict(info.freshness)
     if info.decision is not None:
         payload["decision"] = dict(info.decision)
     if spool is not None:

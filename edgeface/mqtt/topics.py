@@ -83,6 +83,12 @@ def fleet_gallery(prefix: str, fleet: str) -> str:
     return f"{check_prefix(prefix)}/fleet/{check_level('fleet', fleet)}/gallery"
 
 
+def fleet_timestamp(prefix: str, fleet: str) -> str:
+    """Retained signed timestamp record: which gallery is current, valid for a short while (under the
+    gallery topic, so the broker ACL that lets a door read its fleet's gallery covers it)."""
+    return f"{fleet_gallery(prefix, fleet)}/timestamp"
+
+
 def fleet_gallery_chunk(prefix: str, fleet: str, version: int, n: int) -> str:
     """Retained payload chunk ``n`` of gallery ``version``."""
     if version < 0 or n < 0:

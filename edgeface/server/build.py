@@ -25,6 +25,7 @@ from edgeface.sync.bundle import (
     pack_payload,
     read_bundle,
     rows_gallery,
+    unpack_bundle,
     verify_bundle,
 )
 from edgeface.sync.decision import DecisionEvidence
@@ -33,6 +34,7 @@ from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import FORMAT, manifest_bytes, parse_manifest
 from edgeface.sync.validate import (
     CHUNK_BYTES_MAX,
+    payload_url,
     valid_chunk_bytes,
     valid_fleet,
     valid_lifetime_days,
@@ -83,11 +85,13 @@ def build_bundle(
     now: datetime | None = None,
     decision: DecisionEvidence | None = None,
     chunk_bytes: int = CHUNK_BYTES_MAX,
+    url_base: str | None = None,
 ) -> bytes:
     """A signed bundle file: the whole `gallery`, or (with `base`) only its changes against `base`.
 
     The manifest signs the payload's size, sha256 and chunk table for `chunk_bytes` chunks (the publisher
-    cuts it exactly so) and, when given, the gallery's calibrated `decision`."""
+    cuts it exactly so), when given the gallery's calibrated `decision`, and with `url_base` the
+    content-addressed URL `{url_base}/{payload sha256}` devices fetch the payload from (`payload_file`)."""
     check_build_arguments(fleet, version, expires_days, chunk_bytes)
     now = now or datetime.now(UTC)
     if base is not None and base.model_sha256 != gallery.model_sha256:
@@ -111,7 +115,13 @@ def build_bundle(
             },
         }
     payload = pack_payload(*gallery_hashes(content))
-    fields["payload"] = bind_payload(payload, chunk_bytes).as_dict()
+    binding = bind_payload(payload, chunk_bytes)
+    fields["payload"] = binding.as_dict()
+    if url_base is not None:
+        try:
+            fields["url"] = payload_url(url_base, binding.sha256)
+        except ValueError as exc:
+            raise BundleError(f"--url-base: {exc}") from exc
     if decision is not None:
         fields["decision"] = decision.as_dict()
     raw = manifest_bytes(fields)
@@ -134,3 +144,20 @@ def load_source_gallery(path: Path, key_for_bundles=None) -> Gallery:
     if verified.manifest.is_delta:
         raise BundleError(f"{path}: is a delta; a delta base must be a full bundle or a gallery directory")
     return rows_gallery(verified.manifest, verified.rows)
+
+
+def write_payload_file(bundle: bytes, directory: Path) -> Path:
+    """Write a URL bundle's payload as `directory/<sha256>` (what a web server, S3 bucket or CDN serves under
+    the `--url-base`); written beside, then renamed, so a reader never sees half a file."""
+    parts = unpack_bundle(bundle)
+    name = sha256_bytes(parts.payload)
+    target = directory / name
+    temporary = directory / f".{name}.tmp"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary.write_bytes(parts.payload)
+        temporary.replace(target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise BundleError(f"--payload-dir {directory}: cannot write ({exc.strerror or exc})") from exc
+    return target

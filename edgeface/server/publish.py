@@ -21,8 +21,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edgeface.errors import BundleError
 from edgeface.mqtt.probe import address, refusal
 from edgeface.mqtt.topics import GALLERY_STATE, check_prefix, every_device, fleet_gallery, fleet_gallery_chunk
-from edgeface.sync.bundle import check_binding, unpack_bundle
-from edgeface.sync.chunks import announcement_bytes, split_chunks
+from edgeface.sync.bundle import Bundle, check_binding, unpack_bundle
+from edgeface.sync.chunks import MAX_MQTT_CHUNKS, announcement_bytes, split_chunks
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest, parse_manifest
 from edgeface.sync.mqtt import BrokerOptions, make_client
@@ -117,7 +117,56 @@ def _chunks(manifest: Manifest, payload: bytes | memoryview) -> list[bytes]:
         check_binding(manifest, payload)
     except Rejected as exc:
         raise BundleError(f"bundle v{manifest.version}: {exc.reason}") from exc
+    if manifest.url is not None:
+        return []
+    count = len(manifest.payload.chunk_sizes())
+    if count > MAX_MQTT_CHUNKS:
+        raise BundleError(
+            f"bundle v{manifest.version} is {count} MQTT chunks, more than the {MAX_MQTT_CHUNKS} a broker "
+            "queues per client: build it with --url-base and serve the payload over HTTP(S)"
+        )
     return split_chunks(payload, manifest.payload.chunk_bytes)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _chain_link(manifest: bytes, signature: bytes, cert: bytes | None) -> dict[str, str]:
+    link = {"manifest": _b64(manifest), "signature": _b64(signature)}
+    return link | ({"cert": _b64(cert)} if cert is not None else {})
+
+
+def catch_up_chain(
+    previous: bytes | None, delta: Bundle, keep: int, cert: bytes | None = None
+) -> list[dict[str, str]]:
+    """The retained announcement's chain of deltas with `delta` appended, the newest `keep` kept; a chain
+    that does not lead to `delta`'s base starts over with `delta` alone."""
+    manifest = parse_manifest(delta.manifest)
+    links: list[dict[str, str]] = []
+    try:
+        doc = json.loads(previous or b"")
+        links = [link for link in doc.get("chain", []) if isinstance(link, dict)]
+        last = parse_manifest(base64.b64decode(links[-1]["manifest"])) if links else None
+        if last is None or last.version != manifest.base_version:
+            links = []
+    except Exception:  # an unreadable previous announcement has no chain to extend
+        links = []
+    return ([*links, _chain_link(delta.manifest, delta.signature, cert)])[-keep:]
+
+
+def _url_with_chain(delta: Bundle, full: Bundle | None) -> bool:
+    """A URL delta published with its URL full bundle: announce the full one with the catch-up chain."""
+    if full is None:
+        return False
+    d, f = parse_manifest(delta.manifest), parse_manifest(full.manifest)
+    if not (d.is_delta and d.url is not None):
+        return False
+    if f.is_delta or f.url is None or f.version != d.version or f.fleet != d.fleet:
+        raise BundleError(
+            f"--full must be the URL full bundle of version {d.version} (got {'a delta' if f.is_delta else f'v{f.version}'})"
+        )
+    return True
 
 
 def publish(
@@ -127,7 +176,13 @@ def publish(
     bundle: bytes,
     fallback: bytes | None = None,
     wait_s: float = 1.0,
+    keep_chain: int = 8,
+    cert: bytes | None = None,
+    revocations: bytes | None = None,
 ) -> Published:
+    """Publish `bundle` (chunks, or by URL). A URL delta with its URL full `fallback` is announced as the
+    full bundle plus the chain of the last `keep_chain` deltas (doors catch up by deltas where they can).
+    `cert` (the signing key's certificate) and `revocations` (the root's list) travel in the announcement."""
     try:
         valid_fleet(fleet)
         check_prefix(prefix)
@@ -140,7 +195,17 @@ def publish(
         time.sleep(wait_s)
         parts = unpack_bundle(bundle)
         manifest = parse_manifest(parts.manifest)
-        if manifest.is_delta and not delta_allowed(manifest, dict(seen.messages), fleet):
+        extra: dict = {}
+        if cert is not None:
+            extra["cert"] = _b64(cert)
+        if revocations is not None:
+            extra["revocations"] = _b64(revocations)
+        if _url_with_chain(parts, unpack_bundle(fallback) if fallback is not None else None):
+            assert fallback is not None
+            extra["chain"] = catch_up_chain(seen.messages.get(topic), parts, keep_chain, cert)
+            parts = unpack_bundle(fallback)
+            manifest = parse_manifest(parts.manifest)
+        elif manifest.is_delta and not delta_allowed(manifest, dict(seen.messages), fleet):
             if fallback is None:
                 raise BundleError(
                     f"not every device of fleet {fleet!r} reports version {manifest.base_version}; "
@@ -157,7 +222,9 @@ def publish(
             client.publish(fleet_gallery_chunk(prefix, fleet, manifest.version, n), c, qos=1, retain=True)
             for n, c in enumerate(chunks)
         ]
-        announcement = announcement_bytes(parts.manifest, parts.signature, parts.payload, chunks)
+        announcement = announcement_bytes(
+            parts.manifest, parts.signature, parts.payload, chunks, manifest.url, extra
+        )
         infos.append(client.publish(topic, announcement, qos=1, retain=True))
         cleared = 0
         if previous is not None and previous[0] != manifest.version:

@@ -10,7 +10,10 @@ Modules: `manifest` (the signed JSON), `bundle` (container + stateless checks), 
 verification), `delta` (applying a delta), `chunks` (MQTT announcement and chunking), `apply` (device
 checks + atomic write), `rawio` (large payloads without long GIL holds), `client` (the device state
 machine), `mqtt` (paho binding), `updater` (index swap), `validate` (bounds shared by server and device),
-`decision` (the signed calibration evidence), `throttle` (log and state rate limits). Building, signing
+`decision` (the signed calibration evidence), `throttle` (log and state rate limits), `settings` (the
+client's settings), `fetch` (payloads by URL), `plan` (catch-up by a chain of deltas), `timestamp` and
+`freshness` (the signed timestamp record and the door's view of it), `trust` (plain key or root-certified
+keys, revocation). Building, signing
 and publishing bundles is server side, in `edgeface.server`, which nothing here imports.
 
 `valid_fleet(name) -> str` (raises `ValueError`) is exported here for the config loader.

@@ -57,8 +57,18 @@ def manifest_id(manifest: Manifest) -> str:
 
 
 def is_running(manifest: Manifest, running: Gallery | None) -> bool:
-    """True when `manifest` is exactly the bundle the device already runs (a re-delivery, not a replay)."""
-    return running is not None and running.manifest.get("bundle_manifest_sha256") == manifest_id(manifest)
+    """True when `manifest` is exactly the bundle the device already runs (a re-delivery, not a replay), or
+    the full bundle of the very gallery it reached by deltas (same version, same content sha256s)."""
+    if running is None:
+        return False
+    if running.manifest.get("bundle_manifest_sha256") == manifest_id(manifest):
+        return True
+    return (
+        not manifest.is_delta
+        and running.version == manifest.version
+        and running.manifest.get("identities") == manifest.identities
+        and running.manifest.get("vectors") == manifest.vectors
+    )
 
 
 def check_device(
@@ -117,6 +127,7 @@ def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Mate
         "expires": None if manifest.expires is None else rfc3339(manifest.expires),
         "bundle_manifest_sha256": manifest_id(manifest),
     }
+    result = manifest.result
     if not manifest.is_delta:
         gallery = rows_gallery(manifest, rows)
         identities, vectors = rows.identities_raw, rows.vectors_raw
@@ -126,7 +137,6 @@ def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Mate
         gallery = apply_delta(running, delta_of(manifest, rows), manifest.version)
         identities = encode_rows(gallery.ids, gallery.names, gallery.samples)
         vectors = npy_view(gallery.vectors)
-        result = manifest.result
         if (  # result is always set for a parsed delta
             result is None
             or len(gallery) != result.count
@@ -134,6 +144,9 @@ def materialise(manifest: Manifest, rows: Rows, running: Gallery | None) -> Mate
             or sha256_bytes(vectors) != result.vectors
         ):
             raise Rejected("result_mismatch", "applying the delta does not give the signed result gallery")
+    info["identities"], info["vectors"] = (
+        (manifest.identities, manifest.vectors) if result is None else (result.identities, result.vectors)
+    )
     final = Gallery(
         gallery.ids,
         gallery.names,

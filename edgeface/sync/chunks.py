@@ -6,9 +6,15 @@ Announcement JSON::
      "manifest": base64 of the exact signed manifest bytes, "signature": base64 (64 bytes),
      "payload": {"size": int, "sha256": hex, "chunks": [{"size": int, "sha256": hex}, ...]}}
 
-Chunk `n` is retained on `{prefix}/fleet/{fleet}/gallery/{version}/{n}`; each is at most 256 KiB. Instead of
-`payload.chunks` an announcement may carry `payload.url` (served by any web server); this device build only
-fetches over MQTT and rejects URL announcements with a clear reason.
+Chunk `n` is retained on `{prefix}/fleet/{fleet}/gallery/{version}/{n}`; each is at most 256 KiB, and a
+bundle travels as chunks only up to `MAX_MQTT_CHUNKS` of them (a default mosquitto queues 1,000 messages per
+client and drops the rest: larger bundles go by URL). Instead of `payload.chunks` an announcement of a
+bundle whose signed manifest names a `url` carries `payload.url` (that same URL; the device fetches only the
+signed one, `edgeface.sync.fetch`). A URL announcement of a full bundle may also carry `chain`: the signed
+manifests of the recent deltas that lead to it, oldest first (`[{"manifest": b64, "signature": b64}, ...]`,
+each naming its own payload URL), so a door that missed some catches up by deltas (`edgeface.sync.plan`).
+Any announcement may carry `cert` (base64 of the signing key's certificate; a chain link may carry its own)
+and `revocations` (base64 of the root's revocation list) for doors that trust a root key (`edgeface.sync.trust`).
 
 Nothing in the announcement outside the signed manifest is trusted: the manifest's `payload` binding signs
 the payload size, its sha256, the chunk size and the sha256 of the chunk table. `check_announcement` refuses
@@ -31,6 +37,9 @@ from edgeface.sync.manifest import MAX_MANIFEST_BYTES, Manifest
 
 ANNOUNCE_FORMAT = "edgeface-announce/1"
 CHUNK_BYTES = 256 * 1024
+# mosquitto's defaults: 1,000 queued + 20 in flight per client; room is left for the announcement and state
+MAX_MQTT_CHUNKS = 960
+MAX_CHAIN = 64  # recent deltas a URL announcement may carry for doors that missed some
 MAX_ANNOUNCEMENT_BYTES = 4 * MAX_MANIFEST_BYTES
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -48,6 +57,10 @@ class Announcement:
     size: int
     sha256: str
     chunks: tuple[ChunkSpec, ...]
+    url: str | None = None
+    chain: tuple[tuple[bytes, bytes, bytes | None], ...] = ()  # recent deltas (manifest, signature, cert)
+    cert: bytes | None = None  # the signing key's certificate (doors that trust a root key)
+    revocations: bytes | None = None  # the root's newest revocation list
 
 
 def split_chunks(payload: bytes | memoryview, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
@@ -57,18 +70,26 @@ def split_chunks(payload: bytes | memoryview, chunk_bytes: int = CHUNK_BYTES) ->
 
 
 def announcement_bytes(
-    manifest: bytes, signature: bytes, payload: bytes | memoryview, chunks: list[bytes]
+    manifest: bytes,
+    signature: bytes,
+    payload: bytes | memoryview,
+    chunks: list[bytes],
+    url: str | None = None,
+    extra: dict | None = None,
 ) -> bytes:
+    """The announcement of a bundle sent as `chunks`, or (with `url`, then `chunks` is empty) by URL;
+    `extra` adds top-level fields (`chain`, `cert`, `revocations`)."""
+    fetch: dict = (
+        {"url": url}
+        if url is not None
+        else {"chunks": [{"size": len(c), "sha256": sha256_bytes(c)} for c in chunks]}
+    )
     doc = {
         "format": ANNOUNCE_FORMAT,
         "manifest": base64.b64encode(manifest).decode(),
         "signature": base64.b64encode(signature).decode(),
-        "payload": {
-            "size": len(payload),
-            "sha256": sha256_bytes(payload),
-            "chunks": [{"size": len(c), "sha256": sha256_bytes(c)} for c in chunks],
-        },
-    }
+        "payload": {"size": len(payload), "sha256": sha256_bytes(payload)} | fetch,
+    } | (extra or {})
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -90,6 +111,22 @@ def _chunk(item: object) -> ChunkSpec:
     return ChunkSpec(size, digest)
 
 
+def _optional_b64(doc: dict, key: str) -> bytes | None:
+    return _b64(doc, key) if doc.get(key) is not None else None
+
+
+def _chain(items: object) -> tuple[tuple[bytes, bytes, bytes | None], ...]:
+    """The catch-up chain of a URL announcement: each link a signed delta manifest (checked by the client)."""
+    if not isinstance(items, list) or len(items) > MAX_CHAIN:
+        raise Rejected("announcement_invalid", f"'chain' must be a list of at most {MAX_CHAIN} deltas")
+    links = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise Rejected("announcement_invalid", "each chain link must be {manifest, signature}")
+        links.append((_b64(item, "manifest"), _b64(item, "signature"), _optional_b64(item, "cert")))
+    return tuple(links)
+
+
 def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
     """Parse the retained announcement; an oversized payload is rejected here, before any chunk is buffered."""
     if len(raw) > MAX_ANNOUNCEMENT_BYTES:
@@ -105,24 +142,29 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
     payload = doc.get("payload")
     if not isinstance(payload, dict):
         raise Rejected("announcement_invalid", "announcement needs a 'payload' object")
-    if "url" in payload and "chunks" not in payload:
-        raise Rejected(
-            "announcement_invalid", "URL payloads are not supported by this device; publish chunks"
-        )
-    size, items = payload.get("size"), payload.get("chunks")
+    size, items, url = payload.get("size"), payload.get("chunks"), payload.get("url")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise Rejected("announcement_invalid", f"payload size must be an integer, got {size!r:.40}")
     if size > max_payload:
         raise Rejected("oversized", f"payload is {size} bytes, this device accepts at most {max_payload}")
-    if not isinstance(items, list) or not items:
-        raise Rejected("announcement_invalid", "payload needs a non-empty 'chunks' list")
-    chunks = tuple(_chunk(item) for item in items)
-    if sum(c.size for c in chunks) != size:
-        raise Rejected("announcement_invalid", "chunk sizes do not add up to the payload size")
     digest = payload.get("sha256")
     if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
         raise Rejected("announcement_invalid", "payload needs a lowercase hex 'sha256'")
-    return Announcement(_b64(doc, "manifest"), _b64(doc, "signature"), size, digest, chunks)
+    manifest, signature = _b64(doc, "manifest"), _b64(doc, "signature")
+    cert, revocations = _optional_b64(doc, "cert"), _optional_b64(doc, "revocations")
+    if items is None and isinstance(url, str):
+        chain = _chain(doc.get("chain", []))
+        return Announcement(manifest, signature, size, digest, (), url[:4096], chain, cert, revocations)
+    if not isinstance(items, list) or not items:
+        raise Rejected("announcement_invalid", "payload needs a non-empty 'chunks' list or a 'url'")
+    if len(items) > MAX_MQTT_CHUNKS:
+        raise Rejected(
+            "oversized", f"{len(items)} chunks, more than {MAX_MQTT_CHUNKS} (a broker queue): publish by URL"
+        )
+    chunks = tuple(_chunk(item) for item in items)
+    if sum(c.size for c in chunks) != size:
+        raise Rejected("announcement_invalid", "chunk sizes do not add up to the payload size")
+    return Announcement(manifest, signature, size, digest, chunks, None, (), cert, revocations)
 
 
 def check_announcement(announcement: Announcement, manifest: Manifest) -> None:
@@ -137,6 +179,10 @@ def check_announcement(announcement: Announcement, manifest: Manifest) -> None:
         raise Rejected(
             "announcement_invalid", f"payload size {announcement.size} is not the signed {binding.size}"
         )
+    if manifest.url is not None or announcement.url is not None:
+        if announcement.url != manifest.url:
+            raise Rejected("announcement_invalid", "the announced URL is not the one the manifest signs")
+        return
     sizes = [chunk.size for chunk in announcement.chunks]
     if sizes != binding.chunk_sizes():
         raise Rejected(

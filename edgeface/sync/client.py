@@ -7,7 +7,11 @@ client's own worker thread, so neither the network loop nor recognition waits fo
 A fetch that times out is retried while connected: the chunk topics are subscribed again (the broker
 re-sends their retained messages) after `fetch_timeout_s`, then twice that, and so on up to
 `fetch_backoff_max_s`, `fetch_retries` times; each timeout reports `chunk_missing` (with "retrying") in the
-retained state. Rejection log lines and retained state publishes are rate-limited (`throttle`), and every
+retained state. A bundle whose signed manifest names a `url` is fetched over HTTP(S) on the worker thread
+instead (`fetch`: TLS, the signed size, resume, retries while connected, stall limits), as the steps of a
+catch-up `plan` when the announcement carries a chain of deltas. Signatures are checked by the door's `trust`
+(one plain key, or keys an offline root certifies); the fleet's signed timestamp feeds `freshness`.
+Rejection log lines and retained state publishes are rate-limited (`throttle`), and every
 field from the network is bounded and made printable before it is logged or echoed.
 """
 
@@ -23,15 +27,21 @@ from typing import Any, Protocol
 from edgeface.errors import GalleryError
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.mqtt.payloads import gallery_state_payload
-from edgeface.mqtt.topics import DeviceTopics, fleet_gallery, fleet_gallery_chunks, parse_fleet_gallery_chunk
+from edgeface.mqtt.topics import (
+    parse_fleet_gallery_chunk,
+)
 from edgeface.sync.apply import DevicePolicy, apply_payload, check_device, is_running, running_expired
-from edgeface.sync.bundle import MAX_PAYLOAD, check_signature
 from edgeface.sync.chunks import Announcement, ChunkAssembler, check_announcement, parse_announcement
 from edgeface.sync.errors import Rejected
+from edgeface.sync.fetch import Cancelled, Target, fetch_payload
+from edgeface.sync.freshness import TimestampWatcher
 from edgeface.sync.manifest import Manifest, parse_manifest
+from edgeface.sync.plan import Step, UrlJob, catch_up
+from edgeface.sync.settings import SyncClientSettings
 from edgeface.sync.signing import Ed25519PublicKey
 from edgeface.sync.throttle import LogLimiter, StateThrottle
-from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, valid_fleet
+from edgeface.sync.timestamp import Freshness
+from edgeface.sync.trust import KeyTrust, Trust
 
 log = logging.getLogger(__name__)
 
@@ -44,44 +54,8 @@ class Transport(Protocol):
     def publish_state(self, state: Mapping[str, Any]) -> None:
         """Retained on `{prefix}/{device}/gallery/state`."""
 
-
-@dataclass(frozen=True, slots=True)
-class SyncClientSettings:
-    fleet: str
-    device_id: str
-    model_sha256: str
-    prefix: str = "edgeface"
-    expiry_policy: str = "warn"  # "warn" | "deny"
-    max_payload: int = MAX_PAYLOAD
-    fetch_timeout_s: float = 30.0
-    fetch_retries: int = 5  # re-subscriptions after the first timeout, then `chunk_missing` for good
-    fetch_backoff_max_s: float = 300.0
-    max_version_jump: int = DEFAULT_MAX_VERSION_JUMP
-    dim: int | None = None  # the embedder's output size: a bundle of another `dim` is refused
-    state_interval_s: float = 1.0  # retained state: a burst of 5, then at most one per interval
-
-    def __post_init__(self) -> None:
-        valid_fleet(self.fleet)
-        if not (self.fetch_timeout_s > 0 and self.fetch_backoff_max_s >= self.fetch_timeout_s):
-            raise ValueError("sync: need fetch_timeout_s > 0 and fetch_backoff_max_s >= fetch_timeout_s")
-        if self.fetch_retries < 0 or self.state_interval_s <= 0:
-            raise ValueError("sync: fetch_retries must be >= 0 and state_interval_s > 0")
-
-    def retry_delay(self, attempt: int) -> float:
-        """Seconds to wait for the chunks after re-subscription `attempt` (1, 2, ...): doubling, capped."""
-        return min(self.fetch_timeout_s * 2.0 ** min(attempt, 32), self.fetch_backoff_max_s)
-
-    @property
-    def gallery_topic(self) -> str:
-        return fleet_gallery(self.prefix, self.fleet)
-
-    def chunk_filter(self, version: int | None = None) -> str:
-        """Subscription filter for gallery `version`'s chunks (every version's when None)."""
-        return fleet_gallery_chunks(self.prefix, self.fleet, version)
-
-    @property
-    def state_topic(self) -> str:
-        return DeviceTopics(self.prefix, self.device_id).gallery_state
+    def connected(self) -> bool:
+        """True while the broker connection is up (URL fetches retry only then)."""
 
 
 @dataclass(slots=True)
@@ -99,13 +73,15 @@ class GallerySyncClient:
     def __init__(
         self,
         config: SyncClientSettings,
-        public_key: Ed25519PublicKey,
+        public_key: Ed25519PublicKey | Trust,
         store: GalleryStore,
         on_gallery: Callable[[Gallery], object],
         on_rejected: Callable[[str], None] | None = None,
+        on_freshness: Callable[[Freshness], None] | None = None,
     ) -> None:
         self.config = config
         self._on_rejected = on_rejected  # rate-limited like the rejection log lines
+        self._on_freshness = on_freshness
         self.policy = DevicePolicy(
             config.fleet,
             config.model_sha256,
@@ -114,17 +90,22 @@ class GallerySyncClient:
             config.max_version_jump,
             config.dim,
         )
-        self._key = public_key
+        # a plain key (`sync.public_key`) or keys certified by a root (`sync.root_key`)
+        self._trust: Trust = KeyTrust(public_key) if isinstance(public_key, Ed25519PublicKey) else public_key
         self._store = store
         self._on_gallery = on_gallery
         self._transport: Transport | None = None
         self._lock = threading.RLock()
         self._download: _Download | None = None
-        self._jobs: queue.Queue[tuple[Manifest, bytes, memoryview] | None] = queue.Queue()
+        self._url_job: UrlJob | None = None
+        self._jobs: queue.Queue[tuple[Manifest, bytes, memoryview] | UrlJob | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="gallery-sync", daemon=True)
         self._rejections = LogLimiter(log, what="gallery rejections")
         self._states = StateThrottle(self._publish_state, interval_s=config.state_interval_s)
         self._running = self._load_running()
+        self._timestamps = TimestampWatcher(
+            config.fleet, config.timestamp_required, self._verify_timestamp, self._freshness_changed
+        )
         self._state = self._state_payload(
             self._running.version if self._running else None,
             "applied",
@@ -145,9 +126,13 @@ class GallerySyncClient:
     def expired(self) -> bool:
         return running_expired(self._running)
 
+    @property
+    def freshness(self) -> Freshness:
+        return self._timestamps.current()
+
     def matching_allowed(self) -> bool:
-        """False when the running gallery expired and the policy is `deny`: announce no matches then."""
-        return not (self.expired and self.policy.expiry_policy == "deny")
+        """False when the running gallery expired or is stale and the policy is `deny`: no matches then."""
+        return not ((self.expired or self.freshness.stale) and self.policy.expiry_policy == "deny")
 
     @property
     def last_state(self) -> dict:
@@ -168,6 +153,7 @@ class GallerySyncClient:
         """(Re)subscribe and republish the retained state; call on every successful (re)connect."""
         transport = self._require_transport()
         transport.subscribe(self.config.gallery_topic)
+        transport.subscribe(self.config.timestamp_topic)
         with self._lock:
             if self._download is not None:
                 transport.subscribe(self.config.chunk_filter(self._download.manifest.version))
@@ -178,6 +164,10 @@ class GallerySyncClient:
             if payload:
                 self._on_announcement(payload)
             return
+        if topic == self.config.timestamp_topic:
+            if payload:
+                self._timestamps.offer(payload)
+            return
         chunk = parse_fleet_gallery_chunk(self.config.prefix, self.config.fleet, topic)
         if chunk is not None and payload:
             self._on_chunk(*chunk, payload)
@@ -187,7 +177,9 @@ class GallerySyncClient:
         version = None
         try:
             announcement = parse_announcement(raw, self.config.max_payload)
-            check_signature(announcement.manifest, announcement.signature, self._key)
+            if announcement.revocations is not None:
+                self._trust.offer_revocations(announcement.revocations)
+            self._trust.verify(announcement.manifest, announcement.signature, announcement.cert)
             manifest = parse_manifest(announcement.manifest)
             version = manifest.version
             if is_running(manifest, self._running):
@@ -195,7 +187,13 @@ class GallerySyncClient:
                 return
             check_device(manifest, self.policy, self._running)
             check_announcement(announcement, manifest)  # sizes are the signed ones: nothing allocated yet
-            self._start_download(manifest, announcement)
+            if manifest.url is not None:
+                plan = catch_up(
+                    Step(manifest, announcement.signature), self._chain(announcement), self.running_version
+                )
+                self._start_url(plan.steps, plan.fallback)
+            else:
+                self._start_download(manifest, announcement)
         except Rejected as exc:
             self._cancel_download()
             self._reject(version, exc)
@@ -211,6 +209,32 @@ class GallerySyncClient:
             timer.start()
         log.info("gallery %d announced: fetching %d chunks", manifest.version, len(announcement.chunks))
         self._require_transport().subscribe(self.config.chunk_filter(manifest.version))
+
+    def _chain(self, announcement: Announcement) -> tuple[Step, ...]:
+        """The announcement's catch-up deltas whose signatures verify (a bad link only costs the full fetch)."""
+        steps = []
+        for raw, signature, cert in announcement.chain:
+            try:
+                self._trust.verify(raw, signature, cert)
+                steps.append(Step(parse_manifest(raw), signature))
+            except Rejected as exc:
+                log.warning("catch-up chain ignored: %s", exc.reason)
+                return ()
+        return tuple(steps)
+
+    def _start_url(self, steps: tuple[Step, ...], fallback: Step | None) -> None:
+        with self._lock:
+            current = self._url_job
+            same = current is not None and [s.manifest.raw for s in current.steps] == [
+                s.manifest.raw for s in steps
+            ]
+            if current is not None and same and not current.cancel.is_set():
+                return
+            self._cancel_download()
+            self._url_job = UrlJob(steps, fallback, threading.Event())
+            self._jobs.put(self._url_job)
+        versions = " -> ".join(str(step.manifest.version) for step in steps)
+        log.info("gallery %s announced: fetching by URL", versions)
 
     def _on_chunk(self, version: int, n: int, data: bytes) -> None:
         with self._lock:
@@ -256,6 +280,9 @@ class GallerySyncClient:
     def _cancel_download(self) -> None:
         with self._lock:
             download, self._download = self._download, None
+            url_job, self._url_job = self._url_job, None
+        if url_job is not None:
+            url_job.cancel.set()
         if download is not None:
             download.timer.cancel()
             if self._transport is not None:
@@ -264,6 +291,9 @@ class GallerySyncClient:
     # --- apply (worker thread) ---------------------------------------------------------------------
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
+            if isinstance(job, UrlJob):
+                self._run_url(job)
+                continue
             manifest, signature, payload = job
             try:
                 self._apply(manifest, signature, payload)
@@ -272,6 +302,41 @@ class GallerySyncClient:
             except Exception as exc:  # keep the last good gallery whatever happened
                 log.exception("applying gallery %d failed", manifest.version)
                 self._reject(manifest.version, Rejected("apply_failed", f"{type(exc).__name__}: {exc}"))
+
+    def _run_url(self, job: UrlJob) -> None:
+        """Fetch and apply each step; a failed step falls back to the full bundle (each step is a whole,
+        verified gallery, so a door is never left between versions)."""
+        for step in job.steps:
+            if not self._fetch_and_apply(step, job.cancel):
+                if job.fallback is not None and not job.cancel.is_set():
+                    log.info("catch-up stopped at %d: fetching the full bundle", self.running_version)
+                    self._fetch_and_apply(job.fallback, job.cancel)
+                break
+        with self._lock:
+            if self._url_job is job:
+                self._url_job = None
+
+    def _fetch_and_apply(self, step: Step, cancel: threading.Event) -> bool:
+        manifest, binding = step.manifest, step.manifest.payload
+        if is_running(manifest, self._running):
+            return True
+        if manifest.url is None or binding is None:  # the parser guarantees both for URL steps
+            return False
+        connected = self._transport.connected if self._transport is not None else lambda: True
+        try:
+            check_device(manifest, self.policy, self._running)  # before any byte is fetched
+            target = Target(manifest.url, binding.size, binding.sha256)
+            payload = fetch_payload(target, self.config.url, cancel, connected)
+            self._apply(manifest, step.signature, memoryview(payload))
+            return True
+        except Cancelled:
+            return False
+        except Rejected as exc:
+            self._reject(manifest.version, exc)
+        except Exception as exc:  # keep the last good gallery whatever happened
+            log.exception("applying gallery %d failed", manifest.version)
+            self._reject(manifest.version, Rejected("apply_failed", f"{type(exc).__name__}: {exc}"))
+        return False
 
     def _apply(self, manifest: Manifest, signature: bytes, payload: memoryview) -> None:
         if is_running(manifest, self._running):  # re-delivered while it was being applied
@@ -312,8 +377,22 @@ class GallerySyncClient:
             self._on_rejected(f"gallery {version}: {exc.reason}")
         self._set_state(self._state_payload(version, "rejected", exc.reason))
 
+    def _verify_timestamp(self, record: bytes, signature: bytes, cert: bytes | None) -> None:
+        self._trust.verify(record, signature, cert)
+
+    def _freshness_changed(self, freshness: Freshness) -> None:
+        """Re-publish the state with the new freshness; tell the daemon (status, incidents)."""
+        self._set_state(self._state | {"freshness": freshness.as_dict()})
+        if self._on_freshness is not None:
+            self._on_freshness(freshness)
+
     def _state_payload(self, version: int | None, status: str, reason: str | None) -> dict:
-        extra = {"running": self.running_version, "fleet": self.config.fleet, "expired": self.expired}
+        extra = {
+            "running": self.running_version,
+            "fleet": self.config.fleet,
+            "expired": self.expired,
+            "freshness": self._timestamps.current().as_dict() if hasattr(self, "_timestamps") else None,
+        }
         return gallery_state_payload(version, status, reason) | extra
 
     def _set_state(self, state: dict) -> None:
@@ -335,3 +414,4 @@ class GallerySyncClient:
         self._worker.join(timeout=30)
         self._states.close()
         self._rejections.close()
+        self._timestamps.close()

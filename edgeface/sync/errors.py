@@ -33,6 +33,13 @@ CODES = (
     "chunk_sha256",
     "payload_sha256",
     "apply_failed",
+    "fetch_failed",
+    "fetch_stalled",
+    "payload_truncated",
+    "timestamp_invalid",
+    "stale",
+    "cert_invalid",
+    "key_revoked",
 )
 
 

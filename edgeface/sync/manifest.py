@@ -10,6 +10,8 @@ A manifest is a JSON object::
      "result": {"count": int, "identities": hex64, "vectors": hex64},
      # optional, written by every `gallery build` since the chunk table is signed (required over MQTT):
      "payload": {"size": int, "sha256": hex64, "chunk_bytes": int, "chunks_sha256": hex64},
+     # optional, `gallery build --url-base`: where the payload is served (needs `payload`), see below
+     "url": "https://host/path/<payload sha256>",
      # optional (DESIGN §5): the gallery's calibrated decision and its evidence
      "decision": {"threshold", "margin", "target_fpir", "est_fpir", "est_dir", "n_impostor", "n_genuine"}}
 
@@ -17,6 +19,10 @@ A manifest is a JSON object::
 `expires`, when set, is after `created`. `payload` binds the bytes a device fetches to the signature: their
 size and sha256, the chunk size they are cut into (every chunk but the last is exactly `chunk_bytes`), and
 `chunks_sha256`, the sha256 of the concatenated raw 32-byte sha256 digests of the chunks in order.
+
+`url`, when set, names the one place a device fetches the payload from (HTTP(S), `edgeface.sync.fetch`): it
+is content-addressed (its last path segment is `payload.sha256`) and the device reads at most `payload.size`
+bytes from it; MQTT chunks are not used for such a bundle.
 
 `identities`/`vectors` are the sha256 of the bundle's identities JSON and vectors `.npy` bytes; for a delta
 those hold only the added/updated rows, and `result` holds the sha256s of the gallery the device must end up
@@ -40,6 +46,7 @@ from edgeface.sync.validate import (
     check_lifetime,
     valid_chunk_bytes,
     valid_fleet,
+    valid_payload_url,
     valid_version,
 )
 
@@ -106,6 +113,7 @@ class Manifest:
     result: ResultHashes | None = None
     payload: PayloadBinding | None = None
     decision: DecisionEvidence | None = None
+    url: str | None = None
 
     @property
     def is_delta(self) -> bool:
@@ -190,6 +198,14 @@ def _payload_binding(doc: dict) -> PayloadBinding | None:
     )
 
 
+def _url(doc: dict, binding: PayloadBinding | None) -> str | None:
+    if "url" not in doc:
+        return None
+    if binding is None:
+        raise Rejected("manifest_invalid", "'url' needs the 'payload' binding (size and sha256)")
+    return _checked(lambda value: valid_payload_url(value, binding.sha256), doc["url"])
+
+
 def _decode(raw: bytes) -> dict:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise Rejected("oversized", f"manifest is {len(raw)} bytes, limit {MAX_MANIFEST_BYTES}")
@@ -216,6 +232,7 @@ def parse_manifest(raw: bytes) -> Manifest:
     expires = _optional_time(doc, "expires")
     _checked(lambda moments: check_lifetime(*moments), (created, expires))
     decision = _checked(parse_decision, doc["decision"]) if "decision" in doc else None
+    binding = _payload_binding(doc)
     return Manifest(
         raw=raw,
         fleet=_checked(valid_fleet, doc.get("fleet")),
@@ -228,7 +245,8 @@ def parse_manifest(raw: bytes) -> Manifest:
         count=_int(doc, "count", 0),
         identities=_hex(doc, "identities"),
         vectors=_hex(doc, "vectors"),
-        payload=_payload_binding(doc),
+        payload=binding,
         decision=decision,
+        url=_url(doc, binding),
         **_delta_fields(doc, version),
     )

@@ -68,6 +68,9 @@ class PahoTransport:
     def publish_state(self, state: Mapping[str, Any]) -> None:
         self.client.publish(self.state_topic, json.dumps(state).encode(), qos=1, retain=True)
 
+    def connected(self) -> bool:
+        return self.client.is_connected()
+
     @classmethod
     def attach_to(cls, client: mqtt.Client, sync: GallerySyncClient) -> PahoTransport:
         """Route `client`'s connect and gallery messages to `sync` (keeps other callbacks working)."""
@@ -88,9 +91,8 @@ class PahoTransport:
         client.message_callback_add(
             sync.config.gallery_topic, lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
         )
-        client.message_callback_add(
-            sync.config.chunk_filter(), lambda c, u, m: sync.on_message(m.topic, bytes(m.payload))
-        )
+        for topic in (sync.config.chunk_filter(), sync.config.timestamp_topic):
+            client.message_callback_add(topic, lambda c, u, m: sync.on_message(m.topic, bytes(m.payload)))
         return transport
 
 
@@ -112,6 +114,9 @@ class PublisherTransport:
 
     def publish_state(self, state: Mapping[str, Any]) -> None:
         self.publisher.publish_gallery_state(state)
+
+    def connected(self) -> bool:
+        return self.publisher.connected
 
     @classmethod
     def attach_to(cls, publisher: MqttPublisher, sync: GallerySyncClient) -> PublisherTransport:

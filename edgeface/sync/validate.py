@@ -87,3 +87,29 @@ def valid_chunk_bytes(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= CHUNK_BYTES_MAX:
         raise ValueError(f"chunk_bytes must be an integer in 1..{CHUNK_BYTES_MAX}, got {value!r}")
     return value
+
+
+MAX_URL_CHARS = 2048
+
+
+def valid_payload_url(url: object, sha256: str) -> str:
+    """A payload URL a manifest may sign: http(s), printable, at most 2048 characters, and content-addressed
+    (its last path segment is the payload's sha256, so a CDN may cache it forever)."""
+    if not isinstance(url, str) or not 0 < len(url) <= MAX_URL_CHARS:
+        raise ValueError(
+            f"url must be a string of 1..{MAX_URL_CHARS} characters, got {printable(repr(url), 80)}"
+        )
+    if not url.startswith(("https://", "http://")) or any(
+        not is_printable_char(c) or c.isspace() for c in url
+    ):
+        raise ValueError(
+            f"url must be an http(s) URL without spaces or control characters: {printable(url, 80)}"
+        )
+    if not url.endswith("/" + sha256):
+        raise ValueError(f"url must end with /<payload sha256> (content-addressed): {printable(url, 120)}")
+    return url
+
+
+def payload_url(url_base: str, sha256: str) -> str:
+    """The content-addressed URL of a payload under `url_base` (checked as a device checks it)."""
+    return valid_payload_url(url_base.rstrip("/") + "/" + sha256, sha256)
