@@ -20,13 +20,26 @@ def free_port() -> int:
 
 
 def start_mosquitto(config: Path, port: int, timeout: float = 10.0) -> subprocess.Popen[bytes]:
-    """Start mosquitto with `config` and return once it accepts connections on `port`."""
+    """Start mosquitto with `config` and return once it accepts connections on `port`.
+
+    Its log goes to a file beside the config: a pipe nobody reads fills up after a few hundred connection
+    lines, and mosquitto then stops serving."""
     binary = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
     )
     if binary is None:
         raise EdgefaceError("no local MQTT broker: install mosquitto (apt-get install mosquitto)")
-    process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = config.with_suffix(".log")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=log)
+    return wait_until_listening(process, port, timeout, "mosquitto", log_path)
+
+
+def wait_until_listening(
+    process: subprocess.Popen[bytes], port: int, timeout: float, what: str, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Return `process` once something accepts connections on loopback `port`; raise with the tail of its
+    log if it exits first, or stop it if it does not listen within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -34,11 +47,15 @@ def start_mosquitto(config: Path, port: int, timeout: float = 10.0) -> subproces
             return process
         except OSError:
             if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr is not None else ""
-                raise EdgefaceError(f"mosquitto exited: {stderr}") from None
+                tail = (
+                    log_path.read_bytes()[-2000:].decode(errors="replace").strip()
+                    if log_path.exists()
+                    else ""
+                )
+                raise EdgefaceError(f"{what} exited: {tail}") from None
             if time.monotonic() > deadline:
                 process.terminate()
-                raise EdgefaceError(f"mosquitto did not listen on port {port} within {timeout:g} s") from None
+                raise EdgefaceError(f"{what} did not listen on port {port} within {timeout:g} s") from None
             time.sleep(0.05)
 
 

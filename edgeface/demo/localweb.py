@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeface.demo.localbroker import free_port
+from edgeface.demo.localbroker import free_port, wait_until_listening
 from edgeface.errors import EdgefaceError
 
 
@@ -94,17 +92,8 @@ def start_nginx(
     config = workdir / "nginx.conf"
     config.write_text(_config(root, workdir, port, tls, connections))
     command = [_binary(), "-p", str(workdir), "-c", str(config), "-e", str(workdir / "error.log")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return LocalWeb(root, workdir, port, "https" if tls else "http", process)
-        except OSError:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr is not None else ""
-                raise EdgefaceError(f"nginx exited: {stderr.strip()[:400]}") from None
-            if time.monotonic() > deadline:
-                process.terminate()
-                raise EdgefaceError(f"nginx did not listen on port {port} within {timeout:g} s") from None
-            time.sleep(0.05)
+    log_path = workdir / "error.log"
+    with log_path.open("ab") as log:  # what nginx says before it opens its own error log
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+    wait_until_listening(process, port, timeout, "nginx", log_path)
+    return LocalWeb(root, workdir, port, "https" if tls else "http", process)
