@@ -18,6 +18,7 @@ from edgeface.errors import EdgefaceError, GalleryError, ImageError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.util.labels import check_label
 from edgeface.util.logsafe import printable
 from edgeface.vision.encoder import FaceEncoder
 from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, identity_folders, max_pixels_of, read_image
@@ -102,8 +103,13 @@ def enroll_people(
     valid text (a non-UTF-8 folder name)."""
     problems: list[str] = []
     for identity, (name, files) in people.items():
-        if not _is_text(identity) or not _is_text(name):
-            problems.append(f"{identity!r}: identity name is not valid UTF-8 (rename the folder)")
+        try:
+            check_label(identity, "identity id")
+            check_label(name, "identity name", allow_empty=True)
+        except ValueError as exc:
+            problems.append(
+                f"{printable(identity, 80)}: {exc} (rename the folder or choose another --id/--name)"
+            )
             continue
         embeddings, failed = embed_photos(encoder, files, largest, max_pixels)
         problems += failed
@@ -115,14 +121,6 @@ def enroll_people(
     if problems:
         raise PhotoProblems(problems)
     return gallery
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def people_of(args: argparse.Namespace) -> dict[str, tuple[str, list[Path]]]:
