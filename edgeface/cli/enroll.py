@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.cli.common import add_model_options, load_encoder, target_fpir
+from edgeface.daemon.parts import check_gallery
 from edgeface.errors import EdgefaceError, GalleryError, ImageError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision
@@ -139,11 +140,7 @@ def current_gallery(store: GalleryStore, encoder: FaceEncoder) -> Gallery:
     if store.root.exists() and not store.root.is_dir():
         raise GalleryError(f"{store.root}: --gallery must be a folder, and this is a file")
     gallery = store.load() if store.exists() else Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
-    if gallery.model_sha256 != encoder.embedder.sha256:
-        raise GalleryError(
-            f"{store.root}: gallery was made with another embedder ({gallery.model_sha256[:12]}...)"
-        )
-    return gallery
+    return check_gallery(gallery, encoder.embedder, store.root, encoder.embedder.card.path.parent)
 
 
 def run(args: argparse.Namespace) -> int:

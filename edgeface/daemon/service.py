@@ -138,6 +138,7 @@ class Daemon:
                 last_frame = now
                 self.frames_processed += 1
                 self.handle(self.recognizer.process(frame))
+            self.check_expiry()
             self.failure = self.publisher.failure
             if self.failure is not None:  # events could only pile up in the spool: let systemd restart us
                 log.error("%s; exiting so systemd restarts the service", self.failure)
@@ -148,6 +149,23 @@ class Daemon:
             if now >= next_metrics:
                 next_metrics = now + self.config.metrics.interval_s
                 self.publisher.publish_metrics(self.metrics())
+
+    def check_expiry(self) -> None:
+        """Say so (log, incident, retained status and gallery/state) when the running gallery expires."""
+        expired = self.sync.client.check_expiry() if self.sync is not None else None
+        if expired is None or self.sync is None:
+            return
+        if expired:
+            version, when = self.sync.client.running_version, self.sync.client.expires
+            if self.sync.client.policy.expiry_policy == "deny":
+                detail = (f'gallery v{version} expired at {when}; sync.expiry_policy = "deny": every visitor is now '
+                          "reported as unknown until a newer signed gallery is applied")  # fmt: skip
+                log.error("%s", detail)
+            else:
+                detail = f'gallery v{version} expired at {when}; sync.expiry_policy = "warn": still matching with it'
+                log.warning("%s", detail)
+            self.incident("gallery_expired", detail)
+        self.publisher.set_status(self.status_info())
 
     def handle(self, decisions: list[Decision]) -> None:
         for decision in decisions:

@@ -125,6 +125,7 @@ class GallerySyncClient:
         self._rejections = LogLimiter(log, what="gallery rejections")
         self._states = StateThrottle(self._publish_state, interval_s=config.state_interval_s)
         self._running = self._load_running()
+        self._reported_expired = False  # what check_expiry last reported
         self._state = self._state_payload(
             self._running.version if self._running else None,
             "applied",
@@ -144,6 +145,20 @@ class GallerySyncClient:
     @property
     def expired(self) -> bool:
         return running_expired(self._running)
+
+    def check_expiry(self) -> bool | None:
+        """The running gallery's expiry when it changed since the last call (True: it has just expired,
+        False: a fresh one replaced an expired one), else None. The retained state follows it."""
+        expired = self.expired
+        if expired == self._reported_expired:
+            return None
+        self._reported_expired = expired
+        self._set_state(dict(self._state) | {"expired": expired})
+        return expired
+
+    @property
+    def expires(self) -> str | None:
+        return self._running.manifest.get("expires") if self._running is not None else None
 
     def matching_allowed(self) -> bool:
         """False when the running gallery expired and the policy is `deny`: announce no matches then."""
