@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeface.errors import GalleryError
+from edgeface.errors import ConfigError, GalleryError
 from edgeface.identity.calibration import Calibration
 from edgeface.util.fields import bounded, check_value
 from edgeface.util.labels import check_label
@@ -141,7 +141,7 @@ def parse_decision(raw: object, where: str) -> Calibration | None:
             )
         try:
             check_value(f"decision.{key}", value, meta)
-        except ValueError as exc:  # ConfigError names the key and the limits
+        except ConfigError as exc:  # names the key and the limits
             raise GalleryError(f"{where}: gallery.json {exc}") from None
     if "method" in raw and not isinstance(raw["method"], str):
         raise GalleryError(f"{where}: gallery.json decision.method must be text")
