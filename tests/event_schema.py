@@ -124,7 +124,14 @@ STATUS = {
                 "required": ["kind", "detail", "ts"],
                 "properties": {
                     "kind": {
-                        "enum": ["gallery_set_aside", "gallery_unusable", "reload_refused", "bundle_rejected"]
+                        "enum": [
+                            "gallery_set_aside",
+                            "gallery_unusable",
+                            "reload_refused",
+                            "restart_needed",
+                            "gallery_expired",
+                            "bundle_rejected",
+                        ]
                     },
                     "detail": {"type": "string"},
                     "ts": _TS,

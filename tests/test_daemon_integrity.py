@@ -26,6 +26,7 @@ from edgeface.identity.gallery import GalleryStore
 from edgeface.mqtt.topics import DeviceTopics
 from edgeface.util.timestamps import rfc3339
 from tests.conftest import Broker
+from tests.event_schema import validate
 from tests.factories import FLEET, connect, make_gallery, make_keys, read_retained, wait_for
 
 pytestmark = pytest.mark.broker
@@ -140,6 +141,7 @@ def test_sighup_after_a_nan_edit_and_restart_only_changes_keeps_the_daemon_runni
     text = log.read_text()
     assert "reload: device.id, mqtt.keepalive changed; only a restart applies them" in text, text[-3000:]
     status = read_retained(broker, DeviceTopics("edgeface", DEVICE).status)
+    validate("status", status)
     assert status["state"] == "online" and status["gallery"]["version"] == 2
     assert "restart_needed" in {i["kind"] for i in status["incidents"]}
     process.send_signal(signal.SIGTERM)
@@ -245,6 +247,7 @@ def test_a_synced_gallery_expiring_under_deny_is_reported(
         wait_for(lambda: "every visitor is now reported as unknown" in caplog.text, 30, "the expiry log line")
         wait_for(lambda: read_retained(broker, topics.status)["gallery"]["expired"], 10, "expired in status")
         status = read_retained(broker, topics.status)
+        validate("status", status)
         assert "gallery_expired" in {i["kind"] for i in status["incidents"]}
         assert read_retained(broker, topics.gallery_state)["expired"] is True
         assert not daemon.sync or not daemon.sync.matching_allowed()

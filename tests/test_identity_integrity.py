@@ -15,11 +15,12 @@ import pytest
 
 from edgeface.errors import GalleryError
 from edgeface.identity.calibration import Calibration
-from edgeface.identity.gallery import Gallery, GalleryStore, parse_gallery_files, read_gallery_dir
-from edgeface.identity.integrity import SUMS_FILE, seal
+from edgeface.identity.gallery import Gallery, GalleryStore, read_gallery_dir
 from edgeface.identity.recovery import recover_gallery
-from edgeface.util.labels import MAX_LABEL_CHARS, check_label
 from tests.factories import make_gallery
+
+SUMS_FILE = "SHA256SUMS"
+MAX_LABEL_CHARS = 256
 
 CALIBRATION = Calibration(0.970173, 0.0, 0.01, 0.0087, 0.91, 1200, 40, 12, "pairs")
 
@@ -35,8 +36,16 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir()}
 
 
+def parse_gallery_files(files: dict[str, bytes], where: str) -> Gallery:
+    from edgeface.identity.gallery import parse_gallery_files as parse  # new in issue 22
+
+    return parse(files, where)
+
+
 def _resealed(files: dict[str, bytes]) -> dict[str, bytes]:
     """Files edited on purpose, with a matching checksum: the range checks alone must refuse them."""
+    from edgeface.identity.integrity import seal
+
     content = {k: v for k, v in files.items() if k != SUMS_FILE}
     return content | {SUMS_FILE: seal(content)}
 
@@ -156,6 +165,8 @@ def test_enrolment_refuses_an_id_that_cannot_be_sent(bad: str) -> None:
     gallery = Gallery.empty(128, "0" * 64)
     with pytest.raises(GalleryError, match="identity id"):
         gallery.enroll(bad, "name", np.ones((1, 128), np.float32))
+    from edgeface.util.labels import check_label
+
     with pytest.raises(ValueError):
         check_label(bad, "id")
     assert check_label("Nguyễn Văn A", "name") == "Nguyễn Văn A"
@@ -173,23 +184,33 @@ def _flip(data: bytes, bit: int) -> bytes:
     return bytes(edited)
 
 
-def test_every_single_bit_flip_is_detected_or_harmless(stored: tuple[Gallery, dict[str, bytes]]) -> None:
-    gallery, files = stored
+def test_every_single_bit_flip_is_detected_or_harmless(tmp_path: Path) -> None:
+    """Through the files on disk, as the daemon reads them: each flip written, the version loaded, restored."""
+    directory = GalleryStore(tmp_path).save(_calibrated())
+    gallery, files = read_gallery_dir(directory), _files(directory)
     rng = np.random.default_rng(22)
-    targets = {name: range(len(files[name]) * 8) for name in ("gallery.json", "identities.json", SUMS_FILE)}
+    targets = {
+        name: range(len(files[name]) * 8)
+        for name in ("gallery.json", "identities.json", SUMS_FILE)
+        if name in files
+    }
     targets["vectors.npy"] = rng.choice(len(files["vectors.npy"]) * 8, 2000, replace=False).tolist()
     silent, detected, harmless = [], 0, 0
     for name, bits in targets.items():
         for bit in bits:
-            edited = files | {name: _flip(files[name], bit)}
+            (directory / name).write_bytes(_flip(files[name], bit))
             try:
-                loaded = parse_gallery_files(edited, "g")
+                loaded = read_gallery_dir(directory)
             except GalleryError:
                 detected += 1
                 continue
+            finally:
+                (directory / name).write_bytes(files[name])
             if _same(loaded, gallery):
                 harmless += 1
             else:
                 silent.append((name, bit))
-    assert silent == [], f"{len(silent)} silent changes, e.g. {silent[:5]}"
+    assert silent == [], (
+        f"{len(silent)} silent changes of {sum(len(b) for b in targets.values())} flips, e.g. {silent[:5]}"
+    )
     assert detected > 0 and detected + harmless == sum(len(b) for b in targets.values())
