@@ -24,7 +24,8 @@ def _changed(section: str, old: Any, new: Any) -> list[str]:
     if old is None or new is None or not dataclasses.is_dataclass(old):
         return [section]
     keys = settable(type(old))
-    return [f"{section}.{name}" for name in keys if getattr(old, name) != getattr(new, name)] or [section]
+    # fields the file cannot set (mqtt.device, mqtt.spool_path) follow other sections and are named there
+    return [f"{section}.{name}" for name in keys if getattr(old, name) != getattr(new, name)]
 
 
 def restart_keys(running: Config, loaded: Config) -> list[str]:
