@@ -25,6 +25,12 @@ def check_label(value: object, what: str, *, allow_empty: bool = False) -> str:
     if value.isascii() and value.isprintable():
         return value
     bad = sorted({char for char in value if not is_printable_char(char)})
+    surrogates = [char for char in bad if 0xD800 <= ord(char) <= 0xDFFF]
+    if surrogates:
+        raise ValueError(
+            f"{what} '{printable(value, 80)}' is not valid UTF-8 text (lone surrogate "
+            f"U+{ord(surrogates[0]):04X}, e.g. from an undecodable file name or a JSON escape)"
+        )
     if bad:
         codes = ", ".join(f"U+{ord(char):04X}" for char in bad[:4])
         raise ValueError(
