@@ -65,9 +65,12 @@ def check_sums(files: Mapping[str, bytes | memoryview], sums: bytes, where: str)
     import hashlib
 
     try:
-        lines = sums.decode("ascii").splitlines()
+        text = sums.decode("ascii")
     except UnicodeDecodeError:
         raise GalleryError(f"{where}: {SUMS_FILE} is not ASCII") from None
+    if not text.endswith("\n"):
+        raise GalleryError(f"{where}: {SUMS_FILE} does not end with a newline")
+    lines = text[:-1].split("\n")  # exactly as written: no other line separator is accepted
     listed: dict[str, str] = {}
     for line in lines:
         found = _SUM_LINE.fullmatch(line)
