@@ -296,8 +296,7 @@ class Daemon:
     def _read_reload(self, path: Path) -> tuple[Config, Recovery, list[str]]:
         """The new config (restart-only sections kept as they run), the stored gallery, and the keys
         that need a restart; raises without changing anything if the reload must be refused."""
-        assert self.config_path is not None
-        loaded = load_config(self.config_path)
+        loaded = load_config(path)
         restart = restart_keys(self.config, loaded)
         config = live_part(self.config, loaded)
         recovery = recover_stored_gallery(config, self.parts.embedder)
