@@ -7,11 +7,12 @@ decision of `gallery.json`, is detected and the version is set aside (`edgeface.
 of that every stored value is parsed strictly and range-checked, as the config is: JSON without NaN or
 Infinity, a positive integer version, a threshold in (0, 1], a margin in [0, 1), finite unit vectors whose
 count and size agree with the manifest, ids and names by `edgeface.util.labels`. A version written before
-checksums existed (no `SHA256SUMS`) is still range-checked; `unsealed` says so to `doctor`.
+checksums existed (no `SHA256SUMS`) is still range-checked, and `doctor` says it is unsealed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -54,16 +55,12 @@ _INTEGER_FIELDS = frozenset({"n_impostor", "n_genuine", "identities"})
 
 def seal(files: Mapping[str, bytes | memoryview]) -> bytes:
     """The `SHA256SUMS` bytes for a version directory's files."""
-    import hashlib
-
     lines = [f"{hashlib.sha256(files[name]).hexdigest()}  {name}\n" for name in sorted(files)]
     return "".join(lines).encode()
 
 
 def check_sums(files: Mapping[str, bytes | memoryview], sums: bytes, where: str) -> None:
     """Every file listed with its sha256, and nothing else: GalleryError naming the first mismatch."""
-    import hashlib
-
     try:
         text = sums.decode("ascii")
     except UnicodeDecodeError:
