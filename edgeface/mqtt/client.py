@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from edgeface.errors import EdgefaceError
 from edgeface.mqtt import discovery, payloads
 from edgeface.mqtt.health import SpoolHealth
+from edgeface.mqtt.network import ReportingClient
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.mqtt.settings import MqttSettings, read_credentials
 from edgeface.mqtt.spool import Spool
@@ -105,10 +106,10 @@ class MqttPublisher:
             self._spool.close()
             raise
 
-    def _make_client(self) -> _Client:
+    def _make_client(self) -> ReportingClient:
         s = self.settings
         v5 = s.protocol == "5"
-        client = _Client(
+        client = ReportingClient(
             CallbackAPIVersion.VERSION2,
             client_id=s.effective_client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
@@ -413,32 +414,6 @@ class MqttPublisher:
         props.PayloadFormatIndicator = 1
         props.ContentType = "application/json"
         return props
-
-
-class _Client(paho.Client):
-    """paho's client whose network thread says why it ended: paho retries OSError only, so anything else
-    (an exception in a connect packet, a BaseException from a callback) would end it silently."""
-
-    ended_by: str | None = None
-    _started = False
-
-    @property
-    def network_alive(self) -> bool:
-        return not self._started or self.ended_by is None
-
-    def loop_start(self) -> MQTTErrorCode:
-        self._started = True
-        return super().loop_start()
-
-    def _thread_main(self) -> None:
-        try:
-            super()._thread_main()
-        except BaseException as exc:
-            self.ended_by = printable(f"{type(exc).__name__}: {exc}", 300)
-            log.error("MQTT: network thread died: %s", self.ended_by)
-        else:
-            if not self._thread_terminate:
-                self.ended_by = "the network loop returned"
 
 
 class _DropReconnectNoise(logging.Filter):
