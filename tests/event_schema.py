@@ -140,6 +140,8 @@ STATUS = {
                             "gallery_set_aside",
                             "gallery_unusable",
                             "reload_refused",
+                            "restart_needed",
+                            "gallery_expired",
                             "bundle_rejected",
                             "gallery_stale",
                         ]

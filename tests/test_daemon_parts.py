@@ -216,7 +216,11 @@ def test_a_stored_gallery_the_embedder_cannot_search_is_refused_and_the_models_c
         make_gallery(3, model="cd" * 32) if bad == "model" else make_gallery(3, dim=64, model=embedder_sha)
     )
     GalleryStore(config.gallery_dir).save(gallery.with_version(1))
-    message = "re-enroll or sync a matching gallery" if bad == "model" else "64-d, the embedder gives 128-d"
+    message = (
+        "Rebuild it with this embedder: `edgeface enroll"
+        if bad == "model"
+        else "64-d, the embedder gives 128-d"
+    )
     with pytest.raises(GalleryError, match=message) as caught:
         build_parts(config)
     assert str(caught.value).startswith(str(config.gallery_dir))
@@ -226,7 +230,9 @@ def test_a_stored_gallery_the_embedder_cannot_search_is_refused_and_the_models_c
 def test_a_given_gallery_of_another_model_is_refused_and_the_models_closed(
     tmp_path: Path, models_dir: Path, encoders: list[FaceEncoder]
 ) -> None:
-    with pytest.raises(GalleryError, match="gallery was made for model cdcdcdcdcdcd"):
+    with pytest.raises(
+        GalleryError, match=r"gallery was enrolled with an embedder with no card in .* \(sha cdcdcdcdcdcd\)"
+    ):
         build_parts(config_for(tmp_path, models_dir), gallery=make_gallery(3, model="cd" * 32))
     assert len(encoders) == 1 and closed(encoders[0])
 

@@ -83,13 +83,14 @@ def test_a_gallery_for_another_model_is_set_aside(tmp_path: Path, card_only: Pat
     store.save(make_gallery(4, model="cd" * 32, version=2))
     recovery = recover_stored_gallery(config)
     assert recovery.gallery is not None and recovery.gallery.version == 1
-    assert "gallery was made for model cdcdcdcdcdcd" in recovery.set_aside[0].reason
+    assert "gallery was enrolled with an embedder with no card in" in recovery.set_aside[0].reason
+    assert "(sha cdcdcdcdcdcd)" in recovery.set_aside[0].reason
 
 
 def test_a_given_model_identity_replaces_the_card(tmp_path: Path, card_only: Path) -> None:
     config = config_for(tmp_path, card_only)
     GalleryStore(config.gallery_dir).save(make_gallery(4, model="cd" * 32, version=1))
-    recovery = recover_stored_gallery(config, CardModel("cd" * 32, 128), repair=False)
+    recovery = recover_stored_gallery(config, CardModel("other", "cd" * 32, 128), repair=False)
     assert recovery.gallery is not None and recovery.gallery.version == 1 and not recovery.fell_back
 
 

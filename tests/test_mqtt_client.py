@@ -296,3 +296,25 @@ def test_mqtt5_events_carry_a_json_content_type(broker: Broker, tmp_path: Path) 
         assert message.properties.ContentType == "application/json"
     finally:
         v5.close()
+
+
+def test_an_event_that_cannot_be_encoded_is_dropped_and_logged_never_raised(
+    broker: Broker, tmp_path: Path, caplog
+) -> None:
+    collector = Collector(broker, ["edgeface/door1/events"])
+    try:
+        with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
+            assert publisher.wait_connected(5)
+            publisher.publish_event(make_event(1, name="\ud800"))  # a lone surrogate: not UTF-8 encodable
+            good = make_event(2)
+            publisher.publish_event(good)
+            assert collector.wait(lambda m: len(m) >= 1)
+            publisher.set_status(
+                StatusInfo("0.1.0", 3, 5, "ghost\ud800", MODEL, decision={"threshold": float("nan")})
+            )
+            assert publisher.failure is None and publisher.stats().pending in (0, 1)
+        assert ids_of(collector.payloads("edgeface/door1/events")) == [good.event_id]
+    finally:
+        collector.close()
+    assert "dropped, it cannot be encoded" in caplog.text
+    assert "status cannot be encoded" in caplog.text

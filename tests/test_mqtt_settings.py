@@ -55,3 +55,37 @@ def test_tls_needs_certificate_and_key_together(tmp_path: Path) -> None:
     assert TlsSettings(ca_file=tmp_path / "ca.pem").cert_file is None
     with pytest.raises(ConfigError, match=r"mqtt\.tls: cert_file and key_file must be given together"):
         TlsSettings(key_file=tmp_path / "k.pem")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "problem"),
+    [
+        ({"host": "broker..lan"}, "mqtt.host", "empty label"),
+        ({"host": ".broker.lan"}, "mqtt.host", "empty label"),
+        ({"host": "b" * 64 + ".lan"}, "mqtt.host", "64 characters"),
+        ({"host": ("a" * 60 + ".") * 5 + "lan"}, "mqtt.host", "at most 253"),
+        ({"host": "broker\x00.lan"}, "mqtt.host", "U+0000"),
+        ({"host": "broker lan"}, "mqtt.host", "spaces"),
+        ({"host": "[::1]"}, "mqtt.host", "without brackets"),
+        ({"client_id": "c" * 70_000}, "mqtt.client_id", "65535 bytes"),
+        ({"client_id": "é" * 40_000}, "mqtt.client_id", "65535 bytes"),  # 80,000 bytes of UTF-8
+        ({"client_id": "door\x00one"}, "mqtt.client_id", "U+0000"),
+        ({"client_id": "door\x1bone"}, "mqtt.client_id", "U+001B"),
+        ({"client_id": "\ud800"}, "mqtt.client_id", "U+D800"),
+        ({"device": "d" * 65_530}, "mqtt.client_id", "set a shorter mqtt.client_id"),
+    ],
+)
+def test_hosts_and_client_ids_the_protocol_cannot_carry_are_refused(
+    overrides: dict[str, Any], key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        MqttSettings(**({"device": "door1"} | overrides))
+    assert str(caught.value).startswith(f"{key}:") and problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "broker.lan", "broker.lan.", "10.0.0.2", "::1", "fe80::1", "bücher.de"]
+)
+def test_ordinary_hosts_are_accepted(host: str) -> None:
+    assert MqttSettings(device="door1", host=host).host == host
+    assert MqttSettings(device="door1", client_id="c" * 65_535).client_id  # the protocol's limit itself

@@ -126,3 +126,19 @@ def test_a_corrupt_spool_is_kept_aside_and_replaced(tmp_path: Path, caplog: pyte
     (aside,) = tmp_path.glob("spool.db.corrupt-*")
     assert aside.read_bytes().startswith(b"this is not an SQLite database")
     assert "corrupt" in caplog.text
+
+
+def test_a_state_directory_deleted_while_running_loses_no_spooled_event(tmp_path: Path, caplog) -> None:
+    import shutil
+
+    state = tmp_path / "state"
+    with Spool(state / "spool.sqlite3", max_events=100) as spool:
+        ids = [spool.put("t", f"event {n}".encode(), 1) for n in range(3)]
+        shutil.rmtree(state)
+        spool.maintain()  # the publisher's sender thread calls this about once a second
+        assert (state / "spool.sqlite3").is_file()
+        assert [m.id for m in spool.pending(10)] == ids
+        spool.put("t", b"event 3", 1)
+    assert "was deleted or replaced while running" in caplog.text
+    with Spool(state / "spool.sqlite3", max_events=100) as reopened:
+        assert [m.payload for m in reopened.pending(10)] == [f"event {n}".encode() for n in range(4)]

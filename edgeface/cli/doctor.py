@@ -40,6 +40,7 @@ def check_models(config: Config, timeout: float) -> str:
 def check_gallery(config: Config, timeout: float) -> str:
     from edgeface.daemon.parts import build_parts
     from edgeface.daemon.startup import stored_gallery_problems
+    from edgeface.identity.gallery import GalleryStore, is_sealed
 
     problems = stored_gallery_problems(config)  # reads only: the daemon is the one that sets aside
     if problems:
@@ -49,7 +50,10 @@ def check_gallery(config: Config, timeout: float) -> str:
         gallery, rule = parts.gallery, parts.rule
         if len(gallery) == 0:
             raise EdgefaceError(f"{config.gallery_dir}: empty or missing; every face will be 'unknown'")
-        return f"version {gallery.version}, {len(gallery)} identities, threshold {rule.threshold:.4f} ({rule.source})"
+        store = GalleryStore(config.gallery_dir)
+        unsealed = store.exists() and not is_sealed(store.current_link.resolve())
+        note = "; written before SHA256SUMS existed: enrol or sync once to seal it" if unsealed else ""
+        return f"version {gallery.version}, {len(gallery)} identities, threshold {rule.threshold:.4f} ({rule.source}){note}"
     finally:
         parts.close()
 

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.cli.common import add_model_options, load_encoder, target_fpir
+from edgeface.daemon.parts import check_gallery
 from edgeface.errors import EdgefaceError, GalleryError, ImageError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.util.files import check_writable_folder
+from edgeface.util.labels import check_label
 from edgeface.util.logsafe import printable
 from edgeface.vision.encoder import FaceEncoder
 from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, identity_folders, max_pixels_of, read_image
@@ -113,8 +115,13 @@ def enroll_people(
     valid text (a non-UTF-8 folder name)."""
     problems: list[str] = []
     for identity, (name, files) in people.items():
-        if not _is_text(identity) or not _is_text(name):
-            problems.append(f"{identity!r}: identity name is not valid UTF-8 (rename the folder)")
+        try:
+            check_label(identity, "identity id")
+            check_label(name, "identity name", allow_empty=True)
+        except ValueError as exc:
+            problems.append(
+                f"{printable(identity, 80)}: {exc} (rename the folder or choose another --id/--name)"
+            )
             continue
         embeddings, failed = embed_photos(encoder, files, largest, max_pixels)
         problems += failed
@@ -126,14 +133,6 @@ def enroll_people(
     if problems:
         raise PhotoProblems(problems)
     return gallery
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def people_of(args: argparse.Namespace) -> dict[str, tuple[str, list[Path]]]:
@@ -156,11 +155,7 @@ def current_gallery(store: GalleryStore, encoder: FaceEncoder) -> Gallery:
     if store.root.exists() and not store.root.is_dir():
         raise GalleryError(f"{store.root}: --gallery must be a folder, and this is a file")
     gallery = store.load() if store.exists() else Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
-    if gallery.model_sha256 != encoder.embedder.sha256:
-        raise GalleryError(
-            f"{store.root}: gallery was made with another embedder ({gallery.model_sha256[:12]}...)"
-        )
-    return gallery
+    return check_gallery(gallery, encoder.embedder, store.root, encoder.embedder.card.path.parent)
 
 
 def enroll_event(encoder: FaceEncoder, gallery: Gallery, args: argparse.Namespace) -> Gallery:

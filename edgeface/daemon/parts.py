@@ -23,6 +23,7 @@ from edgeface.vision.detect import FaceDetector
 from edgeface.vision.embed import Embedder
 from edgeface.vision.encoder import CascadeDetector, FaceEncoder
 from edgeface.vision.landmarks import LandmarkRefiner
+from edgeface.vision.modelcard import embedder_named
 
 if TYPE_CHECKING:
     from edgeface.mqtt.client import MqttPublisher
@@ -78,20 +79,27 @@ def decision_rule(config: Config, gallery: Gallery, embedder: Embedder) -> Decis
 
 
 class ModelIdentity(Protocol):
-    """What a gallery must fit: an `Embedder`, or a model card's sha256 and output dim."""
+    """What a gallery must fit: an `Embedder`, or a model card's name, sha256 and output dim."""
 
+    @property
+    def name(self) -> str: ...
     @property
     def sha256(self) -> str: ...
     @property
     def dim(self) -> int: ...
 
 
-def check_gallery(gallery: Gallery, embedder: ModelIdentity, where: Path) -> Gallery:
-    """Refuse a gallery this embedder cannot search: another model, or vectors of another size."""
+def check_gallery(
+    gallery: Gallery, embedder: ModelIdentity, where: Path, models: Path | None = None
+) -> Gallery:
+    """Refuse a gallery this embedder cannot search: another model, or vectors of another size. The message
+    names both models (card name and short sha, looked up among the cards in `models`) and the rebuild."""
     if gallery.model_sha256 != embedder.sha256:
+        made_with = embedder_named(models or default_models_dir(), gallery.model_sha256)
         raise GalleryError(
-            f"{where}: gallery was made for model {gallery.model_sha256[:12]}..., the embedder is "
-            f"{embedder.sha256[:12]}...; re-enroll or sync a matching gallery"
+            f"{where}: gallery was enrolled with {made_with}, this embedder is {embedder.name} "
+            f"(sha {embedder.sha256[:12]}); it never decides here. Rebuild it with this embedder: "
+            f"`edgeface enroll --gallery NEW_FOLDER --folders PHOTOS` (or `edgeface gallery build` and sync)"
         )
     if gallery.dim != embedder.dim:
         raise GalleryError(
@@ -108,7 +116,7 @@ def load_gallery(config: Config, embedder: Embedder) -> Gallery:
             "no gallery at %s yet: every face is 'unknown' until one is enrolled or synced", store.root
         )
         return Gallery.empty(embedder.dim, embedder.sha256)
-    return check_gallery(store.load(), embedder, config.gallery_dir)
+    return check_gallery(store.load(), embedder, config.gallery_dir, models_dir(config))
 
 
 @dataclass
@@ -134,7 +142,7 @@ class Parts:
     def use_gallery(self, gallery: Gallery, config: Config | None = None) -> GalleryIndex:
         """Swap in another gallery (a sync apply or a reload); the decision rule follows it."""
         self.config = config or self.config
-        check_gallery(gallery, self.embedder, self.config.gallery_dir)
+        check_gallery(gallery, self.embedder, self.config.gallery_dir, models_dir(self.config))
         self.rule = decision_rule(self.config, gallery, self.embedder)
         index = GalleryIndex(gallery, index_settings(self.config))
         self.index.swap(index)
@@ -149,7 +157,7 @@ def build_parts(config: Config, *, photos: bool = False, gallery: Gallery | None
     try:
         # `is not None`: a Gallery with no identities is falsy (len 0), and a given empty one is still given.
         if gallery is not None:
-            chosen = check_gallery(gallery, encoder.embedder, config.gallery_dir)
+            chosen = check_gallery(gallery, encoder.embedder, config.gallery_dir, models_dir(config))
         else:
             chosen = load_gallery(config, encoder.embedder)
     except BaseException:

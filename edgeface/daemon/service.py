@@ -22,6 +22,7 @@ from edgeface.daemon.parts import (
     decision_rule,
     index_settings,
 )
+from edgeface.daemon.reloading import live_part, restart_keys
 from edgeface.daemon.sdnotify import Notifier, watchdog_interval
 from edgeface.daemon.startup import (
     SyncParts,
@@ -60,6 +61,7 @@ class Daemon:
         self.ready = threading.Event()
         self.sync: SyncParts | None = None
         self.incidents = Incidents()
+        self.failure: str | None = None  # why the daemon stopped vouching for itself (publisher dead)
 
     @property
     def index(self) -> IndexHolder:
@@ -130,7 +132,7 @@ class Daemon:
             self.ready.set()
             self.loop()
             self.notifier.stopping()
-        return 1 if self.capture.error else 0
+        return 1 if self.capture.error or self.failure else 0
 
     def loop(self) -> None:
         watchdog = watchdog_interval()
@@ -150,12 +152,35 @@ class Daemon:
                 last_frame = now
                 self.frames_processed += 1
                 self.handle(self.recognizer.process(frame))
+            self.check_expiry()
+            self.failure = self.publisher.failure
+            if self.failure is not None:  # events could only pile up in the spool: let systemd restart us
+                log.error("%s; exiting so systemd restarts the service", self.failure)
+                self.notifier.status(f"failed: {self.failure}")
+                break
             if watchdog and now - last_frame < watchdog:
                 self.notifier.watchdog()  # only while frames flow: a stuck camera lets systemd restart us
             self.homeassistant.tick()
             if now >= next_metrics:
                 next_metrics = now + self.config.metrics.interval_s
                 self.publisher.publish_metrics(self.metrics())
+
+    def check_expiry(self) -> None:
+        """Say so (log, incident, retained status and gallery/state) when the running gallery expires."""
+        expired = self.sync.client.check_expiry() if self.sync is not None else None
+        if expired is None or self.sync is None:
+            return
+        if expired:
+            version, when = self.sync.client.running_version, self.sync.client.expires
+            if self.sync.client.policy.expiry_policy == "deny":
+                detail = (f'gallery v{version} expired at {when}; sync.expiry_policy = "deny": every visitor is now '
+                          "reported as unknown until a newer signed gallery is applied")  # fmt: skip
+                log.error("%s", detail)
+            else:
+                detail = f'gallery v{version} expired at {when}; sync.expiry_policy = "warn": still matching with it'
+                log.warning("%s", detail)
+            self.incident("gallery_expired", detail)
+        self.publisher.set_status(self.status_info())
 
     def handle(self, decisions: list[Decision]) -> None:
         for decision in decisions:
@@ -278,34 +303,66 @@ class Daemon:
 
     def reload(self) -> None:
         """SIGHUP: re-read the config and the on-disk gallery (falling back past damaged versions); if the
-        config is bad or no stored version is usable, refuse: keep the running config and gallery."""
+        config is bad or no stored version is usable, refuse: keep the running config and gallery. Keys that
+        only a restart applies keep their running values and are named. Never raises."""
         if self.config_path is None:
             return
         self.notifier.reloading()
+        swapped = False
         try:
-            config = load_config(self.config_path)
-            recovery = recover_stored_gallery(config, self.parts.embedder)
-            self.report_recovery(recovery)
-            if recovery.gallery is None and recovery.fell_back:
-                raise GalleryError(f"{config.gallery_dir}: no usable gallery version on disk")
+            config, recovery, restart = self._read_reload(self.config_path)
             gallery: Gallery = recovery.gallery or self.parts.gallery
             index = self.parts.use_gallery(gallery, config)
+            swapped = True
+            self._finish_reload(config, recovery, index, restart)
         except Exception as exc:  # whatever is wrong on disk, recognition goes on with what runs
             reason = str(exc) if isinstance(exc, EdgefaceError) else f"{type(exc).__name__}: {exc}"
-            log.error("reload refused, keeping the running config and gallery: %s", printable(reason, 600))
+            if swapped:
+                log.error("reload: the stored gallery is live, but finishing the reload failed: %s",
+                          printable(reason, 600))  # fmt: skip
+            else:
+                log.error(
+                    "reload refused, keeping the running config and gallery: %s", printable(reason, 600)
+                )
             self.incident("reload_refused", reason)
             self.notifier.ready("running (reload refused)")
-            return
+
+    def _read_reload(self, path: Path) -> tuple[Config, Recovery, list[str]]:
+        """The new config (restart-only sections kept as they run), the stored gallery, and the keys
+        that need a restart; raises without changing anything if the reload must be refused."""
+        loaded = load_config(path)
+        restart = restart_keys(self.config, loaded)
+        config = live_part(self.config, loaded)
+        recovery = recover_stored_gallery(config, self.parts.embedder)
+        self.report_recovery(recovery)
+        if recovery.gallery is None and recovery.fell_back:
+            raise GalleryError(f"{config.gallery_dir}: no usable gallery version on disk")
+        return config, recovery, restart
+
+    def _finish_reload(
+        self, config: Config, recovery: Recovery, index: GalleryIndex, restart: list[str]
+    ) -> None:
         if self.sync is not None and recovery.fell_back:
-            self.sync.client.set_running(gallery)
+            self.sync.client.set_running(index.gallery)
         self.config = config
+        self.announcer.cooldown_s = config.match.cooldown_s
         self.recognizer.reconfigure(self.parts.matcher(), config.quality, decision_settings(config))
         self.publisher.set_status(self.status_info(index))
         self.homeassistant.gallery_changed(index.gallery)
+        if restart:
+            shown = ", ".join(restart)
+            log.warning(
+                "reload: %s changed; only a restart applies %s (systemctl restart edgeface): still running "
+                "with the old value%s",
+                printable(shown, 400),
+                "it" if len(restart) == 1 else "them",
+                "" if len(restart) == 1 else "s",
+            )
+            self.incident("restart_needed", f"changed by reload, applied only after a restart: {shown}")
         log.info(
-            "config reloaded from %s: threshold %.4f (%s)",
+            "config reloaded from %s: [gallery], [match], [quality], [metrics] applied; threshold %.4f (%s)",
             self.config_path,
             self.parts.rule.threshold,
             self.parts.rule.source,
         )
-        self.notifier.ready("running (reloaded)")
+        self.notifier.ready("running (reloaded)" if not restart else "running (reloaded; restart needed)")

@@ -42,6 +42,7 @@ def decision_settings(config: Config) -> DecisionSettings:
 class CardModel:
     """The embedder a gallery must fit, read from its card alone (before the model is loaded)."""
 
+    name: str
     sha256: str
     dim: int
 
@@ -61,11 +62,11 @@ def recover_stored_gallery(
     versions are moved aside and `current` re-pointed (`edgeface.identity.recovery`)."""
     if model is None:
         card = load_card(models_dir(config) / config.embedder.card)
-        model = CardModel(card.sha256, card.output_dim)
+        model = CardModel(card.name, card.sha256, card.output_dim)
     fits = model
     return recover_gallery(
         GalleryStore(config.gallery_dir),
-        lambda gallery: check_gallery(gallery, fits, config.gallery_dir),
+        lambda gallery: check_gallery(gallery, fits, config.gallery_dir, models_dir(config)),
         repair=repair,
     )
 

@@ -5,7 +5,8 @@ atomically (new symlink + rename + directory fsync). A version directory holds `
 `vectors.npy` (the aggregated vectors the index uses), `sums.npy` (sums of normalised enrolment
 embeddings, so enrolling more photos later stays exact), `enrolment.npy` + `enrolment_labels.npy` (each
 enrolment embedding and its identity row, so the open-set threshold is re-calibrated whenever someone is
-enrolled) and `gallery.json` (its manifest, with the calibration under `decision`).
+enrolled), `gallery.json` (its manifest, with the calibration under `decision`) and `SHA256SUMS` (the
+sha256 of every other file, checked with every value's range on each load: `edgeface.identity.integrity`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgeface.errors import GalleryError
+from edgeface.identity import integrity
 from edgeface.identity.calibration import Calibration, TailShape, calibrate
 from edgeface.util.files import MAX_GALLERY_FILE_BYTES, FileRefused, read_bytes
+from edgeface.util.labels import check_label
 from edgeface.util.vectors import l2_normalize
 
 if TYPE_CHECKING:
@@ -79,6 +83,11 @@ class Gallery:
 
     def enroll(self, identity: str, name: str, embeddings: np.ndarray) -> Gallery:
         """A new gallery with these normalised embeddings added to `identity` (created if new)."""
+        try:
+            check_label(identity, "identity id")
+            check_label(name, "identity name", allow_empty=True)
+        except ValueError as exc:
+            raise GalleryError(f"gallery: {exc}") from None
         embeddings = l2_normalize(np.atleast_2d(embeddings))
         if embeddings.shape[1] != self.dim:
             raise GalleryError(f"gallery: embedding dim {embeddings.shape[1]} != gallery dim {self.dim}")
@@ -229,7 +238,7 @@ class GalleryStore:
         staging = versions / f".staging-{gallery.version:012d}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        files = gallery_files(gallery, extra_files) | (extra_files or {})
+        files = sealed_files(gallery_files(gallery, extra_files) | (extra_files or {}))
         for name, data in files.items():
             _write_synced(staging / name, data)
         fsync_dir(staging)
@@ -293,53 +302,73 @@ def gallery_files(gallery: Gallery, encoded: dict[str, FileBytes] | None = None)
     return files
 
 
+def sealed_files(files: dict[str, FileBytes]) -> dict[str, FileBytes]:
+    """`files` plus the `SHA256SUMS` over all of them, as a version directory is written."""
+    content = {name: data for name, data in files.items() if name != integrity.SUMS_FILE}
+    return content | {integrity.SUMS_FILE: integrity.seal(content)}
+
+
 def read_gallery_dir(directory: Path) -> Gallery:
-    """Load and check a version directory: every sha256 in its manifest must match."""
+    """Load and check a version directory: its `SHA256SUMS`, every sha256 in its manifest, every value."""
     try:
-        manifest = json.loads(_stored(directory / "gallery.json"))
-        identities_raw = _stored(directory / "identities.json")
-        vectors_raw = _stored(directory / "vectors.npy")
-    except (FileRefused, json.JSONDecodeError) as exc:
-        raise GalleryError(f"{directory}: incomplete or unreadable gallery ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise GalleryError(f"{directory}: gallery.json is not a JSON object")
-    if sha256_bytes(identities_raw) != manifest.get("identities") or sha256_bytes(
-        vectors_raw
-    ) != manifest.get("vectors"):
-        raise GalleryError(f"{directory}: identities/vectors do not match the manifest's sha256")
-    rows = json.loads(identities_raw)
-    vectors = load_npy(vectors_raw, str(directory / "vectors.npy")).astype(np.float32)
-    sums = _optional_npy(directory / "sums.npy")
-    enrolment = _optional_npy(directory / "enrolment.npy")
-    enrolment_labels = _optional_npy(directory / "enrolment_labels.npy")
+        files = {
+            p.name: read_bytes(p, MAX_GALLERY_FILE_BYTES, "gallery file")
+            for p in directory.iterdir()
+            if p.is_file() and not p.name.startswith(".")
+        }
+    except (OSError, FileRefused) as exc:
+        raise GalleryError(f"{directory}: unreadable gallery ({exc})") from exc
+    return parse_gallery_files(files, str(directory))
+
+
+def parse_gallery_files(files: Mapping[str, bytes], where: str) -> Gallery:
+    """The gallery a version directory's files (name -> bytes) hold, or GalleryError saying what is wrong."""
+    missing = [name for name in integrity.REQUIRED_FILES if name not in files]
+    if missing:
+        raise GalleryError(f"{where}: incomplete gallery (no {', '.join(missing)})")
+    content = {name: data for name, data in files.items() if name != integrity.SUMS_FILE}
+    if integrity.SUMS_FILE in files:
+        integrity.check_sums(content, files[integrity.SUMS_FILE], where)
+    manifest = integrity.check_manifest(
+        integrity.strict_json(files["gallery.json"], f"{where}: gallery.json"), where
+    )
+    if (
+        sha256_bytes(files["identities.json"]) != manifest["identities"]
+        or sha256_bytes(files["vectors.npy"]) != manifest["vectors"]
+    ):
+        raise GalleryError(f"{where}: identities/vectors do not match the manifest's sha256")
+    count, dim = manifest["count"], manifest["dim"]
+    ids, names, samples = integrity.parse_rows(files["identities.json"], count, where)
+    vectors = integrity.check_vectors(
+        load_npy(files["vectors.npy"], f"{where}/vectors.npy"), count, dim, where
+    )
+    optional = {
+        name: load_npy(files[name], f"{where}/{name}") if name in files else None
+        for name in ("sums.npy", "enrolment.npy", "enrolment_labels.npy")
+    }
+    integrity.check_finite(optional["sums.npy"], "sums.npy", where)
+    integrity.check_finite(optional["enrolment.npy"], "enrolment.npy", where)
+    enrolment, labels = optional["enrolment.npy"], optional["enrolment_labels.npy"]
+    if labels is not None and (
+        labels.dtype.kind != "i" or (len(labels) and not 0 <= labels.min() <= labels.max() < count)
+    ):
+        raise GalleryError(f"{where}: enrolment_labels.npy must hold identity rows 0..{count - 1}")
     extra = {k: v for k, v in manifest.items() if k not in {"format", "version", "model_sha256", "decision"}}
-    try:
-        calibration = Calibration.from_dict(manifest["decision"]) if manifest.get("decision") else None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GalleryError(f"{directory}: gallery.json has a malformed decision ({exc!r})") from exc
     return Gallery(
-        tuple(r["id"] for r in rows),
-        tuple(r["name"] for r in rows),
-        tuple(int(r["samples"]) for r in rows),
+        ids,
+        names,
+        samples,
         vectors,
         manifest["model_sha256"],
-        int(manifest["version"]),
-        sums,
+        manifest["version"],
+        optional["sums.npy"],
         extra,
         enrolment=None if enrolment is None else enrolment.astype(np.float32),
-        enrolment_labels=None if enrolment_labels is None else enrolment_labels.astype(np.int32),
-        calibration=calibration,
+        enrolment_labels=None if labels is None else labels.astype(np.int32),
+        calibration=integrity.parse_decision(manifest.get("decision"), where),
     )
 
 
-def _optional_npy(path: Path) -> np.ndarray | None:
-    if not path.exists():
-        return None
-    try:
-        return load_npy(_stored(path), str(path))
-    except FileRefused as exc:
-        raise GalleryError(str(exc)) from None
-
-
-def _stored(path: Path) -> bytes:
-    return read_bytes(path, MAX_GALLERY_FILE_BYTES, "gallery file")
+def is_sealed(directory: Path) -> bool:
+    """False for a version written before `SHA256SUMS` existed: range-checked, but not checksummed."""
+    return (directory / integrity.SUMS_FILE).is_file()

@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from edgeface.errors import EdgefaceError
 from edgeface.mqtt import payloads
 from edgeface.mqtt.health import SpoolHealth
+from edgeface.mqtt.network import ReportingClient
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.mqtt.settings import MqttSettings, read_credentials
 from edgeface.mqtt.spool import Spool
@@ -35,6 +36,7 @@ from edgeface.mqtt.tls import tls_context
 from edgeface.mqtt.topics import DeviceTopics
 from edgeface.pipeline.events import Event
 from edgeface.util.logsafe import printable
+from edgeface.util.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class MqttPublisher:
         self._connect_hooks: list[Callable[[], None]] = []
         self._work: queue.SimpleQueue[_Ack | None] = queue.SimpleQueue()
         self._inflight: dict[int, int] = {}  # paho mid -> spool id; sender thread only
-        self._counts = dict.fromkeys(("spooled", "sent", "acked", "rejected", "connects"), 0)
+        self._counts = dict.fromkeys(("spooled", "sent", "acked", "rejected", "connects", "unencodable"), 0)
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._closed = False
@@ -105,10 +107,10 @@ class MqttPublisher:
             self._spool.close()
             raise
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> ReportingClient:
         s = self.settings
         v5 = s.protocol == "5"
-        client = paho.Client(
+        client = ReportingClient(
             CallbackAPIVersion.VERSION2,
             client_id=s.effective_client_id,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
@@ -151,6 +153,18 @@ class MqttPublisher:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def failure(self) -> str | None:
+        """Why this publisher can no longer deliver (its network or sender thread ended while open), or
+        None while it can (connected, or retrying with back-off). The daemon stops vouching and exits on it."""
+        if self._closed or self._sender is None:
+            return None
+        if not self._client.network_alive:
+            return f"MQTT network thread ended: {self._client.ended_by or 'unknown reason'}"
+        if not self._sender.is_alive():
+            return "MQTT sender thread ended"
+        return None
 
     def close(self, flush_timeout: float = 5.0) -> None:
         """Wait (up to ``flush_timeout``) for the spool to drain, publish retained ``offline``, disconnect.
@@ -200,7 +214,19 @@ class MqttPublisher:
         """
         if self._closed:
             raise PublisherClosedError("MqttPublisher.publish_event: the publisher is closed")
-        self._spool.put(self.topics.events, payloads.encode(event.payload()), _EVENT_QOS)
+        try:
+            payload = payloads.encode(event.payload())
+        except (
+            ValueError
+        ) as exc:  # a value no check upstream should have let through: lose one event, not the door
+            self._counts["unencodable"] += 1
+            log.error(
+                "MQTT: event %s dropped, it cannot be encoded: %s",
+                printable(event.event_id, 40),
+                printable(exc),
+            )
+            return
+        self._spool.put(self.topics.events, payload, _EVENT_QOS)
         self._counts["spooled"] += 1
         self._work.put(_Ack(-1, False))  # wake the sender
 
@@ -208,12 +234,21 @@ class MqttPublisher:
         """QoS 0, not spooled, skipped while disconnected; True if handed to the network."""
         if not self.connected:
             return False
-        info = self._client.publish(self.topics.metrics, payloads.encode(metrics), qos=0)
+        try:
+            payload = payloads.encode(metrics)
+        except ValueError as exc:
+            log.error("MQTT: metrics skipped, they cannot be encoded: %s", printable(exc))
+            return False
+        info = self._client.publish(self.topics.metrics, payload, qos=0)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def publish_gallery_state(self, state: Mapping[str, Any]) -> None:
         """Retained; the latest one is re-published on every (re)connect."""
-        self._gallery_state = payloads.encode(state)
+        try:
+            self._gallery_state = payloads.encode(state)
+        except ValueError as exc:
+            log.error("MQTT: gallery state not published, it cannot be encoded: %s", printable(exc))
+            return
         if self.connected:
             self._client.publish(self.topics.gallery_state, self._gallery_state, qos=1, retain=True)
 
@@ -286,7 +321,11 @@ class MqttPublisher:
         health = self._spool.health()
         self._status_health = health
         spool = health if health.degraded else None  # a healthy device keeps the §6 payload unchanged
-        return payloads.encode(payloads.status_payload(state, self._status, spool=spool))
+        try:
+            return payloads.encode(payloads.status_payload(state, self._status, spool=spool))
+        except ValueError as exc:  # never let the status (or the Last Will) stop us connecting
+            log.error("MQTT: status cannot be encoded (%s); publishing a minimal one", printable(exc))
+            return payloads.encode({"state": state, "ts": rfc3339(), "version": self._status.version})
 
     def _refresh_status(self) -> None:
         """Re-publish the retained status (and the Last Will) when the spool health changed."""

@@ -24,7 +24,8 @@ def encode(payload: Mapping[str, Any]) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Incident:
     """Something damaged or refused that the daemon survived: `kind` is a short stable code
-    (`gallery_set_aside`, `gallery_unusable`, `reload_refused`, `bundle_rejected`), `detail` is printable."""
+    (`gallery_set_aside`, `gallery_unusable`, `reload_refused`, `restart_needed`, `gallery_expired`,
+    `bundle_rejected`), `detail` is printable."""
 
     kind: str
     detail: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import stat
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from edgeface.errors import ConfigError
 from edgeface.mqtt.topics import check_level, check_prefix
 from edgeface.util.fields import bounded, check_fields
 from edgeface.util.files import MAX_CREDENTIALS_BYTES, FileRefused, read_bytes
-from edgeface.util.logsafe import printable
+from edgeface.util.logsafe import is_printable_char, printable
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,59 @@ def _prefix(value: str) -> None:
         raise ValueError(f"must be non-empty, without wildcards or empty levels, got {value!r}") from None
 
 
+MAX_HOST_CHARS = 253  # RFC 1035: a name of at most 253 characters, labels of 1..63
+MAX_LABEL_CHARS = 63
+MAX_CLIENT_ID_BYTES = 65535  # an MQTT UTF-8 string's length prefix is 16 bits
+
+
+def _no_controls(value: str) -> None:
+    bad = sorted({c for c in value if not is_printable_char(c)})
+    if bad:
+        codes = ", ".join(f"U+{ord(c):04X}" for c in bad[:4])
+        raise ValueError(f"must not hold control, separator or surrogate characters ({codes})")
+
+
 def _host(value: str) -> None:
+    """A host name or an IP literal the socket layer can resolve: what paho would otherwise fail on in its
+    network thread, for good (an empty or over-long label makes the IDNA codec raise, not OSError)."""
     if not value:
         raise ValueError("must not be empty")
+    _no_controls(value)
+    if ":" in value:  # an IPv6 literal
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            raise ValueError(
+                f"{printable(value, 80)!r} is not a host name or an IPv6 address (written without brackets)"
+            ) from None
+        return
+    if len(value) > MAX_HOST_CHARS:
+        raise ValueError(f"must be at most {MAX_HOST_CHARS} characters, got {len(value)}")
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    for label in labels:
+        if not label:
+            raise ValueError(f"{printable(value, 80)!r} has an empty label (two dots, or a leading dot)")
+        if len(label) > MAX_LABEL_CHARS:
+            raise ValueError(f"a label of {printable(value, 80)!r} is {len(label)} characters, at most 63")
+        if label.startswith("-") or label.endswith("-") or " " in label:
+            raise ValueError(f"label {printable(label, 63)!r} must not start or end with '-' or hold spaces")
+    try:
+        value.encode("idna")
+    except UnicodeError as exc:
+        raise ValueError(f"{printable(value, 80)!r} is not a valid host name ({exc})") from None
+
+
+def check_client_id(value: str) -> None:
+    """An MQTT client id: UTF-8 of at most 65535 bytes (the protocol's limit; we cap no lower: brokers
+    such as mosquitto accept any length up to it), no NUL or other control characters (the broker drops
+    a connection whose client id holds one, with nothing logged on our side)."""
+    _no_controls(value)
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 text") from None
+    if size > MAX_CLIENT_ID_BYTES:
+        raise ValueError(f"must be at most {MAX_CLIENT_ID_BYTES} bytes of UTF-8, got {size}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +116,7 @@ class MqttSettings:
     device: str = bounded(dataclasses.MISSING, check=_level, from_config=False)
     host: str = bounded("localhost", check=_host)
     port: int = bounded(1883, 1, 65535)
-    client_id: str = ""  # default: edgeface-<device>
+    client_id: str = bounded("", check=check_client_id)  # default: edgeface-<device>
     prefix: str = bounded("edgeface", check=_prefix)
     protocol: str = bounded("3.1.1", choices=PROTOCOLS)
     keepalive: int = bounded(30, 5, 65535)  # seconds; 65535 is the protocol's limit
@@ -85,6 +136,12 @@ class MqttSettings:
 
     def __post_init__(self) -> None:
         check_fields(self, "mqtt")
+        try:
+            check_client_id(self.effective_client_id)
+        except ValueError as exc:
+            raise ConfigError(
+                f"mqtt.client_id: edgeface-<device.id> {exc}; set a shorter mqtt.client_id"
+            ) from None
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ConfigError("mqtt.reconnect_min_s: must be >= 1 and <= mqtt.reconnect_max_s")
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -95,6 +96,7 @@ class Spool:
         self._lost_unknown = False
         self._dropped_full = 0
         self._last_error: str | None = None
+        self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file, once seen
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -125,6 +127,8 @@ class Spool:
                 self._enter_memory_locked(exc, "open")
             return
         self._db = db
+        self._file_id = None
+        self._check_file_locked()  # remembers the file just opened
         top = self._run_locked(spool_db.last_id, "open")
         self._last_id = max(self._last_id, top or 0)
         self._id_known = self._id_known or top is not None
@@ -210,6 +214,7 @@ class Spool:
             self._unacked_deletes.clear()
 
     def _open_fresh_locked(self, salvaged: list[SpooledMessage]) -> None:
+        self._file_id = None
         try:
             self._db = spool_db.connect(self.path, self.max_pages)
         except (sqlite3.Error, OSError) as exc:
@@ -282,10 +287,42 @@ class Spool:
         return message.id
 
     def maintain(self) -> None:
-        """Retry the disk when due (moves held events to it); call now and then, e.g. from a sender loop."""
+        """Retry the disk when due (moves held events to it); call now and then, e.g. from a sender loop.
+        Also notices a spool file deleted while open (the state directory removed): its events would go
+        with the last handle, so they are written to a new file at the same path."""
         with self._lock:
+            self._check_file_locked()
             if (self._memory or self._unacked_deletes or self._db is None) and self._disk_due_locked():
                 self._flush_memory_locked([])
+
+    def _check_file_locked(self) -> None:
+        if self._db is None:
+            self._file_id = None
+            return
+        try:
+            stat = os.stat(self.path)
+            current: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        except OSError:
+            current = None
+        if self._file_id is None and current is not None:
+            self._file_id = current  # the file this connection opened
+            return
+        if current is not None and current == self._file_id:
+            return
+        rows, _ = self._salvage_locked()  # the open handle still reads the unlinked file
+        log.error(
+            "MQTT spool %s was deleted or replaced while running; recreating it with its %d pending event(s)",
+            self.path,
+            len(rows),
+        )
+        self._file_id = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._enter_memory_locked(exc, "recreate the state directory")
+            self._remember_locked([SpooledMessage(*row) for row in rows])
+            return
+        self._open_fresh_locked([SpooledMessage(*row) for row in rows])
 
     def _write(self, db: sqlite3.Connection, messages: Sequence[SpooledMessage]) -> bool:
         with Transaction(db):

@@ -96,10 +96,13 @@ def _previous_chunks(raw: bytes | None) -> tuple[int, int] | None:
 def delta_allowed(manifest: Manifest, states: dict[str, bytes], fleet: str) -> bool:
     """True when at least one device of `fleet` reported, and every one runs the delta's base version."""
     running = []
-    for raw in states.values():
+    for topic, raw in states.items():
         try:
             state = json.loads(raw)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError) as exc:  # one device's garbage never stops a fleet publish
+            log.warning(
+                "skipping %s: its retained state is not JSON (%s)", printable(topic, 120), printable(exc, 120)
+            )
             continue
         if isinstance(state, dict) and state.get("fleet") == fleet:
             running.append(state.get("running"))

@@ -40,10 +40,10 @@ from edgeface.sync.manifest import (
 from edgeface.sync.rawio import check_unit_rows, parse_rows, read_npy_f32
 from edgeface.sync.signing import SIGNATURE_BYTES, Ed25519PublicKey, signature_valid
 from edgeface.util.files import FileRefused, read_bytes
+from edgeface.util.labels import check_label
 
 MAGIC = b"EFBUNDL1"
 MAX_PAYLOAD = 256 << 20
-MAX_TEXT = 256
 _U32 = struct.Struct(">I")
 
 
@@ -144,10 +144,11 @@ def _decode_rows(raw: memoryview, expected: int) -> tuple[tuple[str, ...], tuple
                 "payload_invalid", f"identity row must have exactly id, name, samples: {row!r:.80}"
             )
         i, n, s = row["id"], row["name"], row["samples"]
-        if not (isinstance(i, str) and 0 < len(i) <= MAX_TEXT and isinstance(n, str) and len(n) <= MAX_TEXT):
-            raise Rejected(
-                "payload_invalid", f"identity id/name must be strings of <= {MAX_TEXT}: {row!r:.80}"
-            )
+        try:
+            check_label(i, "identity id")
+            check_label(n, "identity name", allow_empty=True)
+        except ValueError as exc:
+            raise Rejected("payload_invalid", str(exc)) from None
         if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise Rejected("payload_invalid", f"identity samples must be an integer >= 0: {row!r:.80}")
         ids.append(i)

@@ -133,7 +133,7 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
         raise Rejected("oversized", f"announcement is {len(raw)} bytes, limit {MAX_ANNOUNCEMENT_BYTES}")
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer beyond the digit limit
         raise Rejected("announcement_invalid", f"announcement is not JSON ({exc})") from exc
     except RecursionError as exc:
         raise Rejected("announcement_invalid", "announcement JSON is nested too deeply") from exc

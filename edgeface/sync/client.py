@@ -106,6 +106,7 @@ class GallerySyncClient:
         self._timestamps = TimestampWatcher(
             config.fleet, config.timestamp_required, self._verify_timestamp, self._freshness_changed
         )
+        self._reported_expired = False  # what check_expiry last reported
         self._state = self._state_payload(
             self._running.version if self._running else None,
             "applied",
@@ -129,6 +130,20 @@ class GallerySyncClient:
     @property
     def freshness(self) -> Freshness:
         return self._timestamps.current()
+
+    def check_expiry(self) -> bool | None:
+        """The running gallery's expiry when it changed since the last call (True: it has just expired,
+        False: a fresh one replaced an expired one), else None. The retained state follows it."""
+        expired = self.expired
+        if expired == self._reported_expired:
+            return None
+        self._reported_expired = expired
+        self._set_state(dict(self._state) | {"expired": expired})
+        return expired
+
+    @property
+    def expires(self) -> str | None:
+        return self._running.manifest.get("expires") if self._running is not None else None
 
     def matching_allowed(self) -> bool:
         """False when the running gallery expired or is stale and the policy is `deny`: no matches then."""

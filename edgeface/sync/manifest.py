@@ -211,7 +211,7 @@ def _decode(raw: bytes) -> dict:
         raise Rejected("oversized", f"manifest is {len(raw)} bytes, limit {MAX_MANIFEST_BYTES}")
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer beyond the digit limit
         raise Rejected("manifest_not_json", str(exc)) from exc
     except RecursionError as exc:
         raise Rejected("manifest_not_json", "JSON nested too deeply") from exc

@@ -44,7 +44,7 @@ def parse_rows(raw: bytes | memoryview) -> list[object]:
         while True:
             try:
                 row, at = _DECODER.raw_decode(text, at)
-            except json.JSONDecodeError as exc:
+            except ValueError as exc:  # JSONDecodeError, or an integer beyond the digit limit
                 raise Rejected("payload_invalid", f"identities are not JSON ({exc})") from exc
             except RecursionError as exc:
                 raise Rejected("payload_invalid", "identities JSON is nested too deeply") from exc

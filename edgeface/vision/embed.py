@@ -37,6 +37,10 @@ class Embedder:
         return self.card.input.size
 
     @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
     def sha256(self) -> str:
         return self.card.sha256
 

@@ -145,5 +145,18 @@ def load_card(card_path: str | Path) -> ModelCard:
         raise ModelError(f"{path}: model card is missing or has a malformed field ({exc!r})") from exc
 
 
+def embedder_named(models: Path, sha256: str) -> str:
+    """`<card name> (sha <12 hex>)` for the embedder card in `models` with this sha256, for messages that
+    must name a model a gallery was enrolled with; a model with no card there is named by its sha alone."""
+    for path in sorted(models.glob("*.json")) if models.is_dir() else []:
+        try:
+            card = load_card(path)
+        except ModelError:
+            continue
+        if card.kind == "embedder" and card.sha256 == sha256:
+            return f"{card.name} (sha {sha256[:12]})"
+    return f"an embedder with no card in {models} (sha {sha256[:12]})"
+
+
 def write_card(card_path: str | Path, card: dict[str, Any]) -> None:
     write_atomic(card_path, (json.dumps(card, indent=2) + "\n").encode(), "model card")
