@@ -249,6 +249,10 @@ class Watcher:
         with self._lock:
             return len(self.messages)
 
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
 
 # --- Storage damage ---------------------------------------------------------------------------------------
 
