@@ -31,6 +31,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _enroll_folders(root: Path, model_args: argparse.Namespace):
+    """The `enroll` policy on photo folders (`cli.enroll.enroll_people`): the Enrolment, not yet written."""
     from edgeface.cli.common import load_encoder
     from edgeface.cli.enroll import enroll_people
     from edgeface.identity.gallery import Gallery
@@ -40,10 +41,8 @@ def _enroll_folders(root: Path, model_args: argparse.Namespace):
     encoder = load_encoder(model_args)
     try:
         gallery = Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
-        # the same photo reader and the same policy as `enroll`: PhotoProblems if any photo is unusable
         max_pixels = max_pixels_of(model_args.max_megapixels)
-        gallery = enroll_people(encoder, gallery, people, model_args.largest_face, max_pixels)
-        return gallery
+        return enroll_people(encoder, gallery, people, model_args.largest_face, max_pixels)
     finally:
         encoder.close()
 
@@ -109,12 +108,17 @@ def _build(args: argparse.Namespace) -> int:
     check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)
     _check_out(args.out)
     key = load_private_key(args.key)
-    from edgeface.cli.enroll import PhotoProblems
-
-    try:
-        gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
-    except PhotoProblems as exc:
-        return exc.report(f"--out {args.out}: not written")
+    enrolment = _enroll_folders(args.folders, args) if args.folders else None
+    if enrolment is not None and enrolment.refused:
+        # a signed bundle goes to every door: it is built from all the photos or not at all
+        print(
+            f"--out {args.out}: not written, {len(enrolment.refused)} refused (a bundle is built only "
+            "when every photo enrols):",
+            file=sys.stderr,
+        )
+        enrolment.print_refused()
+        return 1
+    gallery = enrolment.gallery if enrolment is not None else load_source_gallery(args.gallery)
     if not len(gallery):
         raise BundleError("the gallery is empty: nothing to publish")
     gallery = _calibrated(gallery, args)
@@ -130,6 +134,8 @@ def _build(args: argparse.Namespace) -> int:
         chunk_bytes=args.chunk_bytes,
     )
     _write_out(args.out, data)
+    if enrolment is not None:
+        enrolment.print_done()
     kind = f"delta against {base.version}" if base is not None else "full"
     log.info(
         "wrote %s: %s bundle v%d, %d identities, %d bytes",
@@ -235,7 +241,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     from edgeface.cli.common import add_model_options, target_fpir
 
-    p = verbs.add_parser("build", help="build and sign a full or delta bundle")
+    p = verbs.add_parser(
+        "build",
+        help="build and sign a full or delta bundle",
+        epilog="exit status: 0 written; 1 with --folders, a photo or identity refused (each named) and "
+        "nothing written; 2 any other error. Photos follow the `enroll` rule: a photo with several faces "
+        "is enrolled by its clearly dominant one; comparable faces are refused.",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--folders", type=Path, help="ROOT/<identity>/<photo>: enroll with the device encoder"
@@ -253,7 +265,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--largest-face",
         action="store_true",
-        help="with --folders: enroll the largest face of a photo with several faces (as `enroll`)",
+        help="with --folders: enroll the largest face even when another is of comparable size (as `enroll`)",
     )
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="bundle file to write (its directory must exist)")
