@@ -23,6 +23,7 @@ from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.util.logsafe import printable
 from edgeface.vision.encoder import DOMINANT_AREA_RATIO, FaceEncoder, PhotoFace
+from edgeface.vision.modelcard import ModelCard
 from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, identity_folders, max_pixels_of, read_image
 
 log = logging.getLogger(__name__)
@@ -214,8 +215,7 @@ def run(args: argparse.Namespace) -> int:
         )
         enrolment.print_refused()
         return EXIT_NOTHING
-    gallery = enrolment.gallery.with_version(enrolment.gallery.version + 1)
-    gallery = gallery.calibrated_with_card(args.target_fpir, CardDecision.of_card(encoder.embedder.card))
+    gallery = gallery_to_write(enrolment, args.target_fpir, encoder.embedder.card)
     store.save(gallery)
     enrolment.print_done()
     print(f"gallery {args.gallery}: {len(gallery)} identities, version {gallery.version}")
@@ -227,6 +227,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return enrolment.exit_code
+
+
+def gallery_to_write(enrolment: Enrolment, target_fpir: float, card: ModelCard) -> Gallery:
+    """The gallery `enroll` writes: the next version, its threshold calibrated on its enrolment photos."""
+    gallery = enrolment.gallery.with_version(enrolment.gallery.version + 1)
+    return gallery.calibrated_with_card(target_fpir, CardDecision.of_card(card))
 
 
 def calibration_line(gallery: Gallery) -> str:
