@@ -250,6 +250,30 @@ def run_cells(door: Any, folders: dict[str, list[Path]], args: argparse.Namespac
     return cells
 
 
+def markdown_table(set_name: str) -> str:
+    """The README table for one set from bench/results/household_<set>_*.json: per cell and system, DIR
+    median (p25-p75 over households) / FPIR median (pooled over all the cell's stranger photos, max over
+    households)."""
+    docs = [json.loads(f.read_text()) for f in sorted(RESULTS_DIR.glob(f"household_{set_name}_*.json"))]
+    docs.sort(key=lambda d: (d["params"]["system"] == PEER, d["params"]["system"]))
+    header = " | ".join(f"{d['params']['system']} DIR / FPIR" for d in docs)
+    lines = [f"| household | photos each | {header} |", "| --- | --- |" + " --- |" * len(docs)]
+    for row, cell in enumerate(docs[0]["results"]["cells"]):
+        texts = []
+        for doc in docs:
+            c = doc["results"]["cells"][row]
+            if "skipped" in c:
+                texts.append("n/a")
+                continue
+            d, f = c["dir"], c["fpir"]
+            texts.append(
+                f"{d['median']:.2f} ({d['p25']:.2f}-{d['p75']:.2f}) / {100 * f['median']:.1f}% "
+                f"(pooled {100 * f['pooled']:.2f}%, max {100 * f['max']:.1f}%)"
+            )
+        lines.append(f"| {cell['household']} | {cell['photos_per_person']} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", type=Path, default=SHARED / "faces5", help="photo set: <identity>/<photo>")
@@ -264,6 +288,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--photos-per-identity", type=int, help="use only each person's first N photos")
     p.add_argument("--quick", action="store_true", help="one small cell, for the smoke test")
     p.add_argument(
+        "--table", action="store_true", help="print the README table of the saved results for --set"
+    )
+    p.add_argument(
         "--out", type=Path, help="JSON file (default bench/results/household_<set>_<embedder>.json)"
     )
     args = p.parse_args(argv)
@@ -277,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("edgeface").setLevel(logging.ERROR)  # each household's threshold is in the JSON
     args = parse_args(argv)
+    if args.table:
+        print(markdown_table(args.set.name))
+        return 0
     folders = identity_folders(args.set)
     if args.photos_per_identity:
         folders = {name: files[: args.photos_per_identity] for name, files in folders.items()}
