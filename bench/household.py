@@ -104,8 +104,6 @@ class CachedEncoder(FaceEncoder):
 class EdgefaceDoor:
     """`edgeface enroll` then `edgeface identify` for one household, in-process."""
 
-    name: str
-
     def __init__(self, embedder: Path | None) -> None:
         extra = ["--embedder", str(embedder)] if embedder else []
         parser = build_parser()
@@ -113,6 +111,7 @@ class EdgefaceDoor:
         identify_args = parser.parse_args(["identify", "--gallery", "unused", "x.jpg", *extra])
         self.encoder = CachedEncoder(load_encoder(self.enroll_args))
         self.name = self.encoder.embedder.card.name
+        self.sha256 = self.encoder.embedder.sha256
         config = photo_config(identify_args)
         empty = Gallery.empty(self.encoder.embedder.dim, self.encoder.embedder.sha256)
         index = IndexHolder(GalleryIndex(empty, index_settings(config)))
@@ -330,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         "dir": "member's other photos whose largest face is named as them",
         "fpir": "stranger photos with any face matched to anyone",
     }  # fmt: skip
+    if not args.peer:
+        params["embedder"] = {"card": str(args.embedder or "package default"), "sha256": door.sha256}
     if args.peer:
         params["peer"] = door.info | {"detector": "hog, upsample 1", "tolerance": PEER_TOLERANCE}
     results = {"detected": round(prepared["detected"], 4), "encode_s": round(encode_s, 1),
