@@ -17,6 +17,10 @@ class NoFaceError(EdgefaceError):
     """No usable face was found in an image."""
 
 
+class ComparableFacesError(NoFaceError):
+    """A photo shows several faces of comparable size, so which one it is of cannot be told."""
+
+
 class GalleryError(EdgefaceError):
     """A gallery is missing, empty, corrupt, or made for another model."""
 

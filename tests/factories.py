@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 from cryptography import x509
@@ -45,6 +46,8 @@ from edgeface.sync.signing import Ed25519PublicKey, load_public_key
 from edgeface.sync.trust import Trust
 from edgeface.sync.updater import IndexUpdater
 from edgeface.types import KEYPOINT_NAMES, Detection, Frame, Identity, Match
+from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.photos import read_image
 from tests.conftest import Broker
 
 MODEL = "ab" * 32
@@ -441,3 +444,27 @@ def people_folder(root: Path, enrolment: dict[str, list[Path]], ids: list[str]) 
         for photo in enrolment[identity]:
             (root / identity / photo.name).symlink_to(photo)
     return root
+
+
+def face_tile(encoder: FaceEncoder, photo: Path, side: int) -> np.ndarray:
+    """A `side` px square of a real photo around its largest face (the face about half the tile's width)."""
+    image = read_image(photo)
+    x, y, w, h = encoder.encode(image)[0].detection.bbox
+    half = int(max(w, h))
+    cx, cy = int(x + w / 2), int(y + h / 2)
+    framed = cv2.copyMakeBorder(image, half, half, half, half, cv2.BORDER_REPLICATE)
+    square = framed[cy : cy + 2 * half, cx : cx + 2 * half]
+    return cv2.resize(square, (side, side), interpolation=cv2.INTER_AREA)
+
+
+def side_by_side(*tiles: np.ndarray, gap: int = 60) -> np.ndarray:
+    """One grey photo holding the tiles in a row, bottoms aligned, `gap` px apart and from the edges."""
+    height = max(t.shape[0] for t in tiles) + 2 * gap
+    width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) + 1)
+    canvas = np.full((height, width, 3), 128, np.uint8)
+    left = gap
+    for tile in tiles:
+        top = height - gap - tile.shape[0]
+        canvas[top : top + tile.shape[0], left : left + tile.shape[1]] = tile
+        left += tile.shape[1] + gap
+    return canvas

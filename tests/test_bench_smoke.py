@@ -178,3 +178,35 @@ def test_fleet_quick_brings_every_door_to_each_version_and_a_delta_serves_less()
     payload = doc["params"]["payload_bytes"]
     assert full["bytes_served"] == 50 * payload["full"]  # each door fetched the full payload once
     assert delta["bytes_served"] == 50 * payload["delta"]  # and then only the delta, by the catch-up chain
+
+
+def check_household_doc(doc: dict, faces5: Path) -> dict:
+    assert doc["bench"] == "household" and doc["params"]["set"] == str(faces5)
+    (cell,) = doc["results"]["cells"]
+    assert (cell["household"], cell["photos_per_person"]) == (2, 1)
+    for key in ("dir", "fpir"):
+        spread = cell[key]
+        assert 0.0 <= spread["min"] <= spread["median"] <= spread["max"] <= 1.0, key
+        assert 0.0 <= spread["pooled"] <= 1.0 and spread["n"] == 2, key
+    assert 0.5 <= doc["results"]["detected"] <= 1.0
+    for household in cell["households"]:
+        # quick: each person's first 4 photos, one enrolled, three probes; two strangers of four photos each
+        assert len(household["members"]) == 2 and household["genuine_probes"] == 6
+        assert household["stranger_probes"] == 8
+        assert household["identified"] == round(household["dir"] * 6)
+    return cell
+
+
+def test_household_quick_prints_design_json_for_edgeface_and_the_peer(faces5: Path) -> None:
+    cell = check_household_doc(run_bench("household.py", "--set", str(faces5)), faces5)
+    for household in cell["households"]:
+        assert household["threshold_source"] in {"gallery", "card"} and 0 < household["threshold"] <= 1
+        assert household["enrolled"] + household["refused"] >= 2
+    if importlib.util.find_spec("face_recognition") is None:
+        message = "face_recognition is not installed (the bench extra)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    peer = check_household_doc(run_bench("household.py", "--set", str(faces5), "--peer"), faces5)
+    # the same seeded households for both systems
+    assert [h["members"] for h in peer["households"]] == [h["members"] for h in cell["households"]]

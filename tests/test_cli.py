@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from edgeface.cli import main
+from edgeface.identity.gallery import GalleryStore
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,9 @@ def test_photos_without_usable_face_are_named(tmp_path, faces5, models_dir, caps
     code = main(
         ["enroll", "--gallery", str(tmp_path / "g"), "--id", "k", str(good), str(blank), str(corrupt)]
     )
-    err = capsys.readouterr().err
-    assert code == 1, "a partly failed enrolment must not look like success"
+    out, err = capsys.readouterr()
+    assert code == 3, "a partly failed enrolment must not look like success"
+    assert "enrolled k: 1 of 3 photos" in out and GalleryStore(tmp_path / "g").load().samples == (1,)
     assert "wall.png: no face found" in err
     assert "corrupt.jpg: not a decodable image" in err
 
@@ -84,8 +86,6 @@ def test_identify_unreadable_image_and_empty_gallery(tmp_path, enrolled, capsys)
 
 
 def test_empty_gallery_is_a_clear_error(tmp_path, enrolled, faces5, capsys) -> None:
-    from edgeface.identity.gallery import GalleryStore
-
     store = GalleryStore(enrolled)
     emptied = store.load().remove({"baejun", "chipu"})
     empty_root = tmp_path / "empty"

@@ -105,3 +105,22 @@ def test_one_identity_is_not_enough(tmp_path: Path, folders: Path, models_dir: P
     shutil.copytree(folders / "baejun", tmp_path / "one" / "baejun")
     code = main(["eval", "--folders", str(tmp_path / "one"), "--models", str(models_dir), "--seeds", "1"])
     assert code == 2 and "need faces of at least two identities to evaluate" in capsys.readouterr().err
+
+
+def test_a_photo_with_comparable_faces_counts_as_no_face_and_is_named(
+    faces5: Path, tmp_path: Path, models_dir: Path
+) -> None:
+    root = tmp_path / "people"
+    for person in ("baejun", "khanh"):
+        (root / person).mkdir(parents=True)
+        for name in ("002.jpg", "003.jpg"):
+            shutil.copy(faces5 / person / name, root / person / name)
+    shutil.copy(faces5 / "baejun" / "013.jpg", root / "baejun" / "013.jpg")  # two people of similar size
+    shutil.copy(faces5 / "khanh" / "001.jpg", root / "khanh" / "001.jpg")  # khanh and a much smaller face
+    report = run_eval(root, models_dir, "--json")
+    pair = str(root / "baejun" / "013.jpg")
+    assert report["no_face"] == [pair] and report["all_photos"]["faces_found"] == 5
+    assert len(report["comparable_faces"]) == 1 and report["comparable_faces"][0].startswith(
+        f"{pair}: 2 faces of comparable size"
+    )
+    assert "comparable faces (counted as no face): " in run_eval(root, models_dir)["text"]

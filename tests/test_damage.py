@@ -364,7 +364,9 @@ def test_gallery_build_reads_non_utf8_names_and_follows_the_enroll_policy(
     assert "not enrolled: " in done.stderr and "blank.png: no face found" in done.stderr
     gallery = tmp_path / "enrolled"
     done = run_cli("enroll", "--gallery", str(gallery), "--folders", str(root), "--models", str(models_dir))
-    assert done.returncode == 1 and "blank.png: no face found" in done.stderr
+    # `enroll` writes the usable photos and lists the refused one (exit 3)
+    assert done.returncode == 3 and "blank.png: no face found" in done.stderr
+    assert GalleryStore(gallery).load().samples == (2, 3)
     (root / "baejun" / "blank.png").unlink()
     # a non-UTF-8 identity folder: one named problem, not a traceback
     os.mkdir(os.fsencode(root) + b"/\xffperson")
@@ -373,17 +375,24 @@ def test_gallery_build_reads_non_utf8_names_and_follows_the_enroll_policy(
     assert done.returncode == 1 and "not valid UTF-8" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_gallery_build_needs_largest_face_for_a_group_photo_as_enroll_does(
-    faces5: Path, tmp_path: Path, models_dir: Path
+def test_gallery_build_takes_a_dominant_face_and_refuses_comparable_ones_as_enroll_does(
+    faces5: Path, tmp_path: Path, models_dir: Path, capsys
 ) -> None:
     keys = make_keys(tmp_path)
     root = tmp_path / "people"
     (root / "khanh").mkdir(parents=True)
-    shutil.copy(faces5 / "khanh" / "001.jpg", root / "khanh" / "001.jpg")  # shows a second face
+    shutil.copy(faces5 / "khanh" / "001.jpg", root / "khanh" / "001.jpg")  # a 74 px face, a 38 px one behind
     out = tmp_path / "v.bundle"
     base = ["gallery", "build", "--folders", str(root), "--fleet", FLEET, "--version", "1", "--key"]
-    assert main([*base, str(keys.private_path), "--models", str(models_dir), "--out", str(out)]) == 1
-    assert not out.exists()
-    args = [*base, str(keys.private_path), "--models", str(models_dir), "--out", str(out), "--largest-face"]
-    assert main(args) == 0 and out.exists()
-    assert main(["enroll", "--gallery", str(tmp_path / "g"), "--folders", str(root)]) == 1
+    assert main([*base, str(keys.private_path), "--models", str(models_dir), "--out", str(out)]) == 0
+    assert out.exists() and "001.jpg: 2 faces, took the largest" in capsys.readouterr().out
+    # baejun/013: two people of similar size; a bundle is built from every photo or not at all
+    shutil.copy(faces5 / "baejun" / "013.jpg", root / "khanh" / "013.jpg")
+    out2 = tmp_path / "v2.bundle"
+    assert main([*base, str(keys.private_path), "--models", str(models_dir), "--out", str(out2)]) == 1
+    err = capsys.readouterr().err
+    assert not out2.exists() and err.startswith(f"--out {out2}: not written, 1 refused")
+    assert "013.jpg: 2 faces of comparable size" in err
+    args = [*base, str(keys.private_path), "--models", str(models_dir), "--out", str(out2), "--largest-face"]
+    assert main(args) == 0 and out2.exists()
+    assert main(["enroll", "--gallery", str(tmp_path / "g"), "--folders", str(root)]) == 3

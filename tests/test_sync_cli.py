@@ -119,7 +119,7 @@ def test_build_from_photo_folders_with_the_device_encoder(
         for photo in sorted((faces5 / person).glob("*.jpg"))[:3]:
             (root / person / photo.name).symlink_to(photo)
     out = tmp_path / "photos.bundle"
-    # faces5 khanh/001 shows a second face: as with `enroll`, --largest-face says which one to take
+    # --largest-face, as with `enroll`: the largest face even where another is of comparable size
     args = ["gallery", "build", "--folders", str(root), "--fleet", FLEET, "--version", "1", "--largest-face"]
     assert main([*args, "--models", str(models_dir), "--key", str(private), "--out", str(out)]) == 0
     verified = verify_bundle(read_bundle(out), load_public_key(public))

@@ -1,7 +1,9 @@
 """`edgeface enroll`: add people to a gallery from photos, then re-calibrate its open-set threshold.
 
-Every photo without a usable face is named, and so is a photo with several faces unless `--largest-face`
-says which one to take. If any photo fails, nothing is written (exit 1).
+A photo is enrolled by its face, or by its largest face when that one dominates (DOMINANT_AREA_RATIO), said
+in one line naming the photo. A photo without a usable face, or with comparable faces, is refused by name.
+The usable photos are written and the refused ones listed (exit 3); if none is usable nothing is written
+and the first line says so (exit 1). Nothing is reported as enrolled before it was written.
 """
 
 from __future__ import annotations
@@ -9,35 +11,54 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeface.cli.common import add_model_options, load_encoder, target_fpir
 from edgeface.daemon.parts import check_gallery
-from edgeface.errors import EdgefaceError, GalleryError, ImageError
+from edgeface.errors import EdgefaceError, GalleryError, ImageError, NoFaceError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.util.files import check_writable_folder
 from edgeface.util.labels import check_label
 from edgeface.util.logsafe import printable
-from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.encoder import DOMINANT_AREA_RATIO, FaceEncoder, PhotoFace
+from edgeface.vision.modelcard import ModelCard
 from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, identity_folders, max_pixels_of, read_image
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = max_pixels_of(DEFAULT_MAX_MEGAPIXELS)
 
+# Exit statuses of `enroll` (2 is every other error, from `edgeface.cli.main`).
+EXIT_ALL = 0  # every photo enrolled
+EXIT_NOTHING = 1  # nothing enrolled, nothing written
+EXIT_PARTIAL = 3  # the usable photos enrolled and written, the refused ones listed
+
+EXIT_STATUS_HELP = (
+    f"exit status: {EXIT_ALL} every photo enrolled; {EXIT_PARTIAL} the usable photos enrolled and written, "
+    f"the refused ones listed; {EXIT_NOTHING} nothing enrolled, nothing written; 2 any other error "
+    "(bad arguments, unusable gallery or models). A photo with several faces is enrolled by its largest "
+    f"when that one has at least {DOMINANT_AREA_RATIO:g}x the area of every other; photos with comparable "
+    "faces are refused by name (--largest-face takes the largest anyway)."
+)
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("enroll", help="add people to a gallery from photos")
+    parser = subparsers.add_parser(
+        "enroll", help="add people to a gallery from photos", epilog=EXIT_STATUS_HELP
+    )
     parser.add_argument("--gallery", type=Path, required=True, help="gallery folder (created if missing)")
     parser.add_argument("--id", dest="identity", help="identity id for the IMAGE arguments")
     parser.add_argument("--name", help="display name (default: the id)")
     parser.add_argument("--folders", type=Path, help="enroll every sub-folder of this folder as one identity")
     parser.add_argument(
-        "--largest-face", action="store_true", help="enroll the largest face of a photo with several faces"
+        "--largest-face",
+        action="store_true",
+        help="enroll the largest face of a photo even when another face is of comparable size",
     )
     parser.add_argument(
         "--target-fpir",
@@ -62,43 +83,66 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def embed_photo(
     encoder: FaceEncoder, path: Path, largest: bool, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """The embedding of the photo's face; ImageError naming the photo if it has none, or several."""
-    faces = encoder.encode(read_image(path, max_pixels))
-    if not faces:
-        raise ImageError(f"{path}: no face found")
-    if len(faces) > 1 and not largest:
-        raise ImageError(f"{path}: {len(faces)} faces found; pass --largest-face to enroll the largest")
-    return faces[0].embedding
+) -> PhotoFace:
+    """The photo's face by the dominant-face rule (`vision.encoder.dominant_face`); ImageError or
+    NoFaceError naming the photo when it cannot be read, has no face, or has comparable faces."""
+    return encoder.encode_photo(read_image(path, max_pixels), str(path), largest=largest)
 
 
 def embed_photos(
     encoder: FaceEncoder, paths: list[Path], largest: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, list[str]]:
-    """Embeddings of the photos that gave one face, and a reason for each photo that did not."""
-    embeddings, problems = [], []
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Embeddings of the photos with one clear face, a note for each photo whose smaller faces were passed
+    over, and a reason for each photo refused."""
+    embeddings, notes, refused = [], [], []
     for path in paths:
         try:
-            embeddings.append(embed_photo(encoder, path, largest, max_pixels))
-        except ImageError as exc:
-            problems.append(str(exc))
+            chosen = embed_photo(encoder, path, largest, max_pixels)
+        except (ImageError, NoFaceError) as exc:
+            refused.append(str(exc))
+            continue
+        embeddings.append(chosen.face.embedding)
+        note = chosen.note(str(path))
+        if note is not None:
+            notes.append(note)
     dim = encoder.embedder.dim
-    return (np.stack(embeddings) if embeddings else np.zeros((0, dim), np.float32)), problems
+    return (np.stack(embeddings) if embeddings else np.zeros((0, dim), np.float32)), notes, refused
 
 
-class PhotoProblems(ImageError):
-    """Some photos could not be enrolled; nothing is written. `problems` names each photo and why."""
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    identity: str
+    photos: int  # photos enrolled
+    given: int  # photos given
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(f"{len(problems)} photos or identities could not be enrolled")
-        self.problems = problems
 
-    def report(self, unchanged: str) -> int:
-        """Print every problem and what was left unchanged to stderr; the exit code (1)."""
-        for problem in self.problems:
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """What enrolling photos did to a gallery: the gallery with every usable photo added (not yet written),
+    who was enrolled from how many photos, which faces were chosen among several, and what was refused."""
+
+    gallery: Gallery
+    enrolled: tuple[Enrolled, ...]
+    notes: tuple[str, ...]
+    refused: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        if not self.enrolled:
+            return EXIT_NOTHING
+        return EXIT_PARTIAL if self.refused else EXIT_ALL
+
+    def print_done(self) -> None:
+        """After the gallery was written: who was enrolled, the faces chosen, and every refusal."""
+        for person in self.enrolled:
+            print(f"enrolled {printable(person.identity)}: {person.photos} of {person.given} photos")
+        for note in self.notes:
+            print(f"note: {printable(note, 400)}")
+        self.print_refused()
+
+    def print_refused(self) -> None:
+        for problem in self.refused:
             print(f"not enrolled: {printable(problem, 400)}", file=sys.stderr)
-        print(f"{unchanged} ({len(self.problems)} problems; fix or remove those photos)", file=sys.stderr)
-        return 1
 
 
 def enroll_people(
@@ -107,32 +151,34 @@ def enroll_people(
     people: dict[str, tuple[str, list[Path]]],
     largest: bool,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Gallery:
-    """`gallery` with each person's photos enrolled; PhotoProblems if any photo (or id) is unusable.
+) -> Enrolment:
+    """`gallery` with each person's usable photos enrolled, and everything that was refused.
 
-    The one enrolment policy of `enroll` and `gallery build --folders`: a photo without a face, or with
-    several unless `largest`, or unreadable or above the pixel cap, is a problem; so is an id that is not
-    valid text (a non-UTF-8 folder name)."""
-    problems: list[str] = []
+    The one enrolment policy of `enroll` and `gallery build --folders`: a photo unreadable or above the pixel
+    cap, without a face, or with comparable faces (unless `largest`) is refused by name; so is an id that is
+    not valid text (a non-UTF-8 folder name), and a person none of whose photos is usable. Nothing is
+    printed or written here: the caller writes, then reports (`Enrolment.print_done`)."""
+    enrolled: list[Enrolled] = []
+    notes: list[str] = []
+    refused: list[str] = []
     for identity, (name, files) in people.items():
         try:
             check_label(identity, "identity id")
             check_label(name, "identity name", allow_empty=True)
         except ValueError as exc:
-            problems.append(
+            refused.append(
                 f"{printable(identity, 80)}: {exc} (rename the folder or choose another --id/--name)"
             )
             continue
-        embeddings, failed = embed_photos(encoder, files, largest, max_pixels)
-        problems += failed
+        embeddings, chosen, failed = embed_photos(encoder, files, largest, max_pixels)
+        notes += chosen
+        refused += failed
         if len(embeddings) == 0:
-            problems.append(f"{identity}: none of {len(files)} photos had a usable face")
+            refused.append(f"{identity}: none of {len(files)} photos had a usable face")
             continue
         gallery = gallery.enroll(identity, name, embeddings)
-        print(f"enrolled {printable(identity)}: {len(embeddings)} of {len(files)} photos")
-    if problems:
-        raise PhotoProblems(problems)
-    return gallery
+        enrolled.append(Enrolled(identity, len(embeddings), len(files)))
+    return Enrolment(gallery, tuple(enrolled), tuple(notes), tuple(refused))
 
 
 def people_of(args: argparse.Namespace) -> dict[str, tuple[str, list[Path]]]:
@@ -158,16 +204,17 @@ def current_gallery(store: GalleryStore, encoder: FaceEncoder) -> Gallery:
     return check_gallery(gallery, encoder.embedder, store.root, encoder.embedder.card.path.parent)
 
 
-def enroll_event(encoder: FaceEncoder, gallery: Gallery, args: argparse.Namespace) -> Gallery:
-    """`gallery` with the crops the door kept of event `--from-event` added to `--id`."""
+def enroll_event(encoder: FaceEncoder, gallery: Gallery, args: argparse.Namespace) -> Enrolment:
+    """`gallery` with the crops the door kept of event `--from-event` added to `--id` (not yet written)."""
     from edgeface.pipeline.visitor_settings import VisitorSettings
     from edgeface.pipeline.visitors import VisitorStore, check_event_id
 
     state_dir = args.state_dir or Path(args.gallery).resolve().parent
     crops = VisitorStore(state_dir, VisitorSettings()).crops(check_event_id(args.from_event))
     embeddings = encoder.embed_crops(crops)  # the aligned crops the embedder saw at the door
-    print(f"enrolled {printable(args.identity)}: {len(crops)} face crops of event {args.from_event}")
-    return gallery.enroll(args.identity, args.name or "", embeddings)
+    note = f"{args.identity}: {len(crops)} face crops of event {args.from_event}"
+    enrolled = (Enrolled(args.identity, len(crops), len(crops)),)
+    return Enrolment(gallery.enroll(args.identity, args.name or "", embeddings), enrolled, (note,), ())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,26 +223,40 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args)
     try:
         store = GalleryStore(args.gallery)
+        gallery = current_gallery(store, encoder)
         if args.from_event is not None:
-            gallery = enroll_event(encoder, current_gallery(store, encoder), args)
+            enrolment = enroll_event(encoder, gallery, args)
         else:
-            gallery = enroll_people(
-                encoder,
-                current_gallery(store, encoder),
-                people,
-                args.largest_face,
-                max_pixels_of(args.max_megapixels),
+            enrolment = enroll_people(
+                encoder, gallery, people, args.largest_face, max_pixels_of(args.max_megapixels)
             )
-    except PhotoProblems as exc:
-        return exc.report(f"gallery {args.gallery}: unchanged")
     finally:
         encoder.close()
-    gallery = gallery.with_version(gallery.version + 1)
-    gallery = gallery.calibrated_with_card(args.target_fpir, CardDecision.of_card(encoder.embedder.card))
+    if not enrolment.enrolled:
+        print(
+            f"gallery {args.gallery}: unchanged, nothing enrolled ({len(enrolment.refused)} refused):",
+            file=sys.stderr,
+        )
+        enrolment.print_refused()
+        return EXIT_NOTHING
+    gallery = gallery_to_write(enrolment, args.target_fpir, encoder.embedder.card)
     store.save(gallery)
+    enrolment.print_done()
     print(f"gallery {args.gallery}: {len(gallery)} identities, version {gallery.version}")
     print(calibration_line(gallery))
-    return 0
+    if enrolment.refused:
+        print(
+            f"gallery {args.gallery}: written without the {len(enrolment.refused)} refused above "
+            f"(exit {EXIT_PARTIAL}: fix or remove them and enroll again)",
+            file=sys.stderr,
+        )
+    return enrolment.exit_code
+
+
+def gallery_to_write(enrolment: Enrolment, target_fpir: float, card: ModelCard) -> Gallery:
+    """The gallery `enroll` writes: the next version, its threshold calibrated on its enrolment photos."""
+    gallery = enrolment.gallery.with_version(enrolment.gallery.version + 1)
+    return gallery.calibrated_with_card(target_fpir, CardDecision.of_card(card))
 
 
 def calibration_line(gallery: Gallery) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeface.cli.argtypes import fraction, int_in
 from edgeface.cli.common import add_model_options, load_encoder
-from edgeface.errors import EdgefaceError, ImageError
+from edgeface.errors import ComparableFacesError, EdgefaceError, ImageError, NoFaceError
 from edgeface.identity.decision import CardDecision
 from edgeface.vision.modelcard import write_card
 from edgeface.vision.photos import identity_folders, read_image
@@ -48,7 +48,7 @@ def encode_folders(encoder, root: Path):
     items = [(label, path) for label, name in enumerate(names) for path in folders[name]]
     embeddings = np.full((len(items), encoder.embedder.dim), np.nan, np.float32)
     found = np.zeros(len(items), bool)
-    hashes, unreadable = [], []
+    hashes, unreadable, comparable = [], [], []
     for row, (_, path) in enumerate(
         tqdm(items, desc="encoding", unit="photo", file=sys.stderr, disable=None)
     ):
@@ -59,13 +59,16 @@ def encode_folders(encoder, root: Path):
             hashes.append(-1)
             continue
         hashes.append(difference_hash(image))
-        faces = encoder.encode(image)
-        if faces:
-            embeddings[row] = faces[0].embedding
+        try:  # the face `enroll` would take: a photo with comparable faces counts as one without a face
+            embeddings[row] = encoder.encode_photo(image, str(path)).face.embedding
             found[row] = True
+        except ComparableFacesError as exc:
+            comparable.append(str(exc))
+        except NoFaceError:
+            pass
     labels = np.asarray([label for label, _ in items])
     data = EncodedSet(tuple(p for _, p in items), labels, names, embeddings, found)
-    return data, hashes, unreadable
+    return data, hashes, unreadable, comparable
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_path(args.plot, "--plot")  # before minutes of encoding, not after
     encoder = load_encoder(args)
-    data, hashes, unreadable = encode_folders(encoder, args.folders)
+    data, hashes, unreadable, comparable = encode_folders(encoder, args.folders)
     if data.found.sum() < 2 or len(data.names) < 2:
         raise EdgefaceError(f"{args.folders}: need faces of at least two identities to evaluate")
     seeds = range(args.seeds)
@@ -89,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
         "model": {"name": encoder.embedder.card.name, "sha256": encoder.embedder.sha256},
         "detector": args.detector,
         "protocol": f"stratified 80/20 split per identity, {args.seeds} seeds, top-1; "
-        "probes without a detected face count as errors",
+        "probes without a detected face count as errors; a photo with several faces counts by its dominant "
+        "one (the `enroll` rule), and one with comparable faces as a photo without a face",
         "unreadable": unreadable,
+        "comparable_faces": comparable,
         "no_face": [str(p) for p, f in zip(data.paths, data.found, strict=True) if not f],
         "duplicates_removed": [str(p) for p, d in zip(data.paths, duplicate, strict=True) if d],
         "all_photos": full,
@@ -156,6 +161,8 @@ def summary(report: dict) -> str:
         lines.append("no face found: " + ", ".join(report["no_face"]))
     if report["unreadable"]:
         lines.append("unreadable: " + "; ".join(report["unreadable"]))
+    if report["comparable_faces"]:
+        lines.append("comparable faces (counted as no face): " + "; ".join(report["comparable_faces"]))
     lines.append(f"duplicates removed: {len(report['duplicates_removed'])}")
     for result in report.get("open_set", {}).get("results", []):
         for name, r in result["rules"].items():

@@ -42,6 +42,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _enroll_folders(root: Path, model_args: argparse.Namespace):
+    """The `enroll` policy on photo folders (`cli.enroll.enroll_people`): the Enrolment, not yet written."""
     from edgeface.cli.common import load_encoder
     from edgeface.cli.enroll import enroll_people
     from edgeface.identity.gallery import Gallery
@@ -51,10 +52,8 @@ def _enroll_folders(root: Path, model_args: argparse.Namespace):
     encoder = load_encoder(model_args)
     try:
         gallery = Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)
-        # the same photo reader and the same policy as `enroll`: PhotoProblems if any photo is unusable
         max_pixels = max_pixels_of(model_args.max_megapixels)
-        gallery = enroll_people(encoder, gallery, people, model_args.largest_face, max_pixels)
-        return gallery
+        return enroll_people(encoder, gallery, people, model_args.largest_face, max_pixels)
     finally:
         encoder.close()
 
@@ -109,12 +108,17 @@ def _build(args: argparse.Namespace) -> int:
         raise BundleError("--payload-dir: only with --url-base")
     check_output_path(args.out, "--out")
     key = load_private_key(args.key)
-    from edgeface.cli.enroll import PhotoProblems
-
-    try:
-        gallery = _enroll_folders(args.folders, args) if args.folders else load_source_gallery(args.gallery)
-    except PhotoProblems as exc:
-        return exc.report(f"--out {args.out}: not written")
+    enrolment = _enroll_folders(args.folders, args) if args.folders else None
+    if enrolment is not None and enrolment.refused:
+        # a signed bundle goes to every door: it is built from all the photos or not at all
+        print(
+            f"--out {args.out}: not written, {len(enrolment.refused)} refused (a bundle is built only "
+            "when every photo enrols):",
+            file=sys.stderr,
+        )
+        enrolment.print_refused()
+        return 1
+    gallery = enrolment.gallery if enrolment is not None else load_source_gallery(args.gallery)
     if not len(gallery):
         raise BundleError("the gallery is empty: nothing to publish")
     gallery = _calibrated(gallery, args)
@@ -134,6 +138,8 @@ def _build(args: argparse.Namespace) -> int:
         served = write_payload_file(data, args.payload_dir or args.out.parent / "payloads")
         log.info("payload for %s: %s (serve it under --url-base)", args.url_base, served)
     write_atomic(args.out, data, "--out")
+    if enrolment is not None:
+        enrolment.print_done()
     kind = f"delta against {base.version}" if base is not None else "full"
     log.info(
         "wrote %s: %s bundle v%d, %d identities, %d bytes",
@@ -265,7 +271,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     add_trust_verbs(verbs)  # certify, revoke, timestamp
 
-    p = verbs.add_parser("build", help="build and sign a full or delta bundle")
+    p = verbs.add_parser(
+        "build",
+        help="build and sign a full or delta bundle",
+        epilog="exit status: 0 written; 1 with --folders, a photo or identity refused (each named) and "
+        "nothing written; 2 any other error. Photos follow the `enroll` rule: a photo with several faces "
+        "is enrolled by its clearly dominant one; comparable faces are refused.",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--folders", type=Path, help="ROOT/<identity>/<photo>: enroll with the device encoder"
@@ -283,7 +295,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--largest-face",
         action="store_true",
-        help="with --folders: enroll the largest face of a photo with several faces (as `enroll`)",
+        help="with --folders: enroll the largest face even when another is of comparable size (as `enroll`)",
     )
     p.add_argument("--key", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="bundle file to write (its directory must exist)")

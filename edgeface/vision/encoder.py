@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeface.errors import NoFaceError
+from edgeface.errors import ComparableFacesError, NoFaceError
 from edgeface.types import Detection
 from edgeface.util.vectors import l2_normalize
 from edgeface.vision.align import align_face
@@ -20,11 +20,63 @@ from edgeface.vision.detect import Detects, framed, unframed
 from edgeface.vision.embed import Embedder
 from edgeface.vision.landmarks import LandmarkRefiner
 
+# A photo is taken to be of its largest face only when that face has at least this many times the area of
+# every other face found: a bystander in the background is passed over, two people of similar size are not
+# guessed between. The one rule of every photo verb that picks "the" face (enroll, gallery build, eval).
+DOMINANT_AREA_RATIO = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class EncodedFace:
     detection: Detection
     embedding: np.ndarray  # (D,) L2-normalised
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoFace:
+    """The face a photo is taken to show, and the smaller faces passed over to choose it."""
+
+    face: EncodedFace
+    passed_over: int  # other faces in the photo
+    area_ratio: float | None  # the chosen face's area over the next largest's; None when it is alone
+
+    def note(self, source: str) -> str | None:
+        """One line saying which face was taken when others were passed over; None for a one-face photo."""
+        if not self.passed_over or self.area_ratio is None:
+            return None
+        return (
+            f"{source}: {self.passed_over + 1} faces, took the largest ({face_width(self.face.detection):.0f} px "
+            f"wide, {self.area_ratio:.1f}x the area of the next)"
+        )
+
+
+def face_area(detection: Detection) -> float:
+    return float(detection.bbox[2] * detection.bbox[3])
+
+
+def face_width(detection: Detection) -> float:
+    return float(detection.bbox[2])
+
+
+def dominant_face(faces: Sequence[EncodedFace], source: str, *, largest: bool = False) -> PhotoFace:
+    """The photo's face under DOMINANT_AREA_RATIO (or simply its largest with `largest`).
+
+    NoFaceError naming `source` when there is none; ComparableFacesError when the two largest are too close
+    in size to tell which person the photo is of."""
+    if not faces:
+        raise NoFaceError(f"{source}: no face found")
+    ordered = sorted(faces, key=lambda f: -face_area(f.detection))
+    if len(ordered) == 1:
+        return PhotoFace(ordered[0], 0, None)
+    first, second = ordered[0].detection, ordered[1].detection
+    ratio = face_area(first) / max(face_area(second), 1e-9)
+    if ratio < DOMINANT_AREA_RATIO and not largest:
+        raise ComparableFacesError(
+            f"{source}: {len(ordered)} faces of comparable size ({face_width(first):.0f} and "
+            f"{face_width(second):.0f} px wide; the largest must have {DOMINANT_AREA_RATIO:g}x the area of "
+            "any other): crop it to one person, or pass --largest-face"
+        )
+    return PhotoFace(ordered[0], len(ordered) - 1, ratio)
 
 
 class CascadeDetector:
@@ -93,6 +145,10 @@ class FaceEncoder:
             return []
         embeddings = self.embed_faces(image, detections)
         return [EncodedFace(d, e) for d, e in zip(detections, embeddings, strict=True)]
+
+    def encode_photo(self, image: np.ndarray, source: str, *, largest: bool = False) -> PhotoFace:
+        """The one face a photo is of, by `dominant_face`; errors name `source`."""
+        return dominant_face(self.encode(image), source, largest=largest)
 
     def encode_largest(self, image: np.ndarray, source: str = "image") -> EncodedFace:
         faces = self.encode(image)
