@@ -14,7 +14,7 @@ from edgeface.pipeline.recognize import DecisionSettings, Recognizer
 from edgeface.types import Detection, Frame
 from edgeface.vision.quality_settings import QualitySettings
 from tests.factories import make_detection, make_gallery, unit_vectors
-from tests.test_quality import textured
+from tests.test_vision_quality import textured
 
 GALLERY = make_gallery(3, dim=32, seed=4)
 STRANGER = unit_vectors(1, 32, seed=99)[0]
