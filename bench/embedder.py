@@ -187,6 +187,8 @@ def ratios(stats: dict[str, dict[str, Any]], threads: list[int]) -> dict[str, fl
     """Speed-ups (median ms of the slower form / the faster form) for the pairs the report cares about."""
     pairs = {
         "float32_over_int8": [("facerec128.float32", "facerec128.int8")],
+        "sface_float32_over_int8": [("sface.float32", "sface.int8")],
+        "sface_int8_over_facerec128_int8": [("sface.int8", "facerec128.int8")],
         "ghostfacenet_float32_over_int8_original": [
             ("ghostfacenet_original.float32", "ghostfacenet_original.int8")
         ],
@@ -213,8 +215,34 @@ def ratios(stats: dict[str, dict[str, Any]], threads: list[int]) -> dict[str, fl
     return out
 
 
+def graph_macs(path: Path) -> int:
+    """Multiply-accumulates per face counted from the .tflite graph itself: for every CONV_2D,
+    DEPTHWISE_CONV_2D and FULLY_CONNECTED, output elements x weights feeding each output element."""
+    sys.path.insert(0, str(ROOT))
+    from edgeface.vision.runtime import load_interpreter_class
+
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    shapes = {int(t["index"]): [int(d) for d in t["shape"]] for t in interpreter.get_tensor_details()}
+    total = 0
+    for op in interpreter._get_ops_details():  # no public API lists ops with their tensors
+        name, ins, outs = op["op_name"], op["inputs"], op["outputs"]
+        out_shape, weight = shapes[int(outs[0])], shapes[int(ins[1])] if len(ins) > 1 else []
+        out_elements = 1
+        for d in out_shape[1:]:  # per face: batch 1
+            out_elements *= d
+        if name == "CONV_2D":  # weight (O, kh, kw, I)
+            total += out_elements * weight[1] * weight[2] * weight[3]
+        elif name == "DEPTHWISE_CONV_2D":  # weight (1, kh, kw, C)
+            total += out_elements * weight[1] * weight[2]
+        elif name == "FULLY_CONNECTED":  # weight (O, I)
+            total += out_elements * weight[1]
+    return total
+
+
 def model_facts(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Size and XNNPACK partition count of every model (1 partition = fully delegated)."""
+    """Size, MACs per face and XNNPACK partition count of every model (1 partition = fully delegated)."""
     sys.path.insert(0, str(ROOT))
     from edgeface_tools.export.prelu import delegate_partitions
 
@@ -222,6 +250,7 @@ def model_facts(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
         name: {
             "file": str(p.name),
             "size_bytes": p.stat().st_size,
+            "macs_millions": round(graph_macs(p) / 1e6, 1),
             "xnnpack_partitions": delegate_partitions(p),
         }
         for name, p in paths.items()
