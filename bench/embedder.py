@@ -11,6 +11,10 @@ dequantisation (`edgeface.vision.runtime.TFLiteModel.run`), as on the device.
 
     python bench/embedder.py --quick                         # CI smoke, ~1 min (export dominates)
     python bench/embedder.py --out bench/results/embedder.json
+    python bench/embedder.py --no-ghostfacenet --no-ghostfacenet-checkpoint --xnnpack-only \
+        --out bench/results/embedder_sface.json      # SFace vs facerec128, int8 and float32 (issue 18)
+
+MACs per face are counted from each .tflite graph (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
 """
 
 from __future__ import annotations
@@ -278,6 +282,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-ghostfacenet-checkpoint", action="store_true", help="skip the trained checkpoint"
     )
+    parser.add_argument(
+        "--xnnpack-only",
+        action="store_true",
+        help="skip the runs without XNNPACK (the device always uses it)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     return parser.parse_args(argv)
 
@@ -292,13 +301,15 @@ def main(argv: list[str] | None = None) -> int:
             paths.update(export_ghostfacenet(Path(tmp), n_cal, args.quick))
         if not args.no_ghostfacenet_checkpoint:
             paths.update(export_checkpoint(Path(tmp), args.ghostfacenet_checkpoint, args.models_dir))
-        configs = [Config(n, p, t, x) for n, p in paths.items() for t in args.threads for x in (True, False)]
+        delegates = (True,) if args.xnnpack_only else (True, False)
+        configs = [Config(n, p, t, x) for n, p in paths.items() for t in args.threads for x in delegates]
         samples = time_round_robin(configs, rounds, per_round)
         facts = model_facts(paths)
     stats = {key: {k: round(v, 4) for k, v in percentiles(s).items() if k in ("median", "p95", "n")}
              for key, s in samples.items()}  # fmt: skip
     params = {
         "quick": args.quick,
+        "xnnpack_only": args.xnnpack_only,
         "batch": 1,
         "threads": args.threads,
         "rounds": rounds,

@@ -102,7 +102,7 @@ def test_corrupt_embedder_is_refused_with_the_file_named(
 ) -> None:
     models = tmp_path / "models"
     shutil.copytree(models_dir, models, ignore=shutil.ignore_patterns("*.float32.*"))
-    model = models / "facerec128.int8.tflite"
+    model = models / "sface.int8.tflite"  # the default embedder's file
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
@@ -110,7 +110,7 @@ def test_corrupt_embedder_is_refused_with_the_file_named(
         ["identify", "--models", str(models), "--gallery", str(enrolled), str(faces5 / "baejun" / "1.jpg")]
     )
     assert code == 2
-    assert "facerec128.int8.tflite: sha256" in capsys.readouterr().err
+    assert "sface.int8.tflite: sha256" in capsys.readouterr().err
 
 
 def test_run_with_bad_config_or_missing_model(tmp_path, capsys) -> None:
