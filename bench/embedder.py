@@ -11,6 +11,10 @@ dequantisation (`edgeface.vision.runtime.TFLiteModel.run`), as on the device.
 
     python bench/embedder.py --quick                         # CI smoke, ~1 min (export dominates)
     python bench/embedder.py --out bench/results/embedder.json
+    python bench/embedder.py --no-ghostfacenet --no-ghostfacenet-checkpoint --xnnpack-only \
+        --out bench/results/embedder_sface.json      # SFace vs facerec128, int8 and float32 (issue 18)
+
+MACs per face are counted from each .tflite graph (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
 """
 
 from __future__ import annotations
@@ -187,6 +191,8 @@ def ratios(stats: dict[str, dict[str, Any]], threads: list[int]) -> dict[str, fl
     """Speed-ups (median ms of the slower form / the faster form) for the pairs the report cares about."""
     pairs = {
         "float32_over_int8": [("facerec128.float32", "facerec128.int8")],
+        "sface_float32_over_int8": [("sface.float32", "sface.int8")],
+        "sface_int8_over_facerec128_int8": [("sface.int8", "facerec128.int8")],
         "ghostfacenet_float32_over_int8_original": [
             ("ghostfacenet_original.float32", "ghostfacenet_original.int8")
         ],
@@ -213,8 +219,34 @@ def ratios(stats: dict[str, dict[str, Any]], threads: list[int]) -> dict[str, fl
     return out
 
 
+def graph_macs(path: Path) -> int:
+    """Multiply-accumulates per face counted from the .tflite graph itself: for every CONV_2D,
+    DEPTHWISE_CONV_2D and FULLY_CONNECTED, output elements x weights feeding each output element."""
+    sys.path.insert(0, str(ROOT))
+    from edgeface.vision.runtime import load_interpreter_class
+
+    interpreter_class, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    shapes = {int(t["index"]): [int(d) for d in t["shape"]] for t in interpreter.get_tensor_details()}
+    total = 0
+    for op in interpreter._get_ops_details():  # no public API lists ops with their tensors
+        name, ins, outs = op["op_name"], op["inputs"], op["outputs"]
+        out_shape, weight = shapes[int(outs[0])], shapes[int(ins[1])] if len(ins) > 1 else []
+        out_elements = 1
+        for d in out_shape[1:]:  # per face: batch 1
+            out_elements *= d
+        if name == "CONV_2D":  # weight (O, kh, kw, I)
+            total += out_elements * weight[1] * weight[2] * weight[3]
+        elif name == "DEPTHWISE_CONV_2D":  # weight (1, kh, kw, C)
+            total += out_elements * weight[1] * weight[2]
+        elif name == "FULLY_CONNECTED":  # weight (O, I)
+            total += out_elements * weight[1]
+    return total
+
+
 def model_facts(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Size and XNNPACK partition count of every model (1 partition = fully delegated)."""
+    """Size, MACs per face and XNNPACK partition count of every model (1 partition = fully delegated)."""
     sys.path.insert(0, str(ROOT))
     from edgeface_tools.export.prelu import delegate_partitions
 
@@ -222,6 +254,7 @@ def model_facts(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
         name: {
             "file": str(p.name),
             "size_bytes": p.stat().st_size,
+            "macs_millions": round(graph_macs(p) / 1e6, 1),
             "xnnpack_partitions": delegate_partitions(p),
         }
         for name, p in paths.items()
@@ -249,6 +282,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-ghostfacenet-checkpoint", action="store_true", help="skip the trained checkpoint"
     )
+    parser.add_argument(
+        "--xnnpack-only",
+        action="store_true",
+        help="skip the runs without XNNPACK (the device always uses it)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     return parser.parse_args(argv)
 
@@ -263,13 +301,15 @@ def main(argv: list[str] | None = None) -> int:
             paths.update(export_ghostfacenet(Path(tmp), n_cal, args.quick))
         if not args.no_ghostfacenet_checkpoint:
             paths.update(export_checkpoint(Path(tmp), args.ghostfacenet_checkpoint, args.models_dir))
-        configs = [Config(n, p, t, x) for n, p in paths.items() for t in args.threads for x in (True, False)]
+        delegates = (True,) if args.xnnpack_only else (True, False)
+        configs = [Config(n, p, t, x) for n, p in paths.items() for t in args.threads for x in delegates]
         samples = time_round_robin(configs, rounds, per_round)
         facts = model_facts(paths)
     stats = {key: {k: round(v, 4) for k, v in percentiles(s).items() if k in ("median", "p95", "n")}
              for key, s in samples.items()}  # fmt: skip
     params = {
         "quick": args.quick,
+        "xnnpack_only": args.xnnpack_only,
         "batch": 1,
         "threads": args.threads,
         "rounds": rounds,

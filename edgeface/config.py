@@ -26,6 +26,7 @@ from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_
 from edgeface.util.fields import bounded, check_fields, finite, settable, shown
 from edgeface.util.files import MAX_CONFIG_BYTES, FileRefused, read_text
 from edgeface.util.logsafe import printable
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.quality_settings import QualitySettings
 
 DEFAULT_PATH = Path("/etc/edgeface/edgeface.toml")
@@ -72,9 +73,9 @@ class DetectorConfig:
 @dataclass(frozen=True, slots=True)
 class EmbedderConfig:
     models_dir: Path | None = None
-    # int8, not float32: bench/results/embedder.json measured 1.06 vs 4.36 ms/face (1 thread, XNNPACK) at
-    # cosine 0.9996 to float32 and equal verification AUC (card `fidelity`); GhostFaceNet has no weights here.
-    card: str = "facerec128.int8.json"
+    # SFace (issue 18): open-set DIR far above facerec128's at the same FPIR (README, `edgeface eval
+    # --open-set`); "facerec128.int8.json" stays selectable. int8 vs float32: see the card's `fidelity`/`speed`.
+    card: str = DEFAULT_EMBEDDER_CARD
     # 2: on a quiet host (bench/results/embedder_tflite_runtime.json, ai-edge-litert, XNNPACK) int8 took
     # 0.59 ms/face with 2 threads vs 1.08 ms with 1; under heavy load (bench/results/embedder.json) 2 threads
     # gained nothing (1.18 vs 1.06 ms) but lost little. Set 1 if the unit runs other busy work.

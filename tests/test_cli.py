@@ -24,8 +24,11 @@ def enrolled(tmp_path_factory, faces5, models_dir):
 def test_identify_prints_one_json_line_per_face(enrolled, faces5, capsys) -> None:
     capsys.readouterr()
     probe = faces5 / "baejun" / "020.jpg"
-    # An explicit threshold wins over the two-person gallery's own (deliberately cautious) calibration.
-    assert main(["identify", "--gallery", str(enrolled), "--json", "--threshold", "0.95", str(probe)]) == 0
+    # An explicit threshold wins over the two-person gallery's own (deliberately cautious) calibration; 0.35 is
+    # below it on the default embedder's (SFace) cosine scale.
+    recorded = json.loads((enrolled / "current" / "gallery.json").read_text())["decision"]
+    assert recorded["threshold"] > 0.35
+    assert main(["identify", "--gallery", str(enrolled), "--json", "--threshold", "0.35", str(probe)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 1
     row = rows[0]
@@ -40,7 +43,7 @@ def test_identify_prints_one_json_line_per_face(enrolled, faces5, capsys) -> Non
         "threshold_source",
     }
     assert row["decision"] == "match" and row["identity"] == {"id": "baejun", "name": "Bae Jun"}
-    assert row["threshold"] == 0.95 and row["threshold_source"] == "config"
+    assert row["threshold"] == 0.35 and row["threshold_source"] == "config"
 
 
 def test_identify_uses_the_gallery_calibration_by_default(enrolled, faces5, capsys) -> None:
@@ -99,7 +102,7 @@ def test_corrupt_embedder_is_refused_with_the_file_named(
 ) -> None:
     models = tmp_path / "models"
     shutil.copytree(models_dir, models, ignore=shutil.ignore_patterns("*.float32.*"))
-    model = models / "facerec128.int8.tflite"
+    model = models / "sface.int8.tflite"  # the default embedder's file
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
@@ -107,7 +110,7 @@ def test_corrupt_embedder_is_refused_with_the_file_named(
         ["identify", "--models", str(models), "--gallery", str(enrolled), str(faces5 / "baejun" / "1.jpg")]
     )
     assert code == 2
-    assert "facerec128.int8.tflite: sha256" in capsys.readouterr().err
+    assert "sface.int8.tflite: sha256" in capsys.readouterr().err
 
 
 def test_run_with_bad_config_or_missing_model(tmp_path, capsys) -> None:

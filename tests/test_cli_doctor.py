@@ -13,13 +13,14 @@ from edgeface.cli import main
 from edgeface.demo.localbroker import free_port
 from edgeface.errors import EdgefaceError
 from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.embed import Embedder
 from tests.conftest import Broker, PasswordBroker
 from tests.factories import make_keys
 
 
 def _enrolled_state(tmp_path: Path, models_dir: Path) -> Path:
-    embedder = Embedder(models_dir / "facerec128.int8.json")
+    embedder = Embedder(models_dir / DEFAULT_EMBEDDER_CARD)
     try:
         dim, sha = embedder.dim, embedder.sha256
     finally:
@@ -48,7 +49,7 @@ def test_a_healthy_unit_passes_every_check(
     lines = _lines(capsys.readouterr().out)
     assert set(lines) == {"config", "models", "gallery", "camera", "credentials", "tls", "sync key", "broker"}
     assert all(line.startswith("ok   ") for line in lines.values()), lines
-    assert "facerec128" in lines["models"] and "detector full" in lines["models"]
+    assert "sface" in lines["models"] and "detector full" in lines["models"]
     assert "version 1, 1 identities" in lines["gallery"]
     assert lines["camera"].endswith("320x240 frames")
     assert f"{broker.host}:{broker.port} accepts connections (anonymous)" in lines["broker"]

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from edgeface.cli import main
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.modelcard import load_card
 
 PEOPLE = ("baejun", "chipu", "khanh")
-CARD = "facerec128.int8.json"
+CARD = DEFAULT_EMBEDDER_CARD
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_the_report_names_the_model_and_gives_rates_in_range(report: dict, model
 def test_the_text_summary_says_the_same(folders: Path, models_dir: Path, report: dict) -> None:
     text = run_eval(folders, models_dir)["text"]
     lines = text.splitlines()
-    assert lines[0].startswith(f"model facerec128 ({report['model']['sha256'][:12]}), detector full")
+    assert lines[0].startswith(f"model sface ({report['model']['sha256'][:12]}), detector full")
     assert "all photos: 17 photos, faces found 15 (88.2%)" in text
     assert any(line.startswith("no face found: ") and "wall.png" in line for line in lines)
     assert any(line.startswith("unreadable: ") and "broken.jpg" in line for line in lines)

@@ -28,6 +28,7 @@ from edgeface.mqtt.spool import Spool
 from edgeface.server.build import build_bundle
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.detect import FaceDetector
 from edgeface.vision.embed import Embedder
 from edgeface.vision.encoder import FaceEncoder
@@ -47,7 +48,7 @@ pytestmark = pytest.mark.broker
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, faces5: Path, models_dir: Path) -> tuple[Path, set[str], Gallery]:
     """A gallery store holding versions 1, 2 and 3 (same people) of the scenario's enrolled identities."""
-    encoder = FaceEncoder(FaceDetector(models_dir), Embedder(models_dir / "facerec128.int8.json"),
+    encoder = FaceEncoder(FaceDetector(models_dir), Embedder(models_dir / DEFAULT_EMBEDDER_CARD),
                           LandmarkRefiner(models_dir))  # fmt: skip
     try:
         scenario = build_scenario(faces5, encoder.detector)

@@ -23,6 +23,7 @@ import pytest
 from edgeface.demo.scenario import Scenario, build_scenario
 from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.detect import FaceDetector
 from edgeface.vision.embed import Embedder
 from edgeface.vision.encoder import FaceEncoder
@@ -39,7 +40,7 @@ EVENT_LINE = re.compile(r"event ([0-9a-f-]{36}) spooled")
 @pytest.fixture(scope="module")
 def scenario_state(tmp_path_factory, faces5, models_dir) -> tuple[Scenario, Path]:
     """The scenario and a state folder whose gallery holds the enrolled identities (not the shown photos)."""
-    encoder = FaceEncoder(FaceDetector(models_dir), Embedder(models_dir / "facerec128.int8.json"),
+    encoder = FaceEncoder(FaceDetector(models_dir), Embedder(models_dir / DEFAULT_EMBEDDER_CARD),
                           LandmarkRefiner(models_dir))  # fmt: skip
     scenario = build_scenario(faces5, encoder.detector, shown_per_person=SHOWN)
     gallery = Gallery.empty(encoder.embedder.dim, encoder.embedder.sha256)

@@ -22,12 +22,13 @@ from edgeface.identity.calibration import Calibration
 from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.identity.match import MatchSettings
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.detect import FaceDetector
 from edgeface.vision.encoder import CascadeDetector, FaceEncoder
 from edgeface.vision.modelcard import load_card
 from tests.factories import make_gallery
 
-CARD = "facerec128.int8.json"
+CARD = DEFAULT_EMBEDDER_CARD
 CALIBRATION = Calibration(0.61, 0.04, 0.01, 0.008, 0.9, 12 * 11 * 3, 36, 12, "test")
 
 

@@ -22,6 +22,7 @@ import pytest
 from edgeface.identity.gallery import GalleryStore
 from edgeface.mqtt.spool import Spool
 from edgeface.mqtt.topics import EVENTS, DeviceTopics, every_device
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from tests.conftest import Broker
 from tests.event_schema import validate
 from tests.factories import make_gallery, read_retained
@@ -99,7 +100,7 @@ def wait_until(
 @pytest.fixture
 def daemon_setup(tmp_path: Path, faces5: Path, models_dir: Path, broker: Broker):
     """(config path, state dir, log path, start(threshold) -> Popen): a daemon with an on-disk gallery."""
-    card = json.loads((models_dir / "facerec128.int8.json").read_text())
+    card = json.loads((models_dir / DEFAULT_EMBEDDER_CARD).read_text())
     state = tmp_path / "state"
     # Random identities: every face is `unknown`, and each event still carries the threshold it used.
     GalleryStore(state / "gallery").save(make_gallery(3, dim=card["output"]["dim"], model=card["sha256"]))

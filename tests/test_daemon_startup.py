@@ -24,6 +24,7 @@ from edgeface.mqtt.payloads import StatusInfo
 from edgeface.server.build import build_bundle
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.modelcard import load_card
 from tests.conftest import Broker
 from tests.factories import (
@@ -37,7 +38,7 @@ from tests.factories import (
     wait_for,
 )
 
-CARD = "facerec128.int8.json"
+CARD = DEFAULT_EMBEDDER_CARD
 
 
 @pytest.fixture

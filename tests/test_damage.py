@@ -30,6 +30,7 @@ from edgeface.sync.chunks import announcement_bytes, split_chunks
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import parse_manifest
 from edgeface.util.imagesize import header_size
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.photos import read_image
 from tests.factories import (
     FLEET,
@@ -117,7 +118,7 @@ def test_doctor_names_the_damaged_version_and_the_fallback_without_touching_it(
 ) -> None:
     from edgeface.vision.embed import Embedder
 
-    embedder = Embedder(models_dir / "facerec128.int8.json")
+    embedder = Embedder(models_dir / DEFAULT_EMBEDDER_CARD)
     try:
         dim, sha = embedder.dim, embedder.sha256
     finally:

@@ -20,6 +20,7 @@ from edgeface.daemon.parts import Parts, build_encoder, build_parts
 from edgeface.daemon.startup import decision_settings
 from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery
+from edgeface.identity.match import Matcher, MatchSettings
 from edgeface.pipeline.announce import Announcer
 from edgeface.pipeline.recognize import Decision, Recognizer
 from edgeface.vision.encoder import FaceEncoder
@@ -50,6 +51,7 @@ class Shown:
 class Cast:
     photos: dict[str, list[ActorPhoto]]  # person -> held-out photos with their face boxes
     scores: dict[str, list[float]]  # person -> each held-out photo's best score against the gallery
+    faces: dict[str, list[int]]  # person -> faces the photo detector finds in each held-out photo
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +94,16 @@ def cast(photo_encoder: FaceEncoder, gallery: Gallery, faces5: Path) -> Cast:
     folders = identity_folders(faces5)
     photos: dict[str, list[ActorPhoto]] = {}
     scores: dict[str, list[float]] = {}
+    faces: dict[str, list[int]] = {}
     for person in (*ENROLLED, *STRANGERS):
-        photos[person], scores[person] = [], []
+        photos[person], scores[person], faces[person] = [], [], []
         for path in folders[person][-HELD_OUT:]:
-            face = photo_encoder.encode_largest(read_image(path), str(path))
+            image = read_image(path)
+            faces[person].append(len(photo_encoder.detector.detect(image)))
+            face = photo_encoder.encode_largest(image, str(path))
             photos[person].append(ActorPhoto(path, tuple(float(v) for v in face.detection.bbox)))  # type: ignore[arg-type]
             scores[person].append(float(np.max(gallery.vectors @ face.embedding)))
-    return Cast(photos, scores)
+    return Cast(photos, scores, faces)
 
 
 def visit(person: str, photos: tuple[ActorPhoto, ...], enter: float, exit: float, **motion) -> Actor:
@@ -111,12 +116,12 @@ def scene(*actors: Actor, seed: int = 3) -> SceneSpec:
     return SceneSpec(actors=actors, seed=seed, noise_sigma=3.0, blur_sigma=(0.0, 1.0), lighting_amplitude=0.1)
 
 
-def play(parts: Parts, spec: SceneSpec, **match) -> list[Shown]:
-    """Every decision of the video, and whether (and as what) the announcer lets it out."""
+def play(parts: Parts, spec: SceneSpec, threshold: float | None = None, **match) -> list[Shown]:
+    """Every decision of the video, and whether (and as what) the announcer lets it out; `threshold`
+    overrides the parts' decision rule (as `match.threshold` would)."""
     config = replace(parts.config, match=replace(parts.config.match, **match))
-    recognizer = Recognizer(
-        parts.encoder, parts.index, parts.matcher(), config.quality, decision_settings(config)
-    )
+    matcher = parts.matcher() if threshold is None else Matcher(MatchSettings(threshold, parts.rule.margin))
+    recognizer = Recognizer(parts.encoder, parts.index, matcher, config.quality, decision_settings(config))
     announcer = Announcer(config.match.cooldown_s)
     video = Scene(spec)
     shown: list[Shown] = []
@@ -142,9 +147,9 @@ def announced(shown: list[Shown]) -> list[Shown]:
     return [s for s in shown if s.event_id is not None]
 
 
-def lowest_and_highest(cast: Cast, person: str) -> tuple[ActorPhoto, ActorPhoto]:
-    order = np.argsort(cast.scores[person])
-    return cast.photos[person][order[0]], cast.photos[person][order[-1]]
+def decided_alone(parts: Parts, person: str, photo: ActorPhoto) -> bool:
+    """Whether a short video of this one photo gets a decision (any: match or unknown)."""
+    return bool(play(parts, scene(visit(person, (photo,), 0.0, 1.5))))
 
 
 def test_the_daemon_path_refines_keypoints_and_crops_like_the_photo_path(parts, photo_encoder, config, cast):
@@ -181,12 +186,31 @@ def test_decisions_use_the_gallery_calibration(parts, gallery, cast) -> None:
 
 def test_an_unknown_that_becomes_a_match_is_corrected_once(parts, gallery, cast) -> None:
     """An enrolled person first seen in a pose the gallery does not recognise, then in one it does."""
-    poor, good = lowest_and_highest(cast, "baejun")
-    threshold = parts.rule.threshold
-    assert min(cast.scores["baejun"]) < threshold < max(cast.scores["baejun"]), "the video needs both poses"
-    shown = play(parts, scene(visit("baejun", (poor, good), 0.0, 3.0, photo_period=1.5)))
+    # The enrolled person whose held-out photos differ most, at a threshold halfway between their worst and best
+    # photo: which person, and whether the gallery's own threshold falls between, depends on the embedder
+    # (SFace recognises nearly every faces5 photo at the gallery's calibration).
+    # Photos the camera path decides on when shown alone (a profile pose may never pass the quality gate, and a
+    # photo with a second face shows another visitor); among them, the person whose photos differ most, at a
+    # threshold halfway between their worst and best: which person, and whether the gallery's own threshold
+    # falls between, depends on the embedder (SFace recognises nearly every faces5 photo).
+    seen = {
+        p: [
+            i
+            for i, photo in enumerate(cast.photos[p])
+            if cast.faces[p][i] == 1 and decided_alone(parts, p, photo)
+        ]
+        for p in ENROLLED
+    }
+    spread = {p: np.ptp([cast.scores[p][i] for i in seen[p]]) if len(seen[p]) > 1 else 0.0 for p in seen}
+    person = max(spread, key=lambda p: spread[p])
+    assert spread[person] > 0.1, ("the video needs two clearly different poses", cast.scores, seen)
+    order = sorted(seen[person], key=lambda i: cast.scores[person][i])
+    low, high = cast.scores[person][order[0]], cast.scores[person][order[-1]]
+    threshold = round((low + high) / 2, 4)
+    poor, good = cast.photos[person][order[0]], cast.photos[person][order[-1]]
+    shown = play(parts, scene(visit(person, (poor, good), 0.0, 3.0, photo_period=1.5)), threshold=threshold)
     events = announced(shown)
-    assert [s.who for s in events] == ["unknown", "baejun"], [(s.who, s.decision.match.score) for s in shown]
+    assert [s.who for s in events] == ["unknown", person], [(s.who, s.decision.match.score) for s in shown]
     first, correction = events
     assert correction.decision.kind == "correction" and correction.corrects == first.event_id
     assert correction.decision.track_id == first.decision.track_id

@@ -17,6 +17,7 @@ from edgeface.server.build import build_bundle
 from edgeface.server.signing import load_private_key
 from edgeface.sync.bundle import read_bundle, verify_bundle
 from edgeface.sync.signing import load_public_key
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from tests.factories import FLEET, make_gallery
 
 
@@ -123,7 +124,7 @@ def test_build_from_photo_folders_with_the_device_encoder(
     args = ["gallery", "build", "--folders", str(root), "--fleet", FLEET, "--version", "1", "--largest-face"]
     assert main([*args, "--models", str(models_dir), "--key", str(private), "--out", str(out)]) == 0
     verified = verify_bundle(read_bundle(out), load_public_key(public))
-    card = json.loads((models_dir / "facerec128.int8.json").read_text())
+    card = json.loads((models_dir / DEFAULT_EMBEDDER_CARD).read_text())
     assert verified.manifest.model_sha256 == card["sha256"]
     assert verified.rows.ids == tuple(people) and verified.manifest.dim == card["output"]["dim"]
     assert all(s == 3 for s in verified.rows.samples)

@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-DEFAULT_EMBEDDER_CARD = "facerec128.int8.json"
+DEFAULT_EMBEDDER_CARD = "sface.int8.json"
 
 
 def default_models_dir() -> Path:
