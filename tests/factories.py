@@ -8,15 +8,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from edgeface.identity.decision import DecisionRule
 from edgeface.identity.gallery import Gallery, GalleryStore
-from edgeface.identity.index import GalleryIndex, IndexHolder
+from edgeface.identity.index import GalleryIndex, IndexSettings
+from edgeface.identity.live import GoLive, RuleFor
 from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
 from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key, sign
 from edgeface.sync.bundle import Bundle
@@ -31,6 +33,45 @@ from tests.conftest import Broker
 MODEL = "ab" * 32
 FLEET = "lobby"
 PREFIX = "edgeface"
+
+
+def fixed_rule(threshold: float = 0.5, margin: float = 0.0) -> RuleFor:
+    """A decision rule that is the same for every gallery (set by the test)."""
+    rule = DecisionRule(threshold, margin, "config", "set by the test")
+    return lambda gallery: rule
+
+
+def go_live(
+    gallery: Gallery, threshold: float = 0.5, margin: float = 0.0, settings: IndexSettings | None = None
+) -> GoLive:
+    return GoLive(gallery, fixed_rule(threshold, margin), settings)
+
+
+def textured(
+    value: int = 128, spread: int = 60, shape: tuple[int, int] = (240, 320), seed: int = 0
+) -> np.ndarray:
+    """A sharp (noisy) BGR image of mean brightness about `value`."""
+    noise = np.random.default_rng(seed).integers(-spread, spread + 1, (*shape, 1))
+    return np.clip(value + noise, 0, 255).astype(np.uint8).repeat(3, axis=2)
+
+
+class ScriptedEncoder:
+    """Detects the same faces in every frame; embeds each face as whoever the test says is standing there."""
+
+    def __init__(self, faces: Sequence[Detection], person: np.ndarray) -> None:
+        self.detector = self
+        self.faces = list(faces)
+        self.person = person
+        self.seen_shapes: list[tuple[int, ...]] = []
+        self.embedded = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.seen_shapes.append(image.shape)
+        return list(self.faces)
+
+    def embed_faces(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        self.embedded += len(detections)
+        return np.stack([self.person] * len(detections))
 
 
 # Keypoints of a frontal face as fractions of its box, in KEYPOINT_NAMES order.
@@ -148,13 +189,13 @@ class Device:
     name: str
     store: GalleryStore
     sync: GallerySyncClient
-    holder: IndexHolder
+    live: GoLive
     client: mqtt.Client
     galleries: list[Gallery] = field(default_factory=list)
 
     @property
     def index(self) -> GalleryIndex:
-        return self.holder.current
+        return self.live.current.index
 
     def close(self) -> None:
         self.client.disconnect()
@@ -172,8 +213,8 @@ def start_device(
 ) -> Device:
     store = GalleryStore(root / name)
     initial = store.load() if store.exists() else Gallery.empty(128, model)
-    holder = IndexHolder(GalleryIndex(initial))
-    updater = IndexUpdater(holder)
+    live = go_live(initial)
+    updater = IndexUpdater(live)
     galleries: list[Gallery] = []
     lock = threading.Lock()
 
@@ -189,4 +230,4 @@ def start_device(
     client.connect(broker.host, broker.port)
     client.loop_start()
     wait_for(client.is_connected, 5, "device connect")
-    return Device(name, store, sync, holder, client, galleries)
+    return Device(name, store, sync, live, client, galleries)

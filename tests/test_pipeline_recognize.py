@@ -112,9 +112,7 @@ def scene(*actors: Actor, seed: int = 3) -> SceneSpec:
 def play(parts: Parts, spec: SceneSpec, **match) -> list[Shown]:
     """Every decision of the video, and whether (and as what) the announcer lets it out."""
     config = replace(parts.config, match=replace(parts.config.match, **match))
-    recognizer = Recognizer(
-        parts.encoder, parts.index, parts.matcher(), config.quality, decision_settings(config)
-    )
+    recognizer = Recognizer(parts.encoder, parts.live, config.quality, decision_settings(config))
     announcer = Announcer(config.match.cooldown_s)
     video = Scene(spec)
     shown: list[Shown] = []
@@ -155,8 +153,7 @@ def test_the_daemon_path_refines_keypoints_and_crops_like_the_photo_path(parts, 
     image, _ = video.render(0.0, 0)
     recognizer = Recognizer(
         parts.encoder,
-        parts.index,
-        parts.matcher(),
+        parts.live,
         config.quality,
         replace(decision_settings(config), min_frames=1),
     )

@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 
 from edgeface.vision.quality import QualitySettings, assess, yaw_ratio
-from tests.factories import make_detection
-
-
-def textured(
-    value: int = 128, spread: int = 60, shape: tuple[int, int] = (240, 320), seed: int = 0
-) -> np.ndarray:
-    """A sharp (noisy) BGR image of mean brightness about `value`."""
-    noise = np.random.default_rng(seed).integers(-spread, spread + 1, (*shape, 1))
-    return np.clip(value + noise, 0, 255).astype(np.uint8).repeat(3, axis=2)
+from tests.factories import make_detection, textured
 
 
 def test_yaw_ratio_golden_numbers() -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from edgeface.config import Config
 from edgeface.daemon.parts import ModelIdentity, check_gallery, models_dir
 from edgeface.identity.gallery import GalleryStore
-from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.identity.live import GoLive, LiveGallery
 from edgeface.identity.recovery import Recovery, recover_gallery
 from edgeface.pipeline.recognize import DecisionSettings
 from edgeface.vision.modelcard import load_card
@@ -86,15 +86,14 @@ class SyncParts:
 def start_sync(
     config: Config,
     publisher: MqttPublisher,
-    holder: IndexHolder,
+    live: GoLive,
     model_sha256: str,
-    on_applied: Callable[[GalleryIndex], None],
-    settings: IndexSettings,
+    on_applied: Callable[[LiveGallery], None],
     dim: int | None = None,
     on_rejected: Callable[[str], None] | None = None,
 ) -> SyncParts | None:
     """Fleet sync over the daemon's own MQTT connection: verified bundles are stored atomically, then
-    a worker builds the new index and swaps it in (recognition keeps using the old one meanwhile)."""
+    a worker makes them live through `live` (recognition keeps using the old gallery meanwhile)."""
     if not config.sync.enabled or config.sync.public_key is None:
         return None
     from edgeface.sync.client import GallerySyncClient, SyncClientSettings
@@ -102,7 +101,7 @@ def start_sync(
     from edgeface.sync.signing import load_public_key
     from edgeface.sync.updater import IndexUpdater
 
-    updater = IndexUpdater(holder, settings, on_swapped=lambda index, _: on_applied(index))
+    updater = IndexUpdater(live, on_live=lambda gallery, _: on_applied(gallery))
     client = GallerySyncClient(
         SyncClientSettings(
             fleet=config.device.fleet,
@@ -115,7 +114,7 @@ def start_sync(
         ),
         load_public_key(config.sync.public_key),
         GalleryStore(config.gallery_dir),
-        on_gallery=updater.apply,  # on the sync worker thread: verify, store, build, swap
+        on_gallery=updater.apply,  # on the sync worker thread: verify, store, go live
         on_rejected=on_rejected,
     )
     PublisherTransport.attach_to(publisher, client)
