@@ -3,7 +3,8 @@
 A `GalleryIndex` is never mutated once it is live: hnswlib must not be queried while items are added, and a
 half-applied change would be a mixed gallery. `updated(gallery)` builds the next index beside the live one;
 for HNSW it copies the graph and patches the copy (remove, replace, add) instead of rebuilding it, which
-is what keeps a 1% delta at 100k identities within seconds (bench/results/sync.json). The new index goes
+is what keeps a 1% delta at 100k identities within seconds (bench/results/sync.json). hnswlib's `add_items`
+is not safe beside `knn_query` on the same graph, hence the copy (about 1 s at 100k x 512). The new index goes
 live through `edgeface.identity.live.GoLive`, together with its decision rule.
 
 hnswlib labels are stable slots, not gallery rows: a delta that removes identities shifts the rows after
@@ -34,7 +35,7 @@ class IndexSettings:
     ef_construction: int = bounded(200, 16, 2000)
     ef: int = bounded(128, 8, 4096)
     rerank: int = bounded(8, 1, 256)
-    num_threads: int = bounded(1, 1, 64)
+    num_threads: int = bounded(2, 1, 64)  # builds and patches (queries always use one thread)
     # Patch the live graph only while the changes plus the tombstones they leave stay below this fraction of
     # the gallery; beyond it a new graph is as cheap and better connected.
     patch_below: float = bounded(0.25, 0.0, 1.0)
@@ -74,6 +75,14 @@ def changes_between(old: Gallery, new: Gallery) -> Changes:
     return Changes(np.flatnonzero(~present), old_row, changed)
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest scores, best first (ties by position), without sorting all of them."""
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+        return part[np.lexsort((part, -scores[part]))]
+    return np.argsort(-scores, kind="stable")[:k]
+
+
 class GalleryIndex:
     """Search structure over one gallery's vectors; immutable once built."""
 
@@ -89,6 +98,7 @@ class GalleryIndex:
         self._vectors = np.ascontiguousarray(gallery.vectors, np.float32)
         self._hnsw: Any = None
         self._row_of_label = self._label_of_row = np.zeros(0, np.int64)
+        self.patched = _graph is not None  # True: the previous index's graph, copied and patched
         if _graph is not None:
             self._hnsw, self._row_of_label, self._label_of_row = _graph
         elif settings.wants_hnsw(len(gallery)):
@@ -110,7 +120,6 @@ class GalleryIndex:
             ef_construction=s.ef_construction,
             M=s.m,
             random_seed=1,
-            allow_replace_deleted=True,
         )
         index.add_items(self._vectors, np.arange(len(self.gallery)), num_threads=s.num_threads)
         index.set_ef(max(s.ef, s.rerank))
@@ -134,38 +143,31 @@ class GalleryIndex:
         return GalleryIndex(gallery, settings, _graph=self._patched(gallery, changes))
 
     def _patched(self, gallery: Gallery, changes: Changes) -> tuple[Any, np.ndarray, np.ndarray]:
+        """Removed and replaced rows are marked deleted, new and replaced vectors added under fresh labels.
+        (hnswlib's in-place update and slot reuse re-link the neighbours' neighbours: 15x slower than an
+        insert here, so deleted slots stay as tombstones until the next full build.)"""
         import hnswlib
 
         graph = hnswlib.Index(self._hnsw)  # a copy: readers of the live index never see a half-done change
         graph.set_ef(max(self.settings.ef, self.settings.rerank))
-        for label in self._label_of_row[changes.removed_rows]:
-            graph.mark_deleted(int(label))
         kept = changes.old_row >= 0
+        unchanged = kept & ~changes.changed
+        replaced_old_rows = changes.old_row[kept & changes.changed]
+        for label in self._label_of_row[np.concatenate([changes.removed_rows, replaced_old_rows])]:
+            graph.mark_deleted(int(label))
         label_of_row = np.full(len(gallery), -1, np.int64)
-        label_of_row[kept] = self._label_of_row[changes.old_row[kept]]
-        new_rows = np.flatnonzero(~kept)
-        label_of_row[new_rows] = len(self._row_of_label) + np.arange(len(new_rows))
-        replaced = np.flatnonzero(kept & changes.changed)
-        threads = self.settings.num_threads
-        if len(replaced):  # same label, new vector: hnswlib re-links the point in place
-            graph.add_items(self._vectors_of(gallery, replaced), label_of_row[replaced], num_threads=threads)
-        if len(new_rows):
-            spare = graph.get_max_elements() - graph.get_current_count() + len(changes.removed_rows)
-            if len(new_rows) > spare:
-                graph.resize_index(graph.get_max_elements() + len(new_rows) - spare)
-            graph.add_items(
-                self._vectors_of(gallery, new_rows),
-                label_of_row[new_rows],
-                num_threads=threads,
-                replace_deleted=True,
-            )
-        row_of_label = np.full(len(self._row_of_label) + len(new_rows), -1, np.int64)
+        label_of_row[unchanged] = self._label_of_row[changes.old_row[unchanged]]
+        fresh = np.flatnonzero(changes.changed)
+        label_of_row[fresh] = len(self._row_of_label) + np.arange(len(fresh))
+        if len(fresh):
+            room = graph.get_max_elements() - graph.get_current_count()
+            if len(fresh) > room:
+                graph.resize_index(graph.get_current_count() + len(fresh))
+            vectors = np.ascontiguousarray(gallery.vectors[fresh], np.float32)
+            graph.add_items(vectors, label_of_row[fresh], num_threads=self.settings.num_threads)
+        row_of_label = np.full(len(self._row_of_label) + len(fresh), -1, np.int64)
         row_of_label[label_of_row] = np.arange(len(gallery))
         return graph, row_of_label, label_of_row
-
-    @staticmethod
-    def _vectors_of(gallery: Gallery, rows: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(gallery.vectors[rows], np.float32)
 
     def search(self, queries: np.ndarray, k: int = 2) -> list[list[SearchHit]]:
         """Top-k hits per query by exact cosine (HNSW only proposes candidates), best first."""
@@ -178,8 +180,7 @@ class GalleryIndex:
         k = min(k, n)
         if self._hnsw is None:
             scores = queries @ self._vectors.T
-            top = np.argsort(-scores, axis=1)[:, :k]
-            return [[SearchHit(int(i), float(scores[q, i])) for i in row] for q, row in enumerate(top)]
+            return [[SearchHit(int(i), float(row[i])) for i in top_k(row, k)] for row in scores]
         labels, _ = self._hnsw.knn_query(queries, k=min(n, max(k, self.settings.rerank)), num_threads=1)
         results = []
         for query, row in zip(queries, self._row_of_label[labels], strict=True):

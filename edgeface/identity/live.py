@@ -79,10 +79,11 @@ class GoLive:
             live = LiveGallery(index, chosen(gallery))
             self._live, self._rule_for = live, chosen
         log.info(
-            "gallery v%d live (%d identities, %s index, threshold %.4f from %s) after %.3f s",
+            "gallery v%d live (%d identities, %s index%s, threshold %.4f from %s) after %.3f s",
             live.version,
             len(gallery),
             index.kind,
+            " patched" if index.patched else "",
             live.rule.threshold,
             live.rule.source,
             time.perf_counter() - started,
