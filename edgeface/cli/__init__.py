@@ -9,7 +9,7 @@ import sys
 
 from edgeface.errors import EdgefaceError
 
-VERB_MODULES = ("enroll", "identify", "eval", "run", "doctor", "demo", "gallery")
+VERB_MODULES = ("enroll", "identify", "eval", "run", "doctor", "demo", "gallery", "fleet")
 
 
 def build_parser() -> argparse.ArgumentParser:

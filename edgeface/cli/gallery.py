@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeface.cli.broker import add_broker_options, broker_options
 from edgeface.errors import BundleError, EdgefaceError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision
@@ -195,22 +196,14 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from edgeface.mqtt.settings import read_credentials
     from edgeface.server.publish import publish
-    from edgeface.sync.mqtt import BrokerOptions
     from edgeface.sync.validate import valid_fleet
 
     try:
         valid_fleet(args.fleet)
     except ValueError as exc:
         raise BundleError(f"--fleet: {exc}") from exc
-    host, _, port = args.broker.rpartition(":")
-    if not host or not port.isdigit():
-        raise BundleError(f"--broker: expected HOST:PORT, got {args.broker!r}")
-    credentials = read_credentials(args.credentials) if args.credentials else None
-    user = credentials.username if credentials else None
-    password = credentials.password if credentials else None
-    options = BrokerOptions(host, int(port), "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
+    options = broker_options(args)
     fallback = _read(args.full, "--full") if args.full else None
     done = publish(options, args.prefix, args.fleet, _read(args.path, "bundle"), fallback, args.state_wait)
     log.info(
@@ -282,12 +275,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_inspect)
 
     p = verbs.add_parser("publish", help="publish a bundle retained over MQTT")
-    p.add_argument("--broker", required=True, metavar="HOST:PORT")
-    p.add_argument("--tls-ca", type=Path)
-    p.add_argument("--tls-cert", type=Path)
-    p.add_argument("--tls-key", type=Path)
-    p.add_argument("--credentials", type=Path, help="file with username:password (or two lines)")
-    p.add_argument("--prefix", default="edgeface")
+    add_broker_options(p)
     p.add_argument("--fleet", required=True)
     p.add_argument(
         "--full", type=Path, help="full bundle to publish when a delta's base is not on every device"

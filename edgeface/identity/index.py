@@ -31,9 +31,9 @@ class IndexSettings:
     kind: str = bounded("auto", choices=("auto", "hnsw", "exact"))
     # "auto": exact matmul below this many identities, where it meets the latency budget with exact answers.
     exact_below: int = bounded(10_000, 0)
-    m: int = bounded(32, 4, 64)
-    ef_construction: int = bounded(200, 16, 2000)
-    ef: int = bounded(128, 8, 4096)
+    m: int = bounded(16, 4, 64)
+    ef_construction: int = bounded(100, 16, 2000)
+    ef: int = bounded(256, 8, 4096)
     rerank: int = bounded(8, 1, 256)
     num_threads: int = bounded(2, 1, 64)  # builds and patches (queries always use one thread)
     # Patch the live graph only while the changes plus the tombstones they leave stay below this fraction of
