@@ -171,10 +171,12 @@ def test_a_given_empty_gallery_is_used_too(
 def test_the_index_follows_the_gallery_section(
     tmp_path: Path, models_dir: Path, built, embedder_sha: str, gallery_section: dict, kind: str
 ) -> None:
-    config = config_for(tmp_path, models_dir, gallery={**gallery_section, "hnsw_m": 8, "hnsw_ef": 64})
+    section = {**gallery_section, "hnsw_m": 8, "hnsw_ef": 64, "hnsw_ef_construction": 40}
+    config = config_for(tmp_path, models_dir, gallery=section)
     parts = built(config, gallery=calibrated_gallery(embedder_sha))
-    index = parts.index.current
-    assert index.kind == kind and (index.settings.m, index.settings.ef) == (8, 64)
+    index = parts.live.current.index
+    assert index.kind == kind
+    assert (index.settings.m, index.settings.ef, index.settings.ef_construction) == (8, 64, 40)
     hits = index.search(parts.gallery.vectors[4])[0]
     assert hits[0].index == 4 and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
