@@ -23,6 +23,7 @@ dim within ``--budget-ms`` p99, and the largest size exact search serves within 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -198,11 +199,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--dims", type=int, nargs="+", default=[512, 128])
     p.add_argument("--kinds", nargs="+", default=["clustered", "uniform"], choices=["clustered", "uniform"])
-    p.add_argument("--settings", nargs="+", default=["16:100", "32:200"], help="hnswlib M:ef_construction")
-    p.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--settings", nargs="+", default=["16:100"], help="hnswlib M:ef_construction")
+    p.add_argument("--ef", type=int, nargs="+", default=[128, 256, 512, 1024])
     p.add_argument("--rerank", type=int, default=8, help="hnswlib candidates re-ranked by exact cosine")
-    p.add_argument("--queries", type=int, default=2000, help="per vector kind (recall resolution 1/queries)")
-    p.add_argument("--exact-queries", type=int, default=300)
+    p.add_argument("--queries", type=int, default=1000, help="per vector kind (recall resolution 1/queries)")
+    p.add_argument("--exact-queries", type=int, default=200)
     p.add_argument("--exact-sizes", type=int, nargs="+", default=[1000, 3000, 10_000, 30_000, 100_000])
     p.add_argument("--decay", type=float, default=1.0, help="clustered: variance of dimension i ~ i^-decay")
     p.add_argument("--samples", type=int, default=5, help="clustered: enrolment samples per identity")
@@ -227,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[var] = "1"
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     load_start = list(os.getloadavg())
-    cases = [bench_vectors(kind, dim, args) for dim in args.dims for kind in args.kinds]
+    cases = []
+    for dim in args.dims:
+        for kind in args.kinds:
+            cases.append(bench_vectors(kind, dim, args))
+            if args.out:  # what is measured so far survives a run cut short
+                args.out.with_suffix(".partial.json").write_text(json.dumps(cases, indent=1))
     sizes = [row for dim in args.dims for row in exact_sizes(dim, args)]
     params = {
         "n": args.n,
