@@ -149,7 +149,8 @@ def search_table() -> list[str]:
                     f"{ms(r['thread_cpu_ms']['p99'])} | {h['build_s']:.0f} |"
                 )
     choice = results["recommendation"]
-    hnsw = choice["hnsw"]
+    hnsw = choice["hnsw"] or {"M": "-", "ef_construction": "-", "ef": "-", "worst_recall_at_1": float("nan"),
+                              "worst_thread_cpu_p99_ms": float("nan")}  # fmt: skip
     sizes = ", ".join(
         f"{r['n']:,} x {r['dim']}: {ms(r['thread_cpu_ms']['p99'])}" for r in results["exact_by_size"]
     )
@@ -170,20 +171,22 @@ def sync_table() -> list[str]:
         "patches a copy of the live HNSW graph; the rebuild column builds the same gallery's index from scratch "
         "under the same load; `python bench/sync.py`)",
         "",
-        "| identities x dim | index | full apply | 1% delta apply (index part) | frames dropped in delta | "
-        "full rebuild | frames dropped in rebuild | recall@1 delta / rebuild | 1% delta bundle |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| identities x dim | index | full apply | 1% delta apply (index part) | delta CPU s | frames dropped in "
+        "delta | full rebuild | frames dropped in rebuild | dropped with no apply | recall@1 delta / rebuild |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for case in load("sync")["results"]["cases"]:
         full, delta, rebuild = case["apply_full"], case["apply_delta_1pct"], case["rebuild_after_delta"]
-        answers = case["delta_vs_rebuild_answers"][-1]
+        answers, idle = case["delta_vs_rebuild_answers"][-1], case["baseline_no_apply"]
+        cpu_s = delta.get("apply_process_cpu_s", {}).get("median")
+        cpu = "-" if cpu_s is None else f"{cpu_s:.2f}"
         rows.append(
             f"| {case['n']:,} x {case['dim']} | {case['index_kind']} | {full['total_s']['median']:.2f} s | "
-            f"{delta['total_s']['median']:.2f} s ({delta['index_s']['median']:.2f} s) | "
+            f"{delta['total_s']['median']:.2f} s ({delta['index_s']['median']:.2f} s) | {cpu} | "
             f"{delta['frames_dropped']} of {delta['frames']} | {rebuild['index_s']['median']:.1f} s | "
             f"{rebuild['frames_dropped']} of {rebuild['frames']} | "
-            f"{answers['recall_at_1_live']:.3f} / {answers['recall_at_1_rebuilt']:.3f} | "
-            f"{case['bundle_bytes']['delta_1pct'] / 1e3:.1f} kB |"
+            f"{idle['frames_dropped']} of {idle['frames']} | "
+            f"{answers['recall_at_1_live']:.3f} / {answers['recall_at_1_rebuilt']:.3f} |"
         )
     return rows
 

@@ -170,6 +170,8 @@ def recommend(cases: list[dict[str, Any]], sizes: list[dict[str, Any]], args: ar
                 for c in cases
                 if c["kind"] == "clustered"
             ]
+            if not rows:
+                continue
             worst_recall = min(r["recall_at_1"] for r in rows)
             worst_p99 = max(r["latency_ms"]["p99"] for r in rows)
             worst_cpu_p99 = max(r["thread_cpu_ms"]["p99"] for r in rows)
@@ -179,7 +181,7 @@ def recommend(cases: list[dict[str, Any]], sizes: list[dict[str, Any]], args: ar
                                "meets_p99_cpu": worst_cpu_p99 <= budget})  # fmt: skip
     meeting = [c for c in candidates if c["meets_recall"] and c["meets_p99_cpu"]]
     chosen = min(meeting, key=lambda c: c["worst_thread_cpu_p99_ms"]) if meeting else None
-    if chosen is None:
+    if chosen is None and candidates:
         chosen = max(candidates, key=lambda c: (c["worst_recall_at_1"], -c["worst_thread_cpu_p99_ms"]))
     within = [r["n"] for r in sizes if r["thread_cpu_ms"]["p99"] <= budget]
     return {
@@ -213,6 +215,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-ms", type=float, default=1.0, help="p99 per-query latency budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--finish-from",
+        type=Path,
+        help="a run cut short: its .partial.json cases, recommended from as they are",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.settings, args.ef, args.queries = 20_000, ["16:100"], [64, 128], 500
@@ -228,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[var] = "1"
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     load_start = list(os.getloadavg())
-    cases = []
-    for dim in args.dims:
+    cases = json.loads(args.finish_from.read_text()) if args.finish_from else []
+    for dim in [] if args.finish_from else args.dims:
         for kind in args.kinds:
             cases.append(bench_vectors(kind, dim, args))
             if args.out:  # what is measured so far survives a run cut short
@@ -239,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         "n": args.n,
         "dims": args.dims,
         "kinds": args.kinds,
+        "measured": [f"{case['kind']} {case['dim']}-d" for case in cases],
         "settings_M_ef_construction": args.settings,
         "ef": args.ef,
         "rerank": args.rerank,
@@ -255,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_at_end": list(os.getloadavg()),
         "seed": args.seed,
         "quick": args.quick,
+        "finished_from_partial": str(args.finish_from) if args.finish_from else None,
         "versions": {k: package_version(k) for k in ("numpy", "hnswlib")},
     }
     results = {"cases": cases, "exact_by_size": sizes, "recommendation": recommend(cases, sizes, args)}
