@@ -237,6 +237,9 @@ def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> d
             delta = build_bundle(changed, fleet=FLEET, version=2, key=private, base=running)
             running, stats = timed_apply(delta, store, live, running, public, args.fps)
             delta_runs.append(stats)
+            if args.no_rebuild:  # the delta alone (a run for its CPU seconds; the rebuild is one more build)
+                log.info("n=%d dim=%d #%d: delta %s", n, dim, repeat, stats)
+                continue
             rebuilt, rebuild = timed_rebuild(running, live, args.fps)
             rebuilds.append(rebuild)
             answers.append(same_answers(live.current.index, rebuilt, noisy_queries(running, 1000, repeat)))
@@ -259,7 +262,9 @@ def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> d
         "build_full_s": build_full_s,
         "apply_full": _summary(runs),
         "apply_delta_1pct": _summary(delta_runs),
-        "rebuild_after_delta": _summary(rebuilds, ("index_s", "index_thread_cpu_s", "apply_process_cpu_s")),
+        "rebuild_after_delta": _summary(rebuilds, ("index_s", "index_thread_cpu_s", "apply_process_cpu_s"))
+        if rebuilds
+        else None,
         "delta_vs_rebuild_answers": answers,
         "baseline_no_apply": idle,
         "host_loadavg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
@@ -292,6 +297,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tmp", type=Path, default=None, help="directory for the gallery stores (a real disk)"
     )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-rebuild", action="store_true", help="skip the side-by-side full rebuild")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.dims, args.repeats, args.baseline_s = [1000, 10_000], [128], 1, 3.0
