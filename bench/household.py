@@ -46,10 +46,10 @@ from edgeface.cli import build_parser
 from edgeface.cli.common import load_encoder, photo_config
 from edgeface.cli.enroll import enroll_people, gallery_to_write
 from edgeface.cli.identify import identify_all
-from edgeface.daemon.parts import Parts, decision_rule, index_settings
+from edgeface.daemon.parts import Parts, index_settings, rule_for
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.gallery import Gallery
-from edgeface.identity.index import GalleryIndex, IndexHolder
+from edgeface.identity.live import GoLive
 from edgeface.vision.encoder import EncodedFace, FaceEncoder
 from edgeface.vision.photos import identity_folders, read_image
 
@@ -114,8 +114,8 @@ class EdgefaceDoor:
         self.sha256 = self.encoder.embedder.sha256
         config = photo_config(identify_args)
         empty = Gallery.empty(self.encoder.embedder.dim, self.encoder.embedder.sha256)
-        index = IndexHolder(GalleryIndex(empty, index_settings(config)))
-        self.parts = Parts(config, self.encoder, index, decision_rule(config, empty, self.encoder.embedder))
+        live = GoLive(empty, rule_for(config, self.encoder.embedder), index_settings(config))
+        self.parts = Parts(config, self.encoder, live)
 
     def prepare(self, photos: list[Path]) -> dict[str, Any]:
         found = sum(bool(self.encoder.encode(read_image(p))) for p in photos)

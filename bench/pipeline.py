@@ -63,8 +63,7 @@ def offline(faces_root: Path, n_faces: int, seconds: float, parts: Parts, fps: f
     # Rendered ahead of time, so stamp each frame with its scene time, as a live camera would.
     frames = [replace(source.read(1.0), ts=i / fps) for i in range(int(seconds * fps))]
     config = parts.config
-    recognizer = Recognizer(parts.encoder, parts.index, parts.matcher(), config.quality,
-                            decision_settings(config))  # fmt: skip
+    recognizer = Recognizer(parts.encoder, parts.live, config.quality, decision_settings(config))
     per_frame, deciding = [], []
     started = time.perf_counter()
     for frame in frames:

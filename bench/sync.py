@@ -1,11 +1,15 @@
-"""Gallery sync benchmark: apply time (verify + write + index build), frames dropped during the swap,
-and bundle sizes, full vs a delta with 1% of identities changed.
+"""Gallery sync benchmark: apply time (verify + write + go live), frames dropped meanwhile, and bundle sizes,
+for a full bundle and for a delta with 1% of identities changed, with a full index rebuild of the delta's
+gallery side by side.
 
-Apply runs on a worker thread (as `GallerySyncClient` does) while a recognition thread searches
-`IndexHolder.current` at 15 fps; a frame is dropped when its search finishes after the next frame is due.
+Apply runs on a worker thread (as `GallerySyncClient` does) and makes the gallery live through
+`GoLive.publish` (a delta patches a copy of the running HNSW graph); meanwhile a recognition thread decides
+on `GoLive.current` at 15 fps; a frame is dropped when its decision finishes after the next frame is due.
+After the delta, the same gallery's index is also built from scratch (under the same 15 fps load), and the
+patched and rebuilt indexes' recall@1 against exact search is compared on the same queries.
 
     python bench/sync.py --quick                               # 1k, 10k at 128-d (< 1 min)
-    python bench/sync.py --out bench/results/sync.json         # 1k, 10k, 100k at 128-d and 512-d
+    python bench/sync.py --sizes 100000 --dims 512 --out bench/results/sync.json
 """
 
 from __future__ import annotations
@@ -61,11 +65,11 @@ def churn(gallery, fraction: float, seed: int):
 
 
 class Recognizer(threading.Thread):
-    """Searches the current index once per frame at `fps`; counts frames that missed their deadline."""
+    """Decides on the live gallery once per frame at `fps`; counts frames that missed their deadline."""
 
-    def __init__(self, holder, fps: float, queries) -> None:
+    def __init__(self, live, fps: float, queries) -> None:
         super().__init__(name="recognizer", daemon=True)
-        self.holder, self.period, self.queries = holder, 1.0 / fps, queries
+        self.live, self.period, self.queries = live, 1.0 / fps, queries
         self.stop = threading.Event()
         self.latencies: list[float] = []
         self.frames = self.dropped = 0
@@ -77,7 +81,7 @@ class Recognizer(threading.Thread):
             if now < due:
                 time.sleep(due - now)
             started = time.perf_counter()
-            self.holder.current.search(self.queries[self.frames % len(self.queries)][None], k=2)
+            self.live.current.decide(self.queries[self.frames % len(self.queries)])
             finished = time.perf_counter()
             self.latencies.append((finished - started) * 1000)
             self.frames += 1
@@ -86,9 +90,8 @@ class Recognizer(threading.Thread):
             due += self.period * (missed + 1)
 
 
-def apply_once(bundle: bytes, store, holder, running, key):
+def apply_once(bundle: bytes, store, live, running, key):
     """The device's apply path, stage by stage; returns (gallery, seconds per stage)."""
-    from edgeface.identity.index import GalleryIndex
     from edgeface.sync.apply import DevicePolicy, check_device, commit, materialise
     from edgeface.sync.bundle import check_signature, unpack_bundle, verify_payload
     from edgeface.sync.manifest import parse_manifest
@@ -104,40 +107,85 @@ def apply_once(bundle: bytes, store, holder, running, key):
     commit(store, made, manifest, parts.signature)
     gallery = made.gallery
     t2 = time.perf_counter()
-    index = GalleryIndex(gallery)
-    holder.swap(index)
+    c2 = time.thread_time()
+    went = live.publish(gallery)
     t3 = time.perf_counter()
-    stages = {"verify_s": t1 - t0, "write_s": t2 - t1, "index_s": t3 - t2, "total_s": t3 - t0}
-    return gallery, stages | {"index_kind": index.kind}
+    stages = {"verify_s": t1 - t0, "write_s": t2 - t1, "index_s": t3 - t2, "total_s": t3 - t0,
+              "index_thread_cpu_s": time.thread_time() - c2}  # fmt: skip
+    return gallery, stages | {"index_kind": went.index.kind, "patched": went.index.patched}
 
 
-def timed_apply(bundle: bytes, store, holder, running, key, fps: float) -> tuple[object, dict]:
-    recognizer = Recognizer(holder, fps, running.vectors[:64])
+def under_load(work, live, fps: float, queries) -> dict:
+    """Run `work` on a worker thread while a recognizer decides at `fps`; its frames and drops."""
+    recognizer = Recognizer(live, fps, queries)
     recognizer.start()
     time.sleep(0.3)
-    out: dict = {}
-
-    def work() -> None:
-        out["gallery"], out["stages"] = apply_once(bundle, store, holder, running, key)
-
     worker = threading.Thread(target=work, name="gallery-apply")
+    recognizer_clock = time.pthread_getcpuclockid(recognizer.ident or 0)
+    cpu0, theirs0 = time.process_time(), time.clock_gettime(recognizer_clock)
     worker.start()
     worker.join()
+    cpu1, theirs1 = time.process_time(), time.clock_gettime(recognizer_clock)
     time.sleep(0.3)
     recognizer.stop.set()
     recognizer.join()
-    stats = out["stages"] | {
+    return {
+        # CPU seconds of every thread of this process while the worker ran, less the recognizer's: what the
+        # apply cost, whatever else the host was running
+        "apply_process_cpu_s": (cpu1 - cpu0) - (theirs1 - theirs0),
         "frames": recognizer.frames,
         "frames_dropped": recognizer.dropped,
         "search_ms_max": max(recognizer.latencies),
         "search_ms_p95": percentiles(recognizer.latencies)["p95"],
     }
-    return out["gallery"], stats
 
 
-def baseline(holder, fps: float, seconds: float, queries) -> dict:
+def timed_apply(bundle: bytes, store, live, running, key, fps: float) -> tuple[object, dict]:
+    out: dict = {}
+
+    def work() -> None:
+        out["gallery"], out["stages"] = apply_once(bundle, store, live, running, key)
+
+    frames = under_load(work, live, fps, running.vectors[:64])
+    return out["gallery"], out["stages"] | frames
+
+
+def timed_rebuild(gallery, live, fps: float) -> tuple[object, dict]:
+    """A full rebuild of `gallery`'s index with the live settings, under the same recognition load."""
+    from edgeface.identity.index import GalleryIndex
+
+    out: dict = {}
+
+    def work() -> None:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        out["index"] = GalleryIndex(gallery, live.current.index.settings)
+        out["index_s"], out["index_thread_cpu_s"] = time.perf_counter() - t0, time.thread_time() - c0
+
+    frames = under_load(work, live, fps, gallery.vectors[:64])
+    return out.pop("index"), out | frames
+
+
+def recall_vs_exact(index, gallery, queries) -> float:
+    import numpy as np
+
+    truth = np.argmax(queries @ gallery.vectors.T, axis=1)
+    found = np.asarray([hits[0].index for hits in index.search(queries, k=1)])
+    return float(np.mean(found == truth))
+
+
+def noisy_queries(gallery, count: int, seed: int, cos: float = 0.7):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = gallery.vectors[rng.choice(len(gallery), min(count, len(gallery)), replace=False)]
+    sigma = ((1.0 / cos**2 - 1.0) / gallery.dim) ** 0.5
+    queries = rows + sigma * rng.standard_normal(rows.shape, dtype=np.float32)
+    return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+
+
+def baseline(live, fps: float, seconds: float, queries) -> dict:
     """Frames dropped with no apply running: what the host (other processes, scheduler) costs by itself."""
-    recognizer = Recognizer(holder, fps, queries)
+    recognizer = Recognizer(live, fps, queries)
     recognizer.start()
     time.sleep(seconds)
     recognizer.stop.set()
@@ -150,44 +198,62 @@ def baseline(holder, fps: float, seconds: float, queries) -> dict:
     }
 
 
+def same_answers(live_index, rebuilt, queries) -> dict:
+    """Patched vs rebuilt: recall@1 against exact search, and whether top-2 ids and scores are identical."""
+    gallery = rebuilt.gallery
+    return {
+        "recall_at_1_live": recall_vs_exact(live_index, gallery, queries),
+        "recall_at_1_rebuilt": recall_vs_exact(rebuilt, gallery, queries),
+        "top2_identical": live_index.search(queries, k=2) == rebuilt.search(queries, k=2),
+        "queries": len(queries),
+    }
+
+
 def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> dict:
+    from edgeface.identity.decision import DecisionRule
     from edgeface.identity.gallery import GalleryStore
-    from edgeface.identity.index import GalleryIndex, IndexHolder
+    from edgeface.identity.live import GoLive
     from edgeface.server.build import build_bundle
 
+    rule = DecisionRule(0.5, 0.0, "config", "bench")
     base = make_gallery(n, dim, seed=n + dim)
     t = time.perf_counter()
     full = build_bundle(base, fleet=FLEET, version=1, key=private)
     build_full_s = time.perf_counter() - t
     runs: list[dict] = []
     delta_runs: list[dict] = []
+    rebuilds: list[dict] = []
+    answers: list[dict] = []
     repeats = args.repeats if n < 100_000 else args.large_repeats
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for repeat in range(repeats):
             store = GalleryStore(Path(tmp) / f"r{repeat}")
             seed_gallery = make_gallery(min(n, 1000), dim, seed=7, start=20_000_000).with_version(0)
-            holder = IndexHolder(GalleryIndex(seed_gallery))
-            running, stats = timed_apply(full, store, holder, seed_gallery, public, args.fps)
+            live = GoLive(seed_gallery, lambda gallery: rule)
+            running, stats = timed_apply(full, store, live, seed_gallery, public, args.fps)
             runs.append(stats)
             changed = churn(base, 0.01, seed=repeat)
             delta = build_bundle(changed, fleet=FLEET, version=2, key=private, base=running)
-            running, stats = timed_apply(delta, store, holder, running, public, args.fps)
+            running, stats = timed_apply(delta, store, live, running, public, args.fps)
             delta_runs.append(stats)
-            log.info(
-                "n=%d dim=%d #%d: full %.2f s, delta %.2f s",
-                n,
-                dim,
-                repeat,
-                runs[-1]["total_s"],
-                stats["total_s"],
-            )
-        idle = baseline(holder, args.fps, args.baseline_s, base.vectors[:64])
+            if args.no_rebuild:  # the delta alone (a run for its CPU seconds; the rebuild is one more build)
+                log.info("n=%d dim=%d #%d: delta %s", n, dim, repeat, stats)
+                continue
+            rebuilt, rebuild = timed_rebuild(running, live, args.fps)
+            rebuilds.append(rebuild)
+            answers.append(same_answers(live.current.index, rebuilt, noisy_queries(running, 1000, repeat)))
+            log.info("n=%d dim=%d #%d: full %.2f s, delta %.2f s (patched %s), rebuild %.2f s, %s", n, dim,
+                     repeat, runs[-1]["total_s"], stats["total_s"], stats["patched"], rebuild["index_s"],
+                     answers[-1])  # fmt: skip
+            del rebuilt
+        idle = baseline(live, args.fps, args.baseline_s, base.vectors[:64])
     full_1pct = build_bundle(changed, fleet=FLEET, version=2, key=private)
     return {
         "n": n,
         "dim": dim,
         "index_kind": runs[-1]["index_kind"],
+        "delta_patched_live_index": all(r["patched"] for r in delta_runs),
         "bundle_bytes": {
             "full": len(full),
             "full_after_1pct_change": len(full_1pct),
@@ -196,13 +262,20 @@ def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> d
         "build_full_s": build_full_s,
         "apply_full": _summary(runs),
         "apply_delta_1pct": _summary(delta_runs),
+        "rebuild_after_delta": _summary(rebuilds, ("index_s", "index_thread_cpu_s", "apply_process_cpu_s"))
+        if rebuilds
+        else None,
+        "delta_vs_rebuild_answers": answers,
         "baseline_no_apply": idle,
         "host_loadavg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
     }
 
 
-def _summary(runs: list[dict]) -> dict:
-    out = {key: percentiles([r[key] for r in runs]) for key in ("verify_s", "write_s", "index_s", "total_s")}
+STAGES = ("verify_s", "write_s", "index_s", "index_thread_cpu_s", "apply_process_cpu_s", "total_s")
+
+
+def _summary(runs: list[dict], keys: tuple[str, ...] = STAGES) -> dict:
+    out = {key: percentiles([r[key] for r in runs]) for key in keys}
     out["frames"] = sum(r["frames"] for r in runs)
     out["frames_dropped"] = sum(r["frames_dropped"] for r in runs)
     out["search_ms_max"] = max(r["search_ms_max"] for r in runs)
@@ -224,6 +297,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tmp", type=Path, default=None, help="directory for the gallery stores (a real disk)"
     )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-rebuild", action="store_true", help="skip the side-by-side full rebuild")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.dims, args.repeats, args.baseline_s = [1000, 10_000], [128], 1, 3.0
@@ -237,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(var, "1")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgeface.identity.index import IndexSettings
 
     private = Ed25519PrivateKey.generate()
     cases = [
@@ -253,9 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         "(other processes share the CPUs; see host_loadavg_1m)",
         "repeats_below_100k": args.repeats,
         "repeats_100k": args.large_repeats,
-        "apply_thread": "worker thread; recognition thread searches IndexHolder.current meanwhile",
+        "apply_thread": "worker thread, GoLive.publish; a recognition thread decides on GoLive.current meanwhile",
         "delta": "1% churn: half of it removed identities, half new ones",
-        "index_settings": "IndexSettings() defaults (exact below 20k, hnswlib M=16 ef_construction=200 1 thread)",
+        "index_settings": str(IndexSettings()),
+        "recall_queries": "1000 noisy copies (cosine 0.7) of gallery rows; recall@1 against exact search",
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "gil_note": "hnswlib add_items releases the GIL (a 5 ms sleeper thread saw <= 7 ms gaps during a 20k "
         "x 512 build), so drops during index_s are CPU contention on this shared 2-CPU host, not the GIL",

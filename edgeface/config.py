@@ -18,12 +18,13 @@ from typing import Any
 
 from edgeface.camera.spec import CameraSpec
 from edgeface.errors import ConfigError
+from edgeface.identity.index import IndexSettings
 from edgeface.mqtt.ha_settings import HomeAssistantSettings
 from edgeface.mqtt.settings import MqttSettings
 from edgeface.pipeline.visitor_settings import VisitorSettings
 from edgeface.sync.fetch import UrlFetchSettings
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
-from edgeface.util.fields import bounded, check_fields, finite, settable, shown
+from edgeface.util.fields import bounded, check_fields, finite, like, settable, shown
 from edgeface.util.files import MAX_CONFIG_BYTES, FileRefused, read_text
 from edgeface.util.logsafe import printable
 from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
@@ -92,12 +93,12 @@ class EmbedderConfig:
 @dataclass(frozen=True, slots=True)
 class GalleryConfig:
     dir: Path | None = None  # default: <device.state_dir>/gallery
-    # bench/results/search.json: exact search is as fast as HNSW up to 10k identities (0.45 vs 0.49 ms at
-    # 10k) with perfect recall; above that HNSW with ef 256, the smallest ef that kept recall@1 >= 0.99.
-    index: str = bounded("auto", choices=("auto", "hnsw", "exact"))
-    exact_below: int = bounded(10_000, 0)
-    hnsw_m: int = bounded(16, 4, 64)
-    hnsw_ef: int = bounded(256, 8, 1024)
+    # Defaults and limits are IndexSettings' (edgeface/identity/index.py), chosen by bench/search.py.
+    index: str = like(IndexSettings, "kind")
+    exact_below: int = like(IndexSettings, "exact_below")
+    hnsw_m: int = like(IndexSettings, "m")
+    hnsw_ef_construction: int = like(IndexSettings, "ef_construction")
+    hnsw_ef: int = like(IndexSettings, "ef")
 
     def __post_init__(self) -> None:
         check_fields(self, "gallery")

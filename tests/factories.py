@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edgeface.demo.localbroker import free_port
+from edgeface.identity.decision import DecisionRule
 from edgeface.identity.gallery import Gallery, GalleryStore
-from edgeface.identity.index import GalleryIndex, IndexHolder
+from edgeface.identity.index import GalleryIndex, IndexSettings
+from edgeface.identity.live import GoLive, RuleFor
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.mqtt.settings import MqttSettings
 from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
@@ -53,6 +55,42 @@ from tests.conftest import Broker
 MODEL = "ab" * 32
 FLEET = "lobby"
 PREFIX = "edgeface"
+
+
+def fixed_rule(threshold: float = 0.5, margin: float = 0.0) -> RuleFor:
+    """A decision rule that is the same for every gallery (set by the test)."""
+    rule = DecisionRule(threshold, margin, "config", "set by the test")
+    return lambda gallery: rule
+
+
+def go_live(
+    gallery: Gallery, threshold: float = 0.5, margin: float = 0.0, settings: IndexSettings | None = None
+) -> GoLive:
+    return GoLive(gallery, fixed_rule(threshold, margin), settings)
+
+
+class ScriptedEncoder:
+    """Detects the same faces in every frame; embeds each face as whoever the test says is standing there."""
+
+    def __init__(self, faces: Sequence[Detection], person: np.ndarray) -> None:
+        self.detector = self
+        self.faces = list(faces)
+        self.person = person
+        self.seen_shapes: list[tuple[int, ...]] = []
+        self.embedded = 0
+        self.cropped = 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.seen_shapes.append(image.shape)
+        return list(self.faces)
+
+    def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        self.cropped += 1
+        return np.full((4, 4, 3), self.cropped - 1, np.uint8)  # numbered, so a test can tell them apart
+
+    def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        self.embedded += len(crops)
+        return np.stack([self.person] * len(crops))
 
 
 # Keypoints of a frontal face as fractions of its box, in KEYPOINT_NAMES order.
@@ -178,13 +216,13 @@ class Device:
     name: str
     store: GalleryStore
     sync: GallerySyncClient
-    holder: IndexHolder
+    live: GoLive
     client: mqtt.Client
     galleries: list[Gallery] = field(default_factory=list)
 
     @property
     def index(self) -> GalleryIndex:
-        return self.holder.current
+        return self.live.current.index
 
     def close(self) -> None:
         self.client.disconnect()
@@ -203,8 +241,8 @@ def start_device(
 ) -> Device:
     store = GalleryStore(root / name)
     initial = store.load() if store.exists() else Gallery.empty(128, model)
-    holder = IndexHolder(GalleryIndex(initial))
-    updater = IndexUpdater(holder)
+    live = go_live(initial)
+    updater = IndexUpdater(live)
     galleries: list[Gallery] = []
     lock = threading.Lock()
 
@@ -220,7 +258,7 @@ def start_device(
     client.connect(broker.host, broker.port)
     client.loop_start()
     wait_for(client.is_connected, 5, "device connect")
-    return Device(name, store, sync, holder, client, galleries)
+    return Device(name, store, sync, live, client, galleries)
 
 
 class Watcher:

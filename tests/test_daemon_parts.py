@@ -112,7 +112,7 @@ def test_a_stored_gallery_decides_with_its_own_calibration(
     parts = built(config)
     assert parts.gallery.version == 3 and len(parts.gallery) == 12
     assert (parts.rule.threshold, parts.rule.margin, parts.rule.source) == (0.61, 0.04, "gallery")
-    assert parts.matcher().settings == MatchSettings(0.61, 0.04)
+    assert parts.live.current.matcher.settings == MatchSettings(0.61, 0.04)
 
 
 def test_the_configs_threshold_and_margin_win_over_the_calibration(
@@ -123,7 +123,7 @@ def test_the_configs_threshold_and_margin_win_over_the_calibration(
     parts = built(config)
     assert (parts.rule.threshold, parts.rule.margin, parts.rule.source) == (0.5, 0.04, "config")
     both = built(config_for(tmp_path, models_dir, match={"threshold": 0.5, "margin": 0.1}))
-    assert both.matcher().settings == MatchSettings(0.5, 0.1)
+    assert both.live.current.matcher.settings == MatchSettings(0.5, 0.1)
 
 
 def test_an_uncalibrated_gallery_logs_that_the_cards_fallback_applies(
@@ -172,10 +172,12 @@ def test_a_given_empty_gallery_is_used_too(
 def test_the_index_follows_the_gallery_section(
     tmp_path: Path, models_dir: Path, built, embedder_sha: str, gallery_section: dict, kind: str
 ) -> None:
-    config = config_for(tmp_path, models_dir, gallery={**gallery_section, "hnsw_m": 8, "hnsw_ef": 64})
+    section = {**gallery_section, "hnsw_m": 8, "hnsw_ef": 64, "hnsw_ef_construction": 40}
+    config = config_for(tmp_path, models_dir, gallery=section)
     parts = built(config, gallery=calibrated_gallery(embedder_sha))
-    index = parts.index.current
-    assert index.kind == kind and (index.settings.m, index.settings.ef) == (8, 64)
+    index = parts.live.current.index
+    assert index.kind == kind
+    assert (index.settings.m, index.settings.ef, index.settings.ef_construction) == (8, 64, 40)
     hits = index.search(parts.gallery.vectors[4])[0]
     assert hits[0].index == 4 and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
@@ -250,8 +252,8 @@ def test_use_gallery_swaps_the_index_and_the_rule_follows(
 ) -> None:
     parts = built(config_for(tmp_path, models_dir))
     assert parts.rule.source == "card"
-    index = parts.use_gallery(calibrated_gallery(embedder_sha, version=4))
-    assert parts.index.current is index and parts.gallery.version == 4
+    live = parts.use_gallery(calibrated_gallery(embedder_sha, version=4))
+    assert parts.live.current is live and parts.gallery.version == 4 and live.rule is parts.rule
     assert parts.rule.source == "gallery" and parts.rule.threshold == 0.61
     explicit = config_for(tmp_path, models_dir, match={"threshold": 0.7})
     parts.use_gallery(make_gallery(2, model=embedder_sha, version=5), explicit)
@@ -262,10 +264,10 @@ def test_use_gallery_refuses_a_gallery_it_cannot_search_and_keeps_the_running_on
     tmp_path: Path, models_dir: Path, built, embedder_sha: str
 ) -> None:
     parts = built(config_for(tmp_path, models_dir), gallery=calibrated_gallery(embedder_sha, version=4))
-    before, rule = parts.index.current, parts.rule
+    before = parts.live.current
     with pytest.raises(GalleryError, match="64-d"):
         parts.use_gallery(make_gallery(3, dim=64, model=embedder_sha))
-    assert parts.index.current is before and parts.rule is rule
+    assert parts.live.current is before
 
 
 def test_check_gallery_accepts_a_fitting_gallery_unchanged(embedder_sha: str) -> None:

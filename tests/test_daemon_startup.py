@@ -18,7 +18,8 @@ from edgeface.daemon.parts import build_publisher
 from edgeface.daemon.startup import CardModel, recover_stored_gallery, start_sync, stored_gallery_problems
 from edgeface.errors import ConfigError
 from edgeface.identity.gallery import GalleryStore
-from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.identity.index import IndexSettings
+from edgeface.identity.live import LiveGallery
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.server.build import build_bundle
@@ -31,6 +32,7 @@ from tests.factories import (
     FLEET,
     MODEL,
     PREFIX,
+    go_live,
     make_gallery,
     make_keys,
     raw_publish,
@@ -135,9 +137,9 @@ def publisher(tmp_path: Path, card_only: Path) -> Any:
 
 def test_sync_is_not_started_when_disabled(tmp_path: Path, card_only: Path, publisher) -> None:
     config = config_for(tmp_path, card_only, mqtt={"port": 1})
-    holder = IndexHolder(GalleryIndex(make_gallery(2)))
+    live = go_live(make_gallery(2))
     assert not config.sync.enabled
-    assert start_sync(config, publisher(config), holder, MODEL, lambda index: None, IndexSettings()) is None
+    assert start_sync(config, publisher(config), live, MODEL, lambda live: None) is None
     # `enabled` without a key can neither be parsed from a file nor built in code: the type refuses it.
     with pytest.raises(ConfigError, match=r"sync\.public_key: required when sync\.enabled is true"):
         SyncConfig(enabled=True)
@@ -151,15 +153,15 @@ def test_sync_takes_its_settings_from_the_config(tmp_path: Path, card_only: Path
         mqtt={"port": 1, "prefix": "site7"},
         sync={"enabled": True, "public_key": str(keys.public_path), "expiry_policy": "deny"},
     )
-    holder = IndexHolder(GalleryIndex(make_gallery(2)))
-    sync = start_sync(config, publisher(config), holder, MODEL, lambda index: None, IndexSettings(), dim=128)
+    live = go_live(make_gallery(2))
+    sync = start_sync(config, publisher(config), live, MODEL, lambda live: None, dim=128)
     assert sync is not None
     try:
         settings = sync.client.config
         assert (settings.fleet, settings.device_id, settings.prefix) == (FLEET, "door1", "site7")
         assert (settings.model_sha256, settings.expiry_policy, settings.dim) == (MODEL, "deny", 128)
         assert settings.gallery_topic == f"site7/fleet/{FLEET}/gallery"
-        assert sync.updater.holder is holder and sync.matching_allowed()
+        assert sync.updater.live is live and sync.matching_allowed()
     finally:
         sync.close()
 
@@ -175,18 +177,18 @@ def test_a_signed_bundle_is_stored_indexed_and_swapped_in(
         mqtt={"host": broker.host, "port": broker.port, "prefix": PREFIX},
         sync={"enabled": True, "public_key": str(keys.public_path)},
     )
-    holder = IndexHolder(GalleryIndex(make_gallery(2)))
-    applied: list[GalleryIndex] = []
+    live = go_live(make_gallery(2), settings=IndexSettings(kind="hnsw"))
+    applied: list[LiveGallery] = []
     done = threading.Event()
 
-    def on_applied(index: GalleryIndex) -> None:
-        applied.append(index)
-        assert holder.current is index  # called after the swap
+    def on_applied(gallery: LiveGallery) -> None:
+        applied.append(gallery)
+        assert live.current is gallery  # called once it is live
         done.set()
 
     client = publisher(config)
     client.start()
-    sync = start_sync(config, client, holder, MODEL, on_applied, IndexSettings(kind="hnsw"), dim=128)
+    sync = start_sync(config, client, live, MODEL, on_applied, dim=128)
     assert sync is not None
     try:
         bundle = unpack_bundle(
@@ -196,9 +198,9 @@ def test_a_signed_bundle_is_stored_indexed_and_swapped_in(
         raw_publish(broker, 3, announcement_bytes(bundle.manifest, bundle.signature, bundle.payload, chunks),
                     dict(enumerate(chunks)))  # fmt: skip
         assert done.wait(10), "the bundle was never applied"
-        (index,) = applied
-        assert index.gallery.version == 3 and len(index.gallery) == 5
-        assert index.kind == "hnsw"  # the index settings handed to start_sync
+        (went_live,) = applied
+        assert went_live.version == 3 and len(went_live.gallery) == 5
+        assert went_live.index.kind == "hnsw"  # the index settings the gallery went live with
         assert GalleryStore(config.gallery_dir).load().version == 3
         wait_for(lambda: sync.client.last_state["status"] == "applied", 5, "applied state")
         state = read_retained(broker, f"{PREFIX}/door1/gallery/state")

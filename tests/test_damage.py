@@ -37,6 +37,7 @@ from tests.factories import (
     MODEL,
     PREFIX,
     Keys,
+    go_live,
     make_gallery,
     make_keys,
     raw_publish,
@@ -209,7 +210,6 @@ def test_bad_fleet_device_id_and_bounds_are_one_line_config_errors(raw: dict, ke
 
 def test_max_version_jump_reaches_the_sync_client(tmp_path: Path) -> None:
     from edgeface.daemon.startup import start_sync
-    from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
     from edgeface.mqtt.client import MqttPublisher
     from edgeface.mqtt.payloads import StatusInfo
 
@@ -222,8 +222,8 @@ def test_max_version_jump_reaches_the_sync_client(tmp_path: Path) -> None:
         }
     )
     publisher = MqttPublisher(config.mqtt, StatusInfo("0", 0, 0, "m", MODEL))
-    holder = IndexHolder(GalleryIndex(Gallery.empty(128, MODEL)))
-    sync = start_sync(config, publisher, holder, MODEL, lambda index: None, IndexSettings(), dim=128)
+    live = go_live(Gallery.empty(128, MODEL))
+    sync = start_sync(config, publisher, live, MODEL, lambda live: None, dim=128)
     try:
         assert sync is not None
         assert sync.client.policy.max_version_jump == 7 and sync.client.policy.dim == 128

@@ -75,8 +75,8 @@ def test_two_doors_follow_version_n_then_n_plus_1(broker, tmp_path, faces5, mode
         runners[-1].start()
     try:
         for door in doors:
-            wait_until(lambda d=door: d.ready.is_set() and d.index.current.gallery.version == 1, 30)
-            signed = door.index.current.gallery.calibration  # the manifest's decision, stored on apply
+            wait_until(lambda d=door: d.ready.is_set() and d.live.current.version == 1, 30)
+            signed = door.live.current.gallery.calibration  # the manifest's decision, stored on apply
             assert signed is not None and signed.method == "signed manifest"
             assert door.parts.rule.source == "gallery" and door.parts.rule.threshold == signed.threshold
         cycle = scenario.scene.duration
@@ -85,9 +85,7 @@ def test_two_doors_follow_version_n_then_n_plus_1(broker, tmp_path, faces5, mode
                           people_folder(tmp_path / "v2", scenario.enrolment, ["chipu", "khanh", "sontung"]), 2)  # fmt: skip
         published = time.monotonic()
         for door in doors:
-            wait_until(
-                lambda d=door: d.index.current.gallery.version == 2, 5.0 - (time.monotonic() - published)
-            )
+            wait_until(lambda d=door: d.live.current.version == 2, 5.0 - (time.monotonic() - published))
         time.sleep(cycle + 1.0)
     finally:
         for door in doors:

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from edgeface.errors import GalleryError
+from edgeface.identity.decision import DecisionRule
 from edgeface.identity.gallery import Gallery, GalleryStore, load_npy, npy_bytes
-from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.identity.index import GalleryIndex, IndexSettings
+from edgeface.identity.live import GoLive
 from edgeface.identity.match import Matcher, MatchSettings
 from edgeface.util.vectors import l2_normalize
 
@@ -84,11 +86,14 @@ def test_threshold_and_margin_rule() -> None:
     assert Matcher(MatchSettings(0.999, 0.0)).decide(index, near_a).decision == "unknown"
 
 
-def test_index_holder_swaps_whole_index() -> None:
-    holder = IndexHolder(GalleryIndex(random_gallery(2)))
-    replacement = GalleryIndex(random_gallery(5))
-    previous = holder.swap(replacement)
-    assert len(previous.gallery) == 2 and holder.current is replacement
+def test_go_live_replaces_the_index_and_the_rule_in_one_value() -> None:
+    live = GoLive(random_gallery(2), lambda g: DecisionRule(0.5 + len(g) / 100, 0.0, "config", "by size"))
+    previous = live.current
+    replacement = live.publish(random_gallery(5))
+    assert (
+        live.current is replacement and len(replacement.gallery) == 5 and replacement.rule.threshold == 0.55
+    )
+    assert len(previous.gallery) == 2 and previous.rule.threshold == 0.52  # the old value is left whole
 
 
 def test_load_npy_reads_an_npy_and_refuses_an_npz_archive() -> None:

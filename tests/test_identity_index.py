@@ -13,6 +13,7 @@ import pytest
 from edgeface.errors import GalleryError
 from edgeface.identity.gallery import Gallery
 from edgeface.identity.index import GalleryIndex, IndexSettings
+from edgeface.sync.delta import Delta, apply_delta
 from tests.factories import MODEL, make_gallery, unit_vectors
 
 
@@ -67,3 +68,116 @@ def test_a_query_of_another_dim_is_a_gallery_error(kind: str) -> None:
     index = GalleryIndex(make_gallery(5, dim=16), IndexSettings(kind=kind))
     with pytest.raises(GalleryError, match="query dim 8 != gallery dim 16"):
         index.search(np.ones(8, np.float32))
+
+
+# --- live updates: a delta patched into a copy of the running index ---------------------------------------
+
+DIM = 32
+
+
+def noisy(vectors: np.ndarray, seed: int, sigma: float = 0.05) -> np.ndarray:
+    out = vectors + sigma * np.random.default_rng(seed).standard_normal(vectors.shape).astype(np.float32)
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+def churned(base: Gallery, fraction: float, seed: int, version: int) -> tuple[Gallery, Delta]:
+    """`base` with `fraction` of its identities removed, as many replaced and as many added (a sync delta)."""
+    rng = np.random.default_rng(seed)
+    k = max(1, round(len(base) * fraction))
+    picked = rng.choice(len(base), 2 * k, replace=False)
+    removed = tuple(base.ids[i] for i in picked[:k])
+    replaced = [base.ids[i] for i in picked[k:]]
+    added = [f"new{version}-{i}" for i in range(k)]
+    vectors = unit_vectors(2 * k, DIM, seed=seed + 1000)
+    upsert = Gallery(
+        tuple(replaced + added), tuple(replaced + added), (1,) * (2 * k), vectors, MODEL, version
+    )
+    delta = Delta(removed, upsert)
+    return apply_delta(base, delta, version), delta
+
+
+def recall_at_1(index: GalleryIndex, queries: np.ndarray) -> float:
+    truth = np.argmax(queries @ index.gallery.vectors.T, axis=1)
+    found = [hits[0].index for hits in index.search(queries, k=1)]
+    return float(np.mean(np.asarray(found) == truth))
+
+
+def test_exact_live_delta_answers_exactly_as_a_rebuild() -> None:
+    base = make_gallery(500, dim=DIM, seed=1)
+    new, _ = churned(base, 0.05, seed=2, version=2)
+    live = GalleryIndex(base, IndexSettings(kind="exact")).updated(new)
+    rebuilt = GalleryIndex(new, IndexSettings(kind="exact"))
+    queries = noisy(new.vectors[::7], seed=3)
+    assert live.search(queries, k=5) == rebuilt.search(queries, k=5)  # ids and scores, hit for hit
+
+
+def test_hnsw_live_delta_patches_the_graph_and_keeps_the_rebuilds_recall() -> None:
+    # Weak on purpose, so recall < 1 and a worse graph would show; one thread, so builds are repeatable.
+    settings = IndexSettings(kind="hnsw", m=8, ef_construction=40, ef=16, rerank=2, num_threads=1)
+    base = make_gallery(3000, dim=DIM, seed=4)
+    running = GalleryIndex(base, settings)
+    queries = unit_vectors(400, DIM, seed=6)  # random queries: close calls, where a graph can miss
+    before = running.search(queries, k=3)
+    new, _ = churned(base, 0.02, seed=5, version=2)
+    live = running.updated(new)
+    assert live.patched and live.kind == "hnsw" and not running.patched
+    rebuilt = recall_at_1(GalleryIndex(new, settings), queries)
+    assert recall_at_1(live, queries) >= rebuilt - 0.03, (recall_at_1(live, queries), rebuilt)
+    assert running.search(queries, k=3) == before  # the running index is untouched by the patch
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_a_live_delta_never_returns_removed_ids_and_answers_replaced_ids_with_their_new_vectors(
+    kind: str,
+) -> None:
+    base = make_gallery(1000, dim=DIM, seed=7)
+    new, delta = churned(base, 0.03, seed=8, version=2)
+    live = GalleryIndex(base, IndexSettings(kind=kind)).updated(new)
+    old = {i: base.vectors[r] for r, i in enumerate(base.ids)}
+    for hits in live.search(np.stack([old[i] for i in delta.remove]), k=10):
+        for hit in hits:  # a removed vector finds only others, with their own exact scores
+            assert new.ids[hit.index] not in delta.remove and hit.score < 0.99
+    k = len(delta.remove)
+    replaced, replacements = delta.upsert.ids[:k], delta.upsert.vectors[:k]
+    tops = live.search(replacements, k=1)
+    assert [new.ids[hits[0].index] for hits in tops] == list(replaced)
+    assert all(hits[0].score == pytest.approx(1.0, abs=1e-5) for hits in tops)
+    added = live.search(delta.upsert.vectors[k:], k=1)
+    assert [new.ids[hits[0].index] for hits in added] == list(delta.upsert.ids[k:])
+
+
+def test_a_chain_of_hnsw_deltas_grows_the_graph_stays_right_and_is_rebuilt_when_tombstones_pile_up() -> None:
+    settings = IndexSettings(kind="hnsw", patch_below=0.5)
+    gallery = make_gallery(400, dim=DIM, seed=9)
+    index = GalleryIndex(gallery, settings)
+    patched: list[bool] = []
+    for version in range(2, 9):
+        gallery, _ = churned(gallery, 0.04, seed=version, version=version)
+        grown = Gallery(  # and a few more added than removed, so the graph must grow past its capacity
+            (*gallery.ids, f"extra{version}"),
+            (*gallery.ids, f"extra{version}"),
+            (*gallery.samples, 1),
+            np.vstack([gallery.vectors, unit_vectors(1, DIM, seed=50 + version)]),
+            MODEL,
+            version,
+        )
+        gallery = grown
+        index = index.updated(gallery)
+        patched.append(index.patched)
+        assert len(index.gallery) == len(gallery)
+        found = [hits[0].index for hits in index.search(gallery.vectors, k=1)]
+        assert found == list(range(len(gallery)))  # every identity finds itself at its own row
+    # Tombstones pile up (removed and replaced rows) until a full build is cheaper; then patching resumes.
+    rebuilt_at = patched.index(False) if False in patched else None
+    assert rebuilt_at is not None and rebuilt_at >= 4 and patched[rebuilt_at + 1], patched
+
+
+def test_a_large_change_or_new_settings_build_a_new_graph() -> None:
+    settings = IndexSettings(kind="hnsw", patch_below=0.25)
+    base = make_gallery(400, dim=DIM, seed=10)
+    running = GalleryIndex(base, settings)
+    large, _ = churned(base, 0.15, seed=11, version=2)  # 45% of the rows change
+    assert not running.updated(large).patched
+    small, _ = churned(base, 0.02, seed=12, version=2)
+    assert not running.updated(small, IndexSettings(kind="hnsw", ef=64)).patched
+    assert running.updated(small).patched

@@ -20,11 +20,11 @@ from edgeface.daemon.parts import Parts, build_encoder, build_parts
 from edgeface.daemon.startup import decision_settings
 from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery
-from edgeface.identity.match import Matcher, MatchSettings
 from edgeface.pipeline.announce import Announcer
 from edgeface.pipeline.recognize import Decision, Recognizer
 from edgeface.vision.encoder import FaceEncoder
 from edgeface.vision.photos import identity_folders, read_image
+from tests.factories import go_live
 
 pytestmark = pytest.mark.slow  # the real models on emulated video, end to end
 
@@ -120,8 +120,8 @@ def play(parts: Parts, spec: SceneSpec, threshold: float | None = None, **match)
     """Every decision of the video, and whether (and as what) the announcer lets it out; `threshold`
     overrides the parts' decision rule (as `match.threshold` would)."""
     config = replace(parts.config, match=replace(parts.config.match, **match))
-    matcher = parts.matcher() if threshold is None else Matcher(MatchSettings(threshold, parts.rule.margin))
-    recognizer = Recognizer(parts.encoder, parts.index, matcher, config.quality, decision_settings(config))
+    live = parts.live if threshold is None else go_live(parts.gallery, threshold, parts.rule.margin)
+    recognizer = Recognizer(parts.encoder, live, config.quality, decision_settings(config))
     announcer = Announcer(config.match.cooldown_s)
     video = Scene(spec)
     shown: list[Shown] = []
@@ -162,8 +162,7 @@ def test_the_daemon_path_refines_keypoints_and_crops_like_the_photo_path(parts, 
     image, _ = video.render(0.0, 0)
     recognizer = Recognizer(
         parts.encoder,
-        parts.index,
-        parts.matcher(),
+        parts.live,
         config.quality,
         replace(decision_settings(config), min_frames=1),
     )

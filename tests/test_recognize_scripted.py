@@ -4,43 +4,23 @@ recognizer on emulated video with the real models is in test_pipeline_recognize.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from edgeface.identity.index import GalleryIndex, IndexHolder
-from edgeface.identity.match import Matcher, MatchSettings
 from edgeface.pipeline.recognize import DecisionSettings, Recognizer
-from edgeface.types import Detection, Frame
+from edgeface.types import Frame
 from edgeface.vision.quality_settings import QualitySettings
-from tests.factories import make_detection, make_gallery, textured, unit_vectors
+from tests.factories import (
+    ScriptedEncoder,
+    fixed_rule,
+    go_live,
+    make_detection,
+    make_gallery,
+    textured,
+    unit_vectors,
+)
 
 GALLERY = make_gallery(3, dim=32, seed=4)
 STRANGER = unit_vectors(1, 32, seed=99)[0]
-
-
-class ScriptedEncoder:
-    """Detects the same faces in every frame; embeds each face as whoever the test says is standing there."""
-
-    def __init__(self, faces: Sequence[Detection], person: np.ndarray) -> None:
-        self.detector = self
-        self.faces = list(faces)
-        self.person = person
-        self.seen_shapes: list[tuple[int, ...]] = []
-        self.embedded = 0
-        self.cropped = 0
-
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        self.seen_shapes.append(image.shape)
-        return list(self.faces)
-
-    def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
-        self.cropped += 1
-        return np.full((4, 4, 3), self.cropped - 1, np.uint8)  # numbered, so a test can tell them apart
-
-    def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        self.embedded += len(crops)
-        return np.stack([self.person] * len(crops))
 
 
 def recognizer(
@@ -51,8 +31,7 @@ def recognizer(
 ) -> Recognizer:
     return Recognizer(
         encoder,  # type: ignore[arg-type]
-        IndexHolder(GalleryIndex(GALLERY)),
-        Matcher(MatchSettings(threshold, 0.05)),
+        go_live(GALLERY, threshold, 0.05),
         QualitySettings(),
         decisions or DecisionSettings(),
         matching_allowed=lambda: allowed,
@@ -139,7 +118,7 @@ def test_reconfigure_decides_new_tracks_with_the_new_rule() -> None:
     encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[1])
     rec = recognizer(encoder, threshold=0.5)
     assert run(rec, 3)[2][0].match.threshold == 0.5
-    rec.reconfigure(Matcher(MatchSettings(0.999_999, 0.05)), QualitySettings(), DecisionSettings())
+    rec.live.publish(GALLERY, fixed_rule(0.999_999, 0.05))  # the same gallery goes live with a new rule
     encoder.faces = [make_detection(200, 120, 100)]  # someone else, elsewhere: a new track
     encoder.person = GALLERY.vectors[1] * 0.8 + GALLERY.vectors[0] * 0.2
     encoder.person /= np.linalg.norm(encoder.person)

@@ -19,13 +19,12 @@ import pytest
 
 from edgeface.cli import main
 from edgeface.identity.gallery import Gallery, GalleryStore
-from edgeface.identity.index import GalleryIndex, IndexHolder
 from edgeface.server.build import build_bundle
 from edgeface.sync.client import GallerySyncClient, SyncClientSettings
 from edgeface.sync.mqtt import BrokerOptions, PahoTransport, make_client
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import ROOT, Broker, free_port
-from tests.factories import MODEL, Keys, make_gallery, make_keys, make_pki, wait_for
+from tests.factories import MODEL, Keys, go_live, make_gallery, make_keys, make_pki, wait_for
 
 pytestmark = pytest.mark.broker
 USERS = {"fleet-server": "s3rver-pw", "door1": "pw-door1", "door2": "pw-door2", "door3": "pw-door3"}
@@ -170,9 +169,9 @@ def test_signed_gallery_flows_over_tls_with_acl(secure, tmp_path: Path) -> None:
     broker, pki = secure
     keys: Keys = make_keys(tmp_path / "keys")
     store = GalleryStore(tmp_path / "door1")
-    holder = IndexHolder(GalleryIndex(Gallery.empty(128, MODEL)))
+    live = go_live(Gallery.empty(128, MODEL))
     sync = GallerySyncClient(
-        SyncClientSettings("lobby", "door1", MODEL), keys.public, store, IndexUpdater(holder).apply
+        SyncClientSettings("lobby", "door1", MODEL), keys.public, store, IndexUpdater(live).apply
     )
     client = make_client(_options(broker, pki, "door1"))
     PahoTransport.attach_to(client, sync)
@@ -187,7 +186,7 @@ def test_signed_gallery_flows_over_tls_with_acl(secure, tmp_path: Path) -> None:
         args = ["gallery", "publish", "--broker", f"{broker.host}:{broker.port}", "--tls-ca", str(pki["ca"])]
         args += ["--credentials", str(credentials), "--fleet", "lobby", "--state-wait", "0.3", str(bundle)]
         assert main(args) == 0
-        wait_for(lambda: holder.current.gallery.version == 1, 5, "gallery applied over TLS")
+        wait_for(lambda: live.current.version == 1, 5, "gallery applied over TLS")
         server = _connect(_options(broker, pki, "fleet-server"))
         assert server is not None
         state = Listener(server, "edgeface/door1/gallery/state")

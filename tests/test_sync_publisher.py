@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from edgeface.identity.gallery import Gallery, GalleryStore
-from edgeface.identity.index import GalleryIndex, IndexHolder
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.server.build import build_bundle
 from edgeface.server.publish import publish
@@ -20,6 +19,7 @@ from tests.factories import (
     MODEL,
     PREFIX,
     STATUS_INFO,
+    go_live,
     make_gallery,
     make_keys,
     make_settings,
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.broker
 
 def test_sync_over_the_daemons_publisher_survives_a_broker_restart(broker: Broker, tmp_path: Path) -> None:
     keys = make_keys(tmp_path / "keys")
-    holder = IndexHolder(GalleryIndex(Gallery.empty(128, MODEL)))
-    updater = IndexUpdater(holder)  # as the daemon wires it: the index is built on the sync worker
+    live = go_live(Gallery.empty(128, MODEL))
+    updater = IndexUpdater(live)  # as the daemon wires it: the gallery goes live on the sync worker
     with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(5)
         sync = GallerySyncClient(
@@ -49,7 +49,7 @@ def test_sync_over_the_daemons_publisher_survives_a_broker_restart(broker: Broke
             publish(
                 options, PREFIX, FLEET, build_bundle(v1, fleet=FLEET, version=1, key=keys.private), wait_s=0.3
             )
-            wait_for(lambda: holder.current.gallery.version == 1, 5, "v1 live through the publisher")
+            wait_for(lambda: live.current.version == 1, 5, "v1 live through the publisher")
             broker.stop()
             broker.start()  # persistence keeps the retained messages; the publisher reconnects and resubscribes
             assert publisher.wait_connected(10)
@@ -57,8 +57,8 @@ def test_sync_over_the_daemons_publisher_survives_a_broker_restart(broker: Broke
             publish(
                 options, PREFIX, FLEET, build_bundle(v2, fleet=FLEET, version=2, key=keys.private), wait_s=0.3
             )
-            wait_for(lambda: holder.current.gallery.version == 2, 5, "v2 live after the reconnect")
-            assert v1.ids[0] not in holder.current.gallery.ids
+            wait_for(lambda: live.current.version == 2, 5, "v2 live after the reconnect")
+            assert v1.ids[0] not in live.current.gallery.ids
             state = read_retained(broker, f"{PREFIX}/door1/gallery/state")
             assert state["status"] == "applied" and state["version"] == 2
         finally:

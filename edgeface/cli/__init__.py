@@ -11,7 +11,7 @@ from typing import NoReturn
 from edgeface.errors import EdgefaceError
 from edgeface.util.logsafe import printable
 
-VERB_MODULES = ("enroll", "identify", "eval", "run", "doctor", "demo", "gallery")
+VERB_MODULES = ("enroll", "identify", "eval", "run", "doctor", "demo", "gallery", "fleet")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeface.cli.broker import add_broker_options, broker_options
 from edgeface.errors import BundleError, EdgefaceError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
 from edgeface.identity.decision import CardDecision
@@ -205,19 +206,14 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def _broker_options(args: argparse.Namespace) -> BrokerOptions:
-    from edgeface.mqtt.settings import read_credentials
-    from edgeface.sync.mqtt import BrokerOptions
+    """The broker options of a verb that names a fleet, the fleet checked as a door checks it."""
     from edgeface.sync.validate import valid_fleet
 
     try:
         valid_fleet(args.fleet)
     except ValueError as exc:
         raise BundleError(f"--fleet: {exc}") from exc
-    host, port = args.broker
-    credentials = read_credentials(args.credentials) if args.credentials else None
-    user = credentials.username if credentials else None
-    password = credentials.password if credentials else None
-    return BrokerOptions(host, port, "", args.tls_ca, args.tls_cert, args.tls_key, user, password)
+    return broker_options(args)
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -360,12 +356,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_broker_options(p: argparse.ArgumentParser) -> None:
-    from edgeface.cli.argtypes import broker_address
-
-    p.add_argument("--broker", type=broker_address, required=True, metavar="HOST:PORT")
-    p.add_argument("--tls-ca", type=Path)
-    p.add_argument("--tls-cert", type=Path)
-    p.add_argument("--tls-key", type=Path)
-    p.add_argument("--credentials", type=Path, help="file with username:password (or two lines)")
-    p.add_argument("--prefix", default="edgeface")
+    add_broker_options(p)
     p.add_argument("--fleet", required=True)

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 def identify_all(
     parts: Parts, images: list[Path], as_json: bool, max_pixels: int = max_pixels_of(DEFAULT_MAX_MEGAPIXELS)
 ) -> int:
-    matcher, failures = parts.matcher(), 0
+    live, failures = parts.live.current, 0
     for path in images:
         try:
             faces = parts.encoder.encode(read_image(path, max_pixels))
@@ -64,7 +64,7 @@ def identify_all(
             print(f"no face: {path}", file=sys.stderr)
             failures += 1
         for face in faces:
-            match = matcher.decide(parts.index.current, face.embedding)
+            match = live.decide(face.embedding)
             row = {
                 "image": str(path),
                 "bbox": [round(float(v), 1) for v in face.detection.bbox],
@@ -75,7 +75,7 @@ def identify_all(
                 "score": round(match.score, 4),
                 "margin": round(match.margin, 4),
                 "threshold": round(match.threshold, 4),
-                "threshold_source": parts.rule.source,
+                "threshold_source": live.rule.source,
             }
             if as_json:
                 print(json.dumps(row))

@@ -16,8 +16,8 @@ from edgeface.config import Config
 from edgeface.errors import GalleryError
 from edgeface.identity.decision import CardDecision, DecisionRule, resolve_decision
 from edgeface.identity.gallery import Gallery, GalleryStore
-from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
-from edgeface.identity.match import Matcher, MatchSettings
+from edgeface.identity.index import IndexSettings
+from edgeface.identity.live import GoLive, LiveGallery, RuleFor
 from edgeface.util.paths import default_models_dir
 from edgeface.vision.detect import FaceDetector
 from edgeface.vision.embed import Embedder
@@ -62,7 +62,13 @@ def build_encoder(config: Config, *, photos: bool = False) -> FaceEncoder:
 
 def index_settings(config: Config) -> IndexSettings:
     g = config.gallery
-    return IndexSettings(kind=g.index, exact_below=g.exact_below, m=g.hnsw_m, ef=g.hnsw_ef)
+    return IndexSettings(
+        kind=g.index,
+        exact_below=g.exact_below,
+        m=g.hnsw_m,
+        ef_construction=g.hnsw_ef_construction,
+        ef=g.hnsw_ef,
+    )
 
 
 def decision_rule(config: Config, gallery: Gallery, embedder: Embedder) -> DecisionRule:
@@ -119,14 +125,18 @@ def load_gallery(config: Config, embedder: Embedder) -> Gallery:
     return check_gallery(store.load(), embedder, config.gallery_dir, models_dir(config))
 
 
+def rule_for(config: Config, embedder: Embedder) -> RuleFor:
+    """How `config` and the embedder's card decide for a gallery (`GoLive` asks it at each go-live)."""
+    return lambda gallery: decision_rule(config, gallery, embedder)
+
+
 @dataclass
 class Parts:
     """Everything recognition needs, built from one config; `close()` releases the models."""
 
     config: Config
     encoder: FaceEncoder
-    index: IndexHolder
-    rule: DecisionRule
+    live: GoLive
 
     @property
     def embedder(self) -> Embedder:
@@ -134,19 +144,19 @@ class Parts:
 
     @property
     def gallery(self) -> Gallery:
-        return self.index.current.gallery
+        return self.live.current.gallery
 
-    def matcher(self) -> Matcher:
-        return Matcher(MatchSettings(self.rule.threshold, self.rule.margin))
+    @property
+    def rule(self) -> DecisionRule:
+        return self.live.current.rule
 
-    def use_gallery(self, gallery: Gallery, config: Config | None = None) -> GalleryIndex:
-        """Swap in another gallery (a sync apply or a reload); the decision rule follows it."""
-        self.config = config or self.config
-        check_gallery(gallery, self.embedder, self.config.gallery_dir, models_dir(self.config))
-        self.rule = decision_rule(self.config, gallery, self.embedder)
-        index = GalleryIndex(gallery, index_settings(self.config))
-        self.index.swap(index)
-        return index
+    def use_gallery(self, gallery: Gallery, config: Config | None = None) -> LiveGallery:
+        """Make another gallery live (a reload, with its config); its index and rule go live together."""
+        config = config or self.config
+        check_gallery(gallery, self.embedder, config.gallery_dir, models_dir(config))
+        live = self.live.publish(gallery, rule_for(config, self.embedder), index_settings(config))
+        self.config = config
+        return live
 
     def close(self) -> None:
         self.encoder.close()
@@ -160,11 +170,11 @@ def build_parts(config: Config, *, photos: bool = False, gallery: Gallery | None
             chosen = check_gallery(gallery, encoder.embedder, config.gallery_dir, models_dir(config))
         else:
             chosen = load_gallery(config, encoder.embedder)
+        live = GoLive(chosen, rule_for(config, encoder.embedder), index_settings(config))
     except BaseException:
         encoder.close()
         raise
-    index = IndexHolder(GalleryIndex(chosen, index_settings(config)))
-    return Parts(config, encoder, index, decision_rule(config, chosen, encoder.embedder))
+    return Parts(config, encoder, live)
 
 
 def build_publisher(config: Config, status: StatusInfo) -> MqttPublisher:

@@ -15,13 +15,7 @@ from pathlib import Path
 from edgeface.camera import FrameSource, open_source
 from edgeface.config import Config, load_config
 from edgeface.daemon.incidents import Incidents
-from edgeface.daemon.parts import (
-    build_homeassistant,
-    build_parts,
-    build_publisher,
-    decision_rule,
-    index_settings,
-)
+from edgeface.daemon.parts import build_homeassistant, build_parts, build_publisher
 from edgeface.daemon.reloading import live_part, restart_keys
 from edgeface.daemon.sdnotify import Notifier, watchdog_interval
 from edgeface.daemon.startup import (
@@ -32,7 +26,7 @@ from edgeface.daemon.startup import (
 )
 from edgeface.errors import EdgefaceError, GalleryError
 from edgeface.identity.gallery import Gallery
-from edgeface.identity.index import GalleryIndex, IndexHolder
+from edgeface.identity.live import GoLive, LiveGallery
 from edgeface.identity.recovery import Recovery
 from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload
 from edgeface.pipeline.announce import Announcer
@@ -64,8 +58,8 @@ class Daemon:
         self.failure: str | None = None  # why the daemon stopped vouching for itself (publisher dead)
 
     @property
-    def index(self) -> IndexHolder:
-        return self.parts.index
+    def live(self) -> GoLive:
+        return self.parts.live
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -100,10 +94,9 @@ class Daemon:
             self.sync = start_sync(
                 config,
                 self.publisher,
-                parts.index,
+                parts.live,
                 parts.embedder.sha256,
                 self.on_gallery_applied,
-                index_settings(config),
                 dim=parts.embedder.dim,
                 on_rejected=lambda reason: self.incident("bundle_rejected", reason),
                 on_freshness=self.on_freshness,
@@ -112,8 +105,7 @@ class Daemon:
                 stack.callback(self.sync.close)
             self.recognizer = Recognizer(
                 parts.encoder,
-                parts.index,
-                parts.matcher(),
+                parts.live,
                 config.quality,
                 decision_settings(config),
                 matching_allowed=self.sync.matching_allowed if self.sync else (lambda: True),
@@ -224,13 +216,12 @@ class Daemon:
                 decision.frames,
             )
 
-    def on_gallery_applied(self, index: GalleryIndex) -> None:
-        """A synced gallery is live: its own calibration now decides (unless the config sets a threshold)."""
-        self.parts.rule = decision_rule(self.config, index.gallery, self.parts.embedder)
-        self.recognizer.reconfigure(self.parts.matcher(), self.config.quality, decision_settings(self.config))
-        self.publisher.set_status(self.status_info(index))
-        self.homeassistant.gallery_changed(index.gallery)
-        log.info("gallery v%d active: %d identities", index.gallery.version, len(index.gallery))
+    def on_gallery_applied(self, live: LiveGallery) -> None:
+        """A synced gallery went live (with its rule, `GoLive.publish`): say so in the retained status and
+        to Home Assistant."""
+        self.publisher.set_status(self.status_info(live))
+        self.homeassistant.gallery_changed(live.gallery)
+        log.info("gallery v%d active: %d identities", live.gallery.version, len(live.gallery))
 
     def on_freshness(self, freshness: Freshness) -> None:
         """The fleet's signed timestamp arrived or expired: say so in the status (an incident when stale)."""
@@ -243,17 +234,17 @@ class Daemon:
         elif hasattr(self, "publisher"):
             self.publisher.set_status(self.status_info())
 
-    def status_info(self, index: GalleryIndex | None = None) -> StatusInfo:
-        index = index or self.parts.index.current
+    def status_info(self, live: LiveGallery | None = None) -> StatusInfo:
+        live = live or self.parts.live.current
         return StatusInfo(
             version=__version__,
-            gallery_version=index.gallery.version,
-            gallery_count=len(index.gallery),
+            gallery_version=live.version,
+            gallery_count=len(live.gallery),
             model_name=self.model_name,
             gallery_expired=bool(self.sync and self.sync.client.expired),
             freshness=self.sync.client.freshness.as_dict() if self.sync else None,
-            model_sha256=index.gallery.model_sha256,
-            decision=self.parts.rule.as_dict(),
+            model_sha256=live.gallery.model_sha256,
+            decision=live.rule.as_dict(),
             incidents=self.incidents.latest(),
         )
 
@@ -312,9 +303,9 @@ class Daemon:
         try:
             config, recovery, restart = self._read_reload(self.config_path)
             gallery: Gallery = recovery.gallery or self.parts.gallery
-            index = self.parts.use_gallery(gallery, config)
+            live = self.parts.use_gallery(gallery, config)
             swapped = True
-            self._finish_reload(config, recovery, index, restart)
+            self._finish_reload(config, recovery, live, restart)
         except Exception as exc:  # whatever is wrong on disk, recognition goes on with what runs
             reason = str(exc) if isinstance(exc, EdgefaceError) else f"{type(exc).__name__}: {exc}"
             if swapped:
@@ -340,15 +331,15 @@ class Daemon:
         return config, recovery, restart
 
     def _finish_reload(
-        self, config: Config, recovery: Recovery, index: GalleryIndex, restart: list[str]
+        self, config: Config, recovery: Recovery, live: LiveGallery, restart: list[str]
     ) -> None:
         if self.sync is not None and recovery.fell_back:
-            self.sync.client.set_running(index.gallery)
+            self.sync.client.set_running(live.gallery)
         self.config = config
         self.announcer.cooldown_s = config.match.cooldown_s
-        self.recognizer.reconfigure(self.parts.matcher(), config.quality, decision_settings(config))
-        self.publisher.set_status(self.status_info(index))
-        self.homeassistant.gallery_changed(index.gallery)
+        self.recognizer.reconfigure(config.quality, decision_settings(config))
+        self.publisher.set_status(self.status_info(live))
+        self.homeassistant.gallery_changed(live.gallery)
         if restart:
             shown = ", ".join(restart)
             log.warning(
@@ -362,7 +353,7 @@ class Daemon:
         log.info(
             "config reloaded from %s: [gallery], [match], [quality], [metrics] applied; threshold %.4f (%s)",
             self.config_path,
-            self.parts.rule.threshold,
-            self.parts.rule.source,
+            live.rule.threshold,
+            live.rule.source,
         )
         self.notifier.ready("running (reloaded)" if not restart else "running (reloaded; restart needed)")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from edgeface.config import Config
 from edgeface.daemon.parts import ModelIdentity, check_gallery, models_dir
 from edgeface.identity.gallery import GalleryStore
-from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
+from edgeface.identity.live import GoLive, LiveGallery
 from edgeface.identity.recovery import Recovery, recover_gallery
 from edgeface.pipeline.recognize import DecisionSettings
 from edgeface.vision.modelcard import load_card
@@ -88,16 +88,15 @@ class SyncParts:
 def start_sync(
     config: Config,
     publisher: MqttPublisher,
-    holder: IndexHolder,
+    live: GoLive,
     model_sha256: str,
-    on_applied: Callable[[GalleryIndex], None],
-    settings: IndexSettings,
+    on_applied: Callable[[LiveGallery], None],
     dim: int | None = None,
     on_rejected: Callable[[str], None] | None = None,
     on_freshness: Callable[[Freshness], None] | None = None,
 ) -> SyncParts | None:
     """Fleet sync over the daemon's own MQTT connection: verified bundles are stored atomically, then
-    a worker builds the new index and swaps it in (recognition keeps using the old one meanwhile)."""
+    a worker makes them live through `live` (recognition keeps using the old gallery meanwhile)."""
     if not config.sync.enabled:
         return None
     from edgeface.sync.client import GallerySyncClient, SyncClientSettings
@@ -105,7 +104,7 @@ def start_sync(
     from edgeface.sync.trust import door_trust
     from edgeface.sync.updater import IndexUpdater
 
-    updater = IndexUpdater(holder, settings, on_swapped=lambda index, _: on_applied(index))
+    updater = IndexUpdater(live, on_live=lambda gallery, _: on_applied(gallery))
     client = GallerySyncClient(
         SyncClientSettings(
             fleet=config.device.fleet,
@@ -120,7 +119,7 @@ def start_sync(
         ),
         door_trust(config.sync.public_key, config.sync.root_key, config.gallery_dir),
         GalleryStore(config.gallery_dir),
-        on_gallery=updater.apply,  # on the sync worker thread: verify, store, build, swap
+        on_gallery=updater.apply,  # on the sync worker thread: verify, store, go live
         on_rejected=on_rejected,
         on_freshness=on_freshness,
     )

@@ -21,8 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from edgeface.identity.index import IndexHolder
-from edgeface.identity.match import Matcher
+from edgeface.identity.live import GoLive, LiveGallery
 from edgeface.pipeline.track import IouTracker
 from edgeface.types import Detection, Frame, Match, Track
 from edgeface.util.stats import LatencyWindow
@@ -63,24 +62,23 @@ class Recognizer:
     def __init__(
         self,
         encoder: FaceEncoder,
-        index: IndexHolder,
-        matcher: Matcher,
+        live: GoLive,
         quality: QualitySettings,
         decisions: DecisionSettings,
         matching_allowed: Callable[[], bool] = lambda: True,
     ) -> None:
         self.encoder = encoder
-        self.index = index
+        self.live = live
         self.matching_allowed = matching_allowed
         self.tracker = IouTracker()
         self.latency = LatencyWindow()
         self.rejected_faces = 0
         self.reverified_resets = 0
-        self.reconfigure(matcher, quality, decisions)
+        self.reconfigure(quality, decisions)
 
-    def reconfigure(self, matcher: Matcher, quality: QualitySettings, decisions: DecisionSettings) -> None:
-        """New decision rule and settings (SIGHUP or a new gallery); tracks in flight keep their state."""
-        self.matcher = matcher
+    def reconfigure(self, quality: QualitySettings, decisions: DecisionSettings) -> None:
+        """New settings (SIGHUP); tracks in flight keep their state. The decision rule is not set here: it
+        comes with each gallery (`GoLive`), read once per decision together with the index."""
         self.quality = quality
         self.decisions = decisions
 
@@ -155,13 +153,14 @@ class Recognizer:
         """A full check window on a decided track: a correction, a newcomer's fresh decision, or nothing."""
         faces, track.checking = track.checking, []
         track.last_check = frame.ts
+        live = self.live.current
         if track.decision is not None and track.decision.decision == "unknown" and not track.corrected:
-            match = self._search(faces)
+            match = self._search(live, faces)
             if match.decision == "match":
                 track.corrected = True
-                return self._decision(frame, track, match, "correction", faces)
+                return self._decision(frame, track, live, match, "correction", faces)
         reference = l2_normalize(np.mean(track.decided_on, axis=0))
-        if float(reference @ l2_normalize(np.mean(faces, axis=0))) >= self.matcher.settings.threshold:
+        if float(reference @ l2_normalize(np.mean(faces, axis=0))) >= live.rule.threshold:
             return None
         self.reverified_resets += 1
         fresh = self.tracker.restart(track, frame.ts)
@@ -175,21 +174,24 @@ class Recognizer:
         waited = ts - track.first_seen >= self.decisions.max_wait_s
         return len(track.embeddings) >= self.decisions.min_frames or waited
 
-    def _search(self, embeddings: list[np.ndarray]) -> Match:
+    def _search(self, live: LiveGallery, embeddings: list[np.ndarray]) -> Match:
         started = time.perf_counter()
-        match = self.matcher.decide(self.index.current, np.stack(embeddings))
+        match = live.decide(np.stack(embeddings))
         self.latency.add("search", (time.perf_counter() - started) * 1e3)
         if match.decision == "match" and not self.matching_allowed():
             match = Match("unknown", None, match.score, match.margin, match.threshold)
         return match
 
     def _decide(self, frame: Frame, track: Track, kind: Literal["first", "correction"]) -> Decision:
-        return self._decision(frame, track, self._search(track.embeddings), kind, track.embeddings)
+        live = self.live.current  # once per decision: its index and its rule belong together
+        match = self._search(live, track.embeddings)
+        return self._decision(frame, track, live, match, kind, track.embeddings)
 
     def _decision(
         self,
         frame: Frame,
         track: Track,
+        live: LiveGallery,
         match: Match,
         kind: Literal["first", "correction"],
         faces: list[np.ndarray],
@@ -204,7 +206,7 @@ class Recognizer:
             len(faces),
             track.bbox,
             frame.ts,
-            self.index.current.gallery.version,
+            live.version,
             l2_normalize(np.mean(faces, axis=0)),
             kind,
             tuple(track.crops),

@@ -1,46 +1,27 @@
-"""Rebuild the search index off the hot path and swap it in one assignment (recognition never pauses).
+"""A synced gallery goes live through `GoLive.publish` (index and decision rule together) on the sync worker.
 
-`IndexUpdater.apply` runs on the gallery-sync worker thread: the old index keeps serving searches
-while the new one is built.
+The old gallery keeps serving recognition while the new index is built or patched beside it.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
 from edgeface.identity.gallery import Gallery
-from edgeface.identity.index import GalleryIndex, IndexHolder, IndexSettings
-
-log = logging.getLogger(__name__)
+from edgeface.identity.live import GoLive, LiveGallery
 
 
 class IndexUpdater:
-    """Builds a `GalleryIndex` for each new gallery and swaps it into `holder`."""
+    """Publishes each gallery the sync client applied; `on_live` hears of it with the seconds it took."""
 
-    def __init__(
-        self,
-        holder: IndexHolder,
-        settings: IndexSettings | None = None,
-        on_swapped: Callable[[GalleryIndex, float], None] | None = None,
-    ) -> None:
-        self.holder = holder
-        self.settings = settings or IndexSettings()
-        self.on_swapped = on_swapped
+    def __init__(self, live: GoLive, on_live: Callable[[LiveGallery, float], None] | None = None) -> None:
+        self.live = live
+        self.on_live = on_live
 
-    def apply(self, gallery: Gallery) -> GalleryIndex:
+    def apply(self, gallery: Gallery) -> LiveGallery:
         started = time.perf_counter()
-        index = GalleryIndex(gallery, self.settings)
-        self.holder.swap(index)
-        seconds = time.perf_counter() - started
-        log.info(
-            "index for gallery %d (%d identities, %s) live after %.3f s",
-            gallery.version,
-            len(gallery),
-            index.kind,
-            seconds,
-        )
-        if self.on_swapped is not None:
-            self.on_swapped(index, seconds)
-        return index
+        live = self.live.publish(gallery)
+        if self.on_live is not None:
+            self.on_live(live, time.perf_counter() - started)
+        return live

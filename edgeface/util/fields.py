@@ -44,6 +44,12 @@ def bounded(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def like(cls: type, name: str) -> Any:
+    """A field with the default and limits `cls` declares for `name` (a config key bound to a stage's field)."""
+    source = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return dataclasses.field(default=source.default, metadata=source.metadata)
+
+
 def settable(cls: type) -> dict[str, dataclasses.Field[Any]]:
     """The fields of `cls` a config file may set, by name."""
     return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("from_config", True)}
