@@ -23,6 +23,7 @@ import pytest
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.server.build import build_bundle
 from edgeface.sync.signing import load_public_key
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.embed import Embedder
 from tests.conftest import PasswordBroker
 from tests.factories import make_keys, png_header
@@ -71,7 +72,7 @@ def edgeface(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess[st
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory, faces5: Path, models_dir: Path) -> Files:
     root = tmp_path_factory.mktemp("bad-arguments")
-    embedder = Embedder(models_dir / "facerec128.int8.json")
+    embedder = Embedder(models_dir / DEFAULT_EMBEDDER_CARD)  # the gallery the photo verbs run with
     try:
         dim, sha = embedder.dim, embedder.sha256
     finally:

@@ -196,7 +196,7 @@ def test_list_says_who_is_enrolled_with_the_threshold_and_its_source(
     assert {p["id"] for p in info["people"]} == set(scenario.enrolment)
     assert all(p["samples"] == len(scenario.enrolment[p["id"]]) for p in info["people"])
     assert info["threshold_source"] == "gallery" and info["version"] == 1 and len(info["model_sha256"]) == 64
-    assert info["model"] == "facerec128"
+    assert info["model"] == "sface"  # the default embedder the door ran
     assert main(["gallery", "list", "--gallery", str(gallery)]) == 0
     text = capsys.readouterr().out
     assert "version 1" in text and "source: gallery" in text
