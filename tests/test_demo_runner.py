@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from edgeface.demo.runner import EventCollector
+from edgeface.mqtt.topics import DeviceTopics
+from tests.conftest import Broker
 from tests.event_schema import validate
+from tests.factories import connect, wait_for
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +98,27 @@ def test_the_run_reports_its_pace_and_leaves_nothing_behind(demo) -> None:
     assert len(ports) == 1
     with pytest.raises(OSError):  # the demo's broker is gone with it
         socket.create_connection(("127.0.0.1", ports.pop()), timeout=0.5).close()
+
+
+def test_the_viewer_keeps_only_json_objects_as_events(broker: Broker) -> None:
+    """A message that is valid JSON but no object (`5`) is not an event: `summarise` reads events by key."""
+    collector = EventCollector(broker.port)
+    publisher = connect(broker.host, broker.port)
+    topic = DeviceTopics("edgeface", "door-1").events
+    try:
+        wait_for(  # the collector subscribes asynchronously: publish until its subscription is live
+            lambda: (
+                publisher.publish(topic, b'{"n": 0}', qos=1).wait_for_publish(5) or bool(collector.events)
+            ),
+            10,
+            "the collector's subscription",
+        )
+        for payload in (b"5", b'"text"', b"[1, 2]", b'{"n": 1}'):
+            publisher.publish(topic, payload, qos=1).wait_for_publish(5)
+        wait_for(lambda: any(e.get("n") == 1 for e in collector.events), 5, "the last event")
+        assert all(isinstance(e, dict) for e in collector.events)
+        assert collector.events[-1] == {"n": 1}
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        collector.close()

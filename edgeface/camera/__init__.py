@@ -14,7 +14,7 @@ _EXPORTS: dict[str, str] = {
     "Backoff": "edgeface.camera.reconnect",
     "CameraError": "edgeface.camera.base",
     "CameraSpec": "edgeface.camera.spec",
-    "CameraStatus": "edgeface.camera.reconnect",
+    "CameraStatus": "edgeface.camera.base",
     "DualFrame": "edgeface.camera.base",
     "EndOfStream": "edgeface.camera.base",
     "FrameSource": "edgeface.camera.base",
@@ -35,9 +35,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from edgeface.camera.base import CameraError, DualFrame, EndOfStream, FrameSource
+    from edgeface.camera.base import CameraError, CameraStatus, DualFrame, EndOfStream, FrameSource
     from edgeface.camera.factory import open_source
-    from edgeface.camera.reconnect import Backoff, CameraStatus, ReconnectingSource
+    from edgeface.camera.reconnect import Backoff, ReconnectingSource
     from edgeface.camera.spec import CameraSpec
 
 

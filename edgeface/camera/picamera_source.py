@@ -34,7 +34,8 @@ def import_picamera2() -> Picamera2Factory:
             "create the venv with --system-site-packages, or `pip install edgeface[pi]` "
             f"(it needs libcamera's Python bindings, which only Raspberry Pi OS ships) [{exc}]"
         ) from exc
-    return module.Picamera2
+    factory: Picamera2Factory = module.Picamera2  # the module is imported by name, so mypy cannot see it
+    return factory
 
 
 class Picamera2Source(SourceBase):

@@ -220,7 +220,7 @@ def make_background(width: int, height: int, seed: int) -> np.ndarray:
     texture = cv2.resize(
         rng.normal(0, 6, (height // 8 + 1, width // 8 + 1)).astype(np.float32), (width, height)
     )
-    return np.clip(image + texture[:, :, None], 0, 255).astype(np.uint8)
+    return (image + texture[:, :, None]).clip(0, 255).astype(np.uint8)
 
 
 def _crop_around_face(pixels: np.ndarray, face: Box | None, context: float) -> tuple[np.ndarray, Box | None]:

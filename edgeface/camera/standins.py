@@ -223,8 +223,13 @@ class EmulatedPicamera2:
         self.requests = 0  # requests handed out, for tests
 
     def _configuration(
-        self, use_case: str, main: dict | None, lores: dict | None, buffers: int, **kw: Any
-    ) -> dict:
+        self,
+        use_case: str,
+        main: dict[str, Any] | None,
+        lores: dict[str, Any] | None,
+        buffers: int,
+        **kw: Any,
+    ) -> dict[str, Any]:
         config: dict[str, Any] = {
             "use_case": use_case,
             "buffer_count": buffers,
@@ -236,16 +241,24 @@ class EmulatedPicamera2:
         return config
 
     def create_video_configuration(
-        self, main: dict | None = None, lores: dict | None = None, buffer_count: int = 6, **kw: Any
-    ) -> dict:
+        self,
+        main: dict[str, Any] | None = None,
+        lores: dict[str, Any] | None = None,
+        buffer_count: int = 6,
+        **kw: Any,
+    ) -> dict[str, Any]:
         return self._configuration("video", main, lores, buffer_count, **kw)
 
     def create_preview_configuration(
-        self, main: dict | None = None, lores: dict | None = None, buffer_count: int = 4, **kw: Any
-    ) -> dict:
+        self,
+        main: dict[str, Any] | None = None,
+        lores: dict[str, Any] | None = None,
+        buffer_count: int = 4,
+        **kw: Any,
+    ) -> dict[str, Any]:
         return self._configuration("preview", main, lores, buffer_count, **kw)
 
-    def configure(self, config: dict) -> None:
+    def configure(self, config: dict[str, Any]) -> None:
         if self.started:
             raise RuntimeError("Camera must be stopped before configuring")
         for name in ("main", "lores"):
@@ -290,7 +303,7 @@ class EmulatedPicamera2:
             self._session = None
 
 
-def _to_format(bgr: np.ndarray, stream: dict) -> np.ndarray:
+def _to_format(bgr: np.ndarray, stream: dict[str, Any]) -> np.ndarray:
     """Pixels laid out as picamera2 delivers them: RGB888 is [B, G, R] in memory, BGR888 [R, G, B]."""
     width, height = stream["size"]
     image = cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)

@@ -12,7 +12,7 @@ from edgeface.cli.argtypes import int_in, seconds
 DEFAULT_FACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces5"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo", help="the daemon on emulated frames of real faces, via a local broker"
     )

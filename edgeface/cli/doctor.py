@@ -13,7 +13,7 @@ from edgeface.errors import EdgefaceError
 from edgeface.util.logsafe import printable
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "doctor", help="check a door unit's config, models, gallery, camera, broker"
     )

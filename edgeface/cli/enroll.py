@@ -47,7 +47,7 @@ EXIT_STATUS_HELP = (
 )
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "enroll", help="add people to a gallery from photos", epilog=EXIT_STATUS_HELP
     )

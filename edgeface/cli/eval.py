@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,8 +18,12 @@ from edgeface.identity.decision import CardDecision
 from edgeface.vision.modelcard import write_card
 from edgeface.vision.photos import identity_folders, read_image
 
+if TYPE_CHECKING:
+    from edgeface.server.evaluation import EncodedSet
+    from edgeface.vision.encoder import FaceEncoder
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("eval", help="measure accuracy and choose the decision threshold")
     parser.add_argument("--folders", type=Path, required=True, help="one sub-folder of photos per identity")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -38,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def encode_folders(encoder, root: Path):
+def encode_folders(encoder: FaceEncoder, root: Path) -> tuple[EncodedSet, list[int], list[str], list[str]]:
     from tqdm import tqdm
 
     from edgeface.server.evaluation import EncodedSet, difference_hash
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_set_report(data, card, seeds) -> dict:
+def open_set_report(data: EncodedSet, card: CardDecision | None, seeds: Iterable[int]) -> dict[str, Any]:
     from edgeface.server.openset import open_set
 
     found = data.found
@@ -126,7 +132,7 @@ def open_set_report(data, card, seeds) -> dict:
     }
 
 
-def record_in_card(card_path: Path, raw: dict, report: dict) -> None:
+def record_in_card(card_path: Path, raw: dict[str, Any], report: dict[str, Any]) -> None:
     result = report["duplicates_removed_set"]
     raw = dict(raw)
     raw["accuracy"] = {
@@ -140,7 +146,7 @@ def record_in_card(card_path: Path, raw: dict, report: dict) -> None:
     write_card(card_path, raw)
 
 
-def summary(report: dict) -> str:
+def summary(report: dict[str, Any]) -> str:
     lines = [
         f"model {report['model']['name']} ({report['model']['sha256'][:12]}), detector {report['detector']}"
     ]

@@ -19,6 +19,7 @@ from edgeface.util.files import check_output_path, write_atomic
 from edgeface.util.logsafe import printable
 
 if TYPE_CHECKING:
+    from edgeface.cli.enroll import Enrolment
     from edgeface.identity.gallery import Gallery
     from edgeface.sync.mqtt import BrokerOptions
     from edgeface.sync.signing import Ed25519PublicKey
@@ -42,7 +43,7 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _enroll_folders(root: Path, model_args: argparse.Namespace):
+def _enroll_folders(root: Path, model_args: argparse.Namespace) -> Enrolment:
     """The `enroll` policy on photo folders (`cli.enroll.enroll_people`): the Enrolment, not yet written."""
     from edgeface.cli.common import load_encoder
     from edgeface.cli.enroll import enroll_people
@@ -199,7 +200,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _read(path: Path, what: str) -> bytes:
-    from edgeface.sync.bundle import MAX_MANIFEST_BYTES, MAX_PAYLOAD
+    from edgeface.sync.bundle import MAX_PAYLOAD
+    from edgeface.sync.manifest import MAX_MANIFEST_BYTES
     from edgeface.util.files import read_bytes
 
     return read_bytes(path, MAX_PAYLOAD + MAX_MANIFEST_BYTES + 1024, what)
@@ -245,7 +247,7 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from edgeface.cli.people import add_verbs
 
     parser = subparsers.add_parser(

@@ -77,7 +77,7 @@ def _minutes(text: str) -> float:
     return value
 
 
-def add_trust_verbs(verbs: argparse._SubParsersAction) -> None:
+def add_trust_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = verbs.add_parser("certify", help="certify a gallery-signing public key with the offline root key")
     p.add_argument("--root-key", type=Path, required=True, help="the root private key")
     p.add_argument("--public", type=Path, required=True, help="the signing public key to certify")

@@ -16,7 +16,7 @@ from edgeface.util.logsafe import printable
 from edgeface.vision.photos import DEFAULT_MAX_MEGAPIXELS, max_pixels_of, read_image
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("identify", help="identify the faces in photos against a gallery")
     parser.add_argument(
         "--gallery", type=Path, required=True, help="gallery folder made by `edgeface enroll`"

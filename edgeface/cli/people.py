@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +47,7 @@ def _card(args: argparse.Namespace) -> CardDecision | None:
     return CardDecision.of_card(_model_card(args))
 
 
-def _recalibrate(args: argparse.Namespace):
+def _recalibrate(args: argparse.Namespace) -> Callable[[Gallery], Gallery]:
     card = _card(args)
 
     def recalibrate(gallery: Gallery) -> Gallery:
@@ -134,7 +135,7 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_verbs(verbs: argparse._SubParsersAction) -> None:
+def add_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from edgeface.cli.common import add_model_options, target_fpir
 
     p = verbs.add_parser("list", help="who is enrolled: people, photo counts, model, version, threshold")

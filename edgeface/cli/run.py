@@ -9,7 +9,7 @@ from pathlib import Path
 from edgeface.config import DEFAULT_PATH, load_config
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("run", help="run the door-unit daemon")
     parser.add_argument(
         "--config", type=Path, default=DEFAULT_PATH, help=f"TOML config (default {DEFAULT_PATH})"

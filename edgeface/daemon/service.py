@@ -262,7 +262,7 @@ class Daemon:
         elif recovery.fell_back:
             self.incident("gallery_unusable", "no usable gallery version on disk")
 
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, object]:
         uptime = time.monotonic() - self.started
         stages = {k: StageLatency(v["p50"], v["p95"]) for k, v in self.recognizer.latency.summary().items()}
         publisher = self.publisher.stats()
@@ -285,7 +285,7 @@ class Daemon:
             },
         )
 
-    def camera_status(self) -> dict:
+    def camera_status(self) -> dict[str, object]:
         current = self.source.status()
         if current is None:
             return {"connected": not self.capture.ended.is_set(), "error": self.capture.error}

@@ -99,8 +99,9 @@ def start_sync(
     a worker makes them live through `live` (recognition keeps using the old gallery meanwhile)."""
     if not config.sync.enabled:
         return None
-    from edgeface.sync.client import GallerySyncClient, SyncClientSettings
+    from edgeface.sync.client import GallerySyncClient
     from edgeface.sync.mqtt import PublisherTransport
+    from edgeface.sync.settings import SyncClientSettings
     from edgeface.sync.trust import door_trust
     from edgeface.sync.updater import IndexUpdater
 

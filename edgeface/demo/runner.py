@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -56,10 +56,11 @@ class EventCollector:
 
     def __init__(self, port: int, prefix: str = "edgeface") -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
-        self.events: list[dict] = []
+        self.events: list[dict[str, Any]] = []  # event payloads (DESIGN §6), read back by key
         self._lock = threading.Lock()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgeface-demo-viewer")
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edgeface-demo-viewer")
         self._client.on_message = self._on_message
         self._client.connect("127.0.0.1", port)
         self._client.subscribe(every_device(prefix, EVENTS), qos=1)
@@ -69,6 +70,8 @@ class EventCollector:
         try:
             event = json.loads(message.payload)
         except ValueError:
+            return
+        if not isinstance(event, dict):  # valid JSON but no event: `summarise` reads events by key
             return
         with self._lock:
             self.events.append(event)
@@ -90,7 +93,9 @@ def demo_config(state_dir: Path, port: int) -> Config:
     )
 
 
-def summarise(daemon: Daemon, collector: EventCollector, scenario: Scenario, elapsed: float) -> dict:
+def summarise(
+    daemon: Daemon, collector: EventCollector, scenario: Scenario, elapsed: float
+) -> dict[str, object]:
     events = list(collector.events)
     matches = [e for e in events if e["decision"] == "match"]
     expected_ids = sorted(v for v in scenario.expected.values() if v != "unknown")
@@ -121,7 +126,7 @@ def _run_capturing(daemon: Daemon, failure: list[BaseException]) -> None:
         failure.append(exc)
 
 
-def run_demo(faces: Path, seconds: float | None, strangers: int = 1) -> dict:
+def run_demo(faces: Path, seconds: float | None, strangers: int = 1) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="edgeface-demo-") as tmp, local_broker(Path(tmp)) as port:
         state = Path(tmp) / "state"
         encoder = build_encoder(demo_config(state, port), photos=True)

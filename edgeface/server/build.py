@@ -32,6 +32,7 @@ from edgeface.sync.decision import DecisionEvidence
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import FORMAT, manifest_bytes, parse_manifest
+from edgeface.sync.signing import Ed25519PublicKey
 from edgeface.sync.validate import (
     CHUNK_BYTES_MAX,
     payload_url,
@@ -48,7 +49,9 @@ def gallery_hashes(gallery: Gallery) -> tuple[bytes, bytes]:
     return gallery.identities_json(), npy_bytes(np.ascontiguousarray(gallery.vectors, np.float32))
 
 
-def _fields(gallery: Gallery, fleet: str, version: int, expires_days: float | None, now: datetime) -> dict:
+def _fields(
+    gallery: Gallery, fleet: str, version: int, expires_days: float | None, now: datetime
+) -> dict[str, object]:
     identities, vectors = gallery_hashes(gallery)
     expires = None if expires_days is None else rfc3339(now + timedelta(days=expires_days))
     return {
@@ -132,7 +135,7 @@ def build_bundle(
     return pack_bundle(Bundle(raw, sign(key, raw), payload))
 
 
-def load_source_gallery(path: Path, key_for_bundles=None) -> Gallery:
+def load_source_gallery(path: Path, key_for_bundles: Ed25519PublicKey | None = None) -> Gallery:
     """A gallery from a store root, a version directory, or a full bundle file (verified if a key is given)."""
     if path.is_dir():
         store = GalleryStore(path)

@@ -8,9 +8,10 @@ pooled over held-out splits, at a chosen false-accept rate.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -70,7 +71,7 @@ def split_80_20(labels: np.ndarray, seed: int, train_fraction: float = 0.8) -> t
     return gallery, ~gallery
 
 
-def identification(data: EncodedSet, seeds: Iterable[int]) -> dict:
+def identification(data: EncodedSet, seeds: Iterable[int]) -> dict[str, Any]:
     """Top-1 accuracy per split for per-photo nearest neighbour and for aggregated identity vectors.
 
     Probes without a detected face count as errors; gallery photos without one are left out."""
@@ -104,7 +105,7 @@ def identification(data: EncodedSet, seeds: Iterable[int]) -> dict:
     }
 
 
-def _mean_std(values: list[float]) -> dict:
+def _mean_std(values: list[float]) -> dict[str, float | list[float]]:
     return {
         "top1_mean": float(np.mean(values)),
         "top1_std": float(np.std(values)),
@@ -112,7 +113,7 @@ def _mean_std(values: list[float]) -> dict:
     }
 
 
-def roc(genuine: np.ndarray, impostor: np.ndarray) -> dict:
+def roc(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, Any]:
     """ROC from scores (higher = same person): curve, AUC, EER, TAR at fixed FARs."""
     thresholds = np.unique(np.concatenate([genuine, impostor]))[::-1]
     tar = np.searchsorted(np.sort(genuine), thresholds, side="left")
@@ -152,7 +153,7 @@ def verification_pairs(data: EncodedSet) -> tuple[np.ndarray, np.ndarray]:
     return values[same], values[~same]
 
 
-def evaluate(data: EncodedSet, seeds: Iterable[int], far: float) -> dict:
+def evaluate(data: EncodedSet, seeds: Iterable[int], far: float) -> dict[str, Any]:
     ident = identification(data, seeds)
     genuine_pairs, impostor_pairs = verification_pairs(data)
     pairs = roc(genuine_pairs, impostor_pairs)
@@ -178,7 +179,7 @@ def evaluate(data: EncodedSet, seeds: Iterable[int], far: float) -> dict:
     }
 
 
-def plot_roc(curves: dict, path: Path, title: str) -> None:
+def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

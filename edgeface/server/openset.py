@@ -43,7 +43,7 @@ def open_set(
     seeds: Iterable[int],
     fixed: Iterable[float] = (),
     target_fpir: float = DEFAULT_TARGET_FPIR,
-) -> dict:
+) -> dict[str, object]:
     fixed = tuple(fixed)
     rows: dict[str, list[tuple[float, float]]] = {"default": []}
     rows.update((f"fixed {t:g}", []) for t in fixed)
@@ -93,7 +93,7 @@ def _nearest(
 
 def nearest_photo_open_set(
     encodings: np.ndarray, labels: np.ndarray, k: int, seeds: Iterable[int], tolerance: float
-) -> dict:
+) -> dict[str, object]:
     """The same splits for a peer used as its library intends: a probe is the identity of its nearest
     enrolled photo when that photo's Euclidean distance is at most `tolerance`, else unknown."""
     dirs, fpirs = [], []

@@ -50,7 +50,7 @@ class _Retained:
             client.message_callback_add(topic, self._on_message)
             client.subscribe(topic, qos=1)
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.retain:
             with self._lock:
                 self.messages[message.topic] = bytes(message.payload)
@@ -198,7 +198,7 @@ def publish(
         time.sleep(wait_s)
         parts = unpack_bundle(bundle)
         manifest = parse_manifest(parts.manifest)
-        extra: dict = {}
+        extra: dict[str, object] = {}
         if cert is not None:
             extra["cert"] = _b64(cert)
         if revocations is not None:

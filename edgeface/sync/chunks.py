@@ -75,11 +75,11 @@ def announcement_bytes(
     payload: bytes | memoryview,
     chunks: list[bytes],
     url: str | None = None,
-    extra: dict | None = None,
+    extra: dict[str, object] | None = None,
 ) -> bytes:
     """The announcement of a bundle sent as `chunks`, or (with `url`, then `chunks` is empty) by URL;
     `extra` adds top-level fields (`chain`, `cert`, `revocations`)."""
-    fetch: dict = (
+    fetch: dict[str, object] = (
         {"url": url}
         if url is not None
         else {"chunks": [{"size": len(c), "sha256": sha256_bytes(c)} for c in chunks]}
@@ -93,9 +93,12 @@ def announcement_bytes(
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _b64(doc: dict, key: str) -> bytes:
+def _b64(doc: dict[str, object], key: str) -> bytes:
     try:
-        return base64.b64decode(doc[key], validate=True)
+        value = doc[key]
+        if not isinstance(value, str):
+            raise TypeError(f"a JSON string is needed, got {type(value).__name__}")
+        return base64.b64decode(value, validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise Rejected("announcement_invalid", f"{key!r} must be base64 ({exc})") from exc
 
@@ -111,7 +114,7 @@ def _chunk(item: object) -> ChunkSpec:
     return ChunkSpec(size, digest)
 
 
-def _optional_b64(doc: dict, key: str) -> bytes | None:
+def _optional_b64(doc: dict[str, object], key: str) -> bytes | None:
     return _b64(doc, key) if doc.get(key) is not None else None
 
 

@@ -150,7 +150,7 @@ class GallerySyncClient:
         return not ((self.expired or self.freshness.stale) and self.policy.expiry_policy == "deny")
 
     @property
-    def last_state(self) -> dict:
+    def last_state(self) -> dict[str, object]:
         return dict(self._state)
 
     def set_running(self, gallery: Gallery | None) -> None:
@@ -401,7 +401,7 @@ class GallerySyncClient:
         if self._on_freshness is not None:
             self._on_freshness(freshness)
 
-    def _state_payload(self, version: int | None, status: str, reason: str | None) -> dict:
+    def _state_payload(self, version: int | None, status: str, reason: str | None) -> dict[str, object]:
         extra = {
             "running": self.running_version,
             "fleet": self.config.fleet,
@@ -410,7 +410,7 @@ class GallerySyncClient:
         }
         return gallery_state_payload(version, status, reason) | extra
 
-    def _set_state(self, state: dict) -> None:
+    def _set_state(self, state: dict[str, object]) -> None:
         self._state = state
         self._states.offer(state)
 

@@ -45,7 +45,7 @@ class DecisionEvidence:
         return asdict(self)
 
 
-def _number(doc: dict, key: str) -> float | None:
+def _number(doc: dict[str, object], key: str) -> float | None:
     low, high = _RANGES[key]
     value = doc[key]
     if value is None and key in _NULLABLE:
@@ -57,7 +57,7 @@ def _number(doc: dict, key: str) -> float | None:
     return float(value)
 
 
-def _count(doc: dict, key: str) -> int:
+def _count(doc: dict[str, object], key: str) -> int:
     value = doc[key]
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
         raise ValueError(f"decision.{key} must be an integer >= 0, got {printable(repr(value), 60)}")

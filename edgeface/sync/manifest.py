@@ -128,25 +128,25 @@ def manifest_bytes(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _int(doc: dict, key: str, low: int, high: int = MAX_VERSION) -> int:
+def _int(doc: dict[str, object], key: str, low: int, high: int = MAX_VERSION) -> int:
     value = doc.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise Rejected("manifest_invalid", f"{key!r} must be an integer in {low}..{high}, got {value!r:.60}")
     return value
 
 
-def _hex(doc: dict, key: str) -> str:
+def _hex(doc: dict[str, object], key: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not _HEX64.fullmatch(value):
         raise Rejected("manifest_invalid", f"{key!r} must be a lowercase hex sha256, got {value!r:.80}")
     return value
 
 
-def _optional_time(doc: dict, key: str) -> datetime | None:
+def _optional_time(doc: dict[str, object], key: str) -> datetime | None:
     return None if doc.get(key) is None else _time(doc, key)
 
 
-def _time(doc: dict, key: str) -> datetime:
+def _time(doc: dict[str, object], key: str) -> datetime:
     value = doc.get(key)
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None
@@ -165,7 +165,7 @@ def _checked(check: Callable[[Any], T], value: object) -> T:
         raise Rejected("manifest_invalid", str(exc)) from exc
 
 
-def _delta_fields(doc: dict, version: int) -> dict[str, Any]:
+def _delta_fields(doc: dict[str, object], version: int) -> dict[str, Any]:
     if "base_version" not in doc:
         if "remove" in doc or "result" in doc:
             raise Rejected("manifest_invalid", "'remove'/'result' given without 'base_version'")
@@ -183,7 +183,7 @@ def _delta_fields(doc: dict, version: int) -> dict[str, Any]:
     return {"base_version": base, "remove": tuple(remove), "result": hashes}
 
 
-def _payload_binding(doc: dict) -> PayloadBinding | None:
+def _payload_binding(doc: dict[str, object]) -> PayloadBinding | None:
     if "payload" not in doc:
         return None
     payload = doc["payload"]
@@ -198,7 +198,7 @@ def _payload_binding(doc: dict) -> PayloadBinding | None:
     )
 
 
-def _url(doc: dict, binding: PayloadBinding | None) -> str | None:
+def _url(doc: dict[str, object], binding: PayloadBinding | None) -> str | None:
     if "url" not in doc:
         return None
     if binding is None:
@@ -206,7 +206,7 @@ def _url(doc: dict, binding: PayloadBinding | None) -> str | None:
     return _checked(lambda value: valid_payload_url(value, binding.sha256), doc["url"])
 
 
-def _decode(raw: bytes) -> dict:
+def _decode(raw: bytes) -> dict[str, object]:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise Rejected("oversized", f"manifest is {len(raw)} bytes, limit {MAX_MANIFEST_BYTES}")
     try:

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edgeface.mqtt.settings import TlsSettings
 from edgeface.mqtt.tls import tls_context
@@ -40,9 +43,7 @@ class BrokerOptions:
 
 
 def make_client(options: BrokerOptions) -> mqtt.Client:
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=options.client_id, protocol=mqtt.MQTTv311
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=options.client_id, protocol=mqtt.MQTTv311)
     if options.tls_ca is not None:
         settings = TlsSettings(options.tls_ca, options.tls_cert, options.tls_key)
         client.tls_set_context(tls_context(settings, ("--tls-ca", "--tls-cert/--tls-key")))
@@ -79,7 +80,13 @@ class PahoTransport:
         # Clients here use CallbackAPIVersion.VERSION2 (see make_client), so a previous on_connect has its signature.
         previous_connect = cast("mqtt.CallbackOnConnect_v2 | None", client.on_connect)
 
-        def on_connect(c, userdata, flags, reason_code, properties) -> None:
+        def on_connect(
+            c: mqtt.Client,
+            userdata: object,
+            flags: mqtt.ConnectFlags,
+            reason_code: ReasonCode,
+            properties: Properties | None,
+        ) -> None:
             if previous_connect is not None:
                 previous_connect(c, userdata, flags, reason_code, properties)
             if not reason_code.is_failure:

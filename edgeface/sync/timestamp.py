@@ -75,7 +75,7 @@ def timestamp_message_bytes(record: bytes, signature: bytes, cert: bytes | None 
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _json(raw: bytes, what: str) -> dict:
+def _json(raw: bytes, what: str) -> dict[str, object]:
     if len(raw) > MAX_TIMESTAMP_BYTES:
         raise Rejected("timestamp_invalid", f"{what} is {len(raw)} bytes, limit {MAX_TIMESTAMP_BYTES}")
     try:
@@ -87,9 +87,12 @@ def _json(raw: bytes, what: str) -> dict:
     return doc
 
 
-def _b64(doc: dict, key: str) -> bytes:
+def _b64(doc: dict[str, object], key: str) -> bytes:
     try:
-        return base64.b64decode(doc[key], validate=True)
+        value = doc[key]
+        if not isinstance(value, str):
+            raise TypeError(f"a JSON string is needed, got {type(value).__name__}")
+        return base64.b64decode(value, validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise Rejected("timestamp_invalid", f"{key!r} must be base64") from exc
 
@@ -100,7 +103,7 @@ def parse_timestamp_message(raw: bytes) -> TimestampMessage:
     return TimestampMessage(_b64(doc, "record"), _b64(doc, "signature"), cert)
 
 
-def _time(doc: dict, key: str) -> datetime:
+def _time(doc: dict[str, object], key: str) -> datetime:
     value = doc.get(key)
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None

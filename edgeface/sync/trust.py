@@ -93,7 +93,7 @@ def _signed(raw: bytes, body_key: str, what: str) -> tuple[bytes, bytes]:
         raise Rejected("cert_invalid", f"{what} is not {{{body_key}, signature}} JSON with base64") from exc
 
 
-def _body(raw: bytes, fmt: str) -> dict:
+def _body(raw: bytes, fmt: str) -> dict[str, object]:
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -103,7 +103,7 @@ def _body(raw: bytes, fmt: str) -> dict:
     return doc
 
 
-def _when(doc: dict, key: str) -> datetime:
+def _when(doc: dict[str, object], key: str) -> datetime:
     value = doc.get(key)
     try:
         moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None
@@ -120,10 +120,11 @@ def parse_cert(raw: bytes, root: Ed25519PublicKey) -> KeyCert:
     if not signature_valid(root, body, signature):
         raise Rejected("cert_invalid", "certificate is not signed by the configured root key")
     doc = _body(body, CERT_FORMAT)
+    encoded = doc.get("public_key", "")
     try:
-        public = Ed25519PublicKey.from_public_bytes(
-            base64.b64decode(doc.get("public_key", ""), validate=True)
-        )
+        if not isinstance(encoded, str):
+            raise TypeError(f"a JSON string is needed, got {type(encoded).__name__}")
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(encoded, validate=True))
     except (ValueError, TypeError, binascii.Error) as exc:
         raise Rejected("cert_invalid", "certificate 'public_key' must be 32 raw bytes in base64") from exc
     if doc.get("key_id") != key_id(public):
