@@ -41,7 +41,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("fleet", help="look at a fleet's doors through its broker")
     verbs = parser.add_subparsers(dest="fleet_verb", required=True, metavar="VERB")
     p = verbs.add_parser("status", help="each door: online, gallery version, applied/rejected and why")
