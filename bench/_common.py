@@ -1,7 +1,7 @@
 """Shared helpers for the bench scripts: host description, JSON output, percentiles, the 80/20 split.
 
 Only the standard library is imported at module level, so a bench script can pin BLAS/OpenMP thread counts
-(environment variables) before it imports numpy. Output format: DESIGN §10, one JSON object
+(environment variables) before it imports numpy. Output format: docs/design.md §10, one JSON object
 ``{"bench", "host", "params", "results"}`` on stdout.
 """
 
@@ -87,7 +87,7 @@ def host_info() -> dict[str, object]:
 
 
 def emit(bench: str, params: dict, results: dict, out: Path | None = None) -> None:
-    """Print one DESIGN §10 JSON object on stdout; also write it to ``out`` when given."""
+    """Print one docs/design.md §10 JSON object on stdout; also write it to ``out`` when given."""
     document = {"bench": bench, "host": host_info(), "params": params, "results": results}
     text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
     sys.stdout.write(text + "\n")

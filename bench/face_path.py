@@ -1,5 +1,5 @@
-"""Face path benchmark (DESIGN §10): what each step of the one face path costs per face, and what the photo
-detector cascade finds.
+"""Face path benchmark (docs/design.md §10): what each step of the one face path costs per face, and what the
+photo detector cascade finds.
 
 - Per face, side by side in one run (the variants interleaved photo by photo, so load hits them alike):
   align on BlazeFace's coarse keypoints vs refine with the face mesh first, and one embedder call vs flip

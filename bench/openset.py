@@ -1,4 +1,4 @@
-"""Open-set benchmark (DESIGN §10): DIR and FPIR of edgeface's decision rule beside the peer
+"""Open-set benchmark (docs/design.md §10): DIR and FPIR of edgeface's decision rule beside the peer
 face_recognition at its default tolerance, on the same photos and the same splits.
 
 Protocol (as `edgeface eval --open-set`): half the identities enrolled with k photos each (k = 1 and 5), the

@@ -1,4 +1,5 @@
-"""Pipeline benchmark (DESIGN §10): frames/s, frame-to-event latency, per-stage ms, RSS, start-to-READY.
+"""Pipeline benchmark (docs/design.md §10): frames/s, frame-to-event latency, per-stage ms, RSS,
+start-to-READY.
 
 Offline: 640x480 emulated frames with 0, 1 and 3 faces (visitors replaced every 1.5 s, so tracks keep
 needing decisions) are rendered first, then fed to the recognizer as fast as it takes them.

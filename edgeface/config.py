@@ -1,4 +1,4 @@
-"""Daemon configuration (DESIGN §7): one TOML file, one strict section per stage.
+"""Daemon configuration (docs/design.md §7): one TOML file, one strict section per stage.
 
 Each section parses straight into the type its stage uses (`[camera]` into `CameraSpec`, `[mqtt]` into
 `MqttSettings`, `[quality]` into `QualitySettings`), whose fields declare their defaults and limits once

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def faces5() -> Path:
-    """The shared real photos; missing data is a failure, never a skip (DESIGN §9)."""
+    """The shared real photos; missing data is a failure, never a skip (docs/design.md §9)."""
     if not FACES5.is_dir():
         pytest.fail(f"test photos not found at {FACES5} (set EDGEFACE_FACES)")
     return FACES5

@@ -1,4 +1,4 @@
-"""JSON Schemas of the DESIGN §6 payloads, shared by the MQTT tests and the end-to-end tests.
+"""JSON Schemas of the docs/design.md §6 payloads, shared by the MQTT tests and the end-to-end tests.
 
 Use ``validate(kind, payload)`` (raises ``jsonschema.ValidationError``) with kind one of ``SCHEMAS``.
 """
@@ -97,7 +97,7 @@ STATUS = {
                 "version": _VERSION,
                 "count": {"type": "integer", "minimum": 0},
                 "expired": {"type": "boolean"},
-                "freshness": {  # fleet sync: the newest signed timestamp (DESIGN §4)
+                "freshness": {  # fleet sync: the newest signed timestamp (docs/design.md §4)
                     "type": "object",
                     "additionalProperties": False,
                     "required": ["stale", "age_s", "version", "expires"],
@@ -260,7 +260,7 @@ FLEET_ANNOUNCEMENT = {
     },
 }
 
-# The signed manifest inside an announcement, base64-decoded (DESIGN §4, edgeface/sync/manifest.py).
+# The signed manifest inside an announcement, base64-decoded (docs/design.md §4, edgeface/sync/manifest.py).
 BUNDLE_MANIFEST = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "edgeface gallery bundle manifest",

@@ -1,4 +1,5 @@
-"""Smoke tests for the search and face_recognition benchmarks: each ``--quick`` run prints DESIGN §10 JSON."""
+"""Smoke tests for the search and face_recognition benchmarks: each ``--quick`` run prints docs/design.md §10
+JSON."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """End to end: the real daemon (separate process) on emulated frames of real faces, through a real mosquitto.
 
 Enrolled visitors must each yield exactly one `match` with the right id, strangers `unknown`; a 30 s broker
-outage and a SIGKILL of the daemon must lose no event (DESIGN §6 at-least-once, de-duplicated by event_id).
+outage and a SIGKILL of the daemon must lose no event (docs/design.md §6 at-least-once, de-duplicated by
+event_id).
 """
 
 from __future__ import annotations

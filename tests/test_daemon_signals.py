@@ -1,4 +1,5 @@
-"""The real daemon (`edgeface run`, as systemd starts it) under its signals, on a real mosquitto (DESIGN §8).
+"""The real daemon (`edgeface run`, as systemd starts it) under its signals, on a real mosquitto
+(docs/design.md §8).
 
 SIGTERM: exits within seconds, every spooled event delivered, the retained status says `offline` and the
 on-disk spool is empty. SIGHUP: a changed `match.threshold` in the config file decides the next events.
@@ -137,7 +138,7 @@ def test_sigterm_flushes_the_spool_and_leaves_offline_retained(daemon_setup, bro
         status_topic = DeviceTopics("edgeface", DEVICE).status
         assert read_retained(broker, status_topic)["state"] == "online"
         process.send_signal(signal.SIGTERM)
-        # Within the unit's TimeoutStopSec=20, after which systemd would kill it (DESIGN §8).
+        # Within the unit's TimeoutStopSec=20, after which systemd would kill it (docs/design.md §8).
         assert process.wait(timeout=20) == 0, log.read_text()[-3000:]
         spooled = set(spooled_ids(log))
         wait_until(

@@ -2,7 +2,7 @@
 demo's own throw-away mosquitto, the emulated door scene of the shared photos.
 
 The scene walks the five people of faces5 past the door one by one (a visit every 3.5 s from 0.5 s); the
-last in name order is the stranger. 18 s covers every visit. Each event line must be a valid DESIGN §6
+last in name order is the stranger. 18 s covers every visit. Each event line must be a valid docs/design.md §6
 event, and the summary line must agree with them: every enrolled visitor matched once, the stranger not.
 """
 

@@ -1,4 +1,5 @@
-"""Open-set calibration (DESIGN §5): the threshold chosen for a target FPIR, on galleries whose answer is known.
+"""Open-set calibration (docs/design.md §5): the threshold chosen for a target FPIR, on galleries whose answer
+is known.
 
 Two kinds of known answer: galleries built so every impostor score is one exact cosine (the threshold then
 follows in closed form from the location, the tail shape and the location's uncertainty), and a large

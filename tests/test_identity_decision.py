@@ -1,4 +1,5 @@
-"""Which threshold decides (DESIGN §5): explicit config, else the gallery's calibration, else the card's."""
+"""Which threshold decides (docs/design.md §5): explicit config, else the gallery's calibration, else the
+card's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The decision rule (DESIGN §5, edgeface/identity/match.py) at its edges: threshold and margin are both inclusive, a
-track's embeddings are averaged before the search, and every decision carries its evidence.
+"""The decision rule (docs/design.md §5, edgeface/identity/match.py) at its edges: threshold and margin are
+both inclusive, a track's embeddings are averaged before the search, and every decision carries its evidence.
 
 `test_gallery_index_match.py` shows the rule on a gallery where the answer is clear; here the boundaries.
 """

@@ -1,4 +1,4 @@
-"""`SpoolHealth.degraded`: which counters make the status payload report the spool (DESIGN §6).
+"""`SpoolHealth.degraded`: which counters make the status payload report the spool (docs/design.md §6).
 
 `test_spool_damage.py` and `test_spool_full.py` produce real health values from damaged and full spools;
 here: the rule itself, one field at a time, and the dict the status payload embeds.

@@ -1,4 +1,5 @@
-"""Every topic string of DESIGN §6 comes from edgeface.mqtt.topics: names, filters, parsing, bad levels."""
+"""Every topic string of docs/design.md §6 comes from edgeface.mqtt.topics: names, filters, parsing, bad
+levels."""
 
 from __future__ import annotations
 

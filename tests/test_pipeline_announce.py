@@ -1,4 +1,4 @@
-"""The `Announcer`'s rules (DESIGN §5), decision by decision on a scripted clock.
+"""The `Announcer`'s rules (docs/design.md §5), decision by decision on a scripted clock.
 
 `test_pipeline_recognize.py` runs the same announcer behind the recognizer on emulated video; here each rule is
 pinned on its own: the identity cooldown per camera, the stranger cooldown by face likeness at the

@@ -1,4 +1,5 @@
-"""`parse_manifest` and the payload binding (DESIGN §4), on manifest documents written out field by field.
+"""`parse_manifest` and the payload binding (docs/design.md §4), on manifest documents written out field by
+field.
 
 No signature is involved: the parser sees the bytes the signature covered. `test_sync_bundle.py` checks a
 few field errors through signed bundles and `test_sync_fuzz.py` that nothing but `Rejected` ever escapes;

@@ -1,4 +1,5 @@
-"""Every rejection of DESIGN §4 over a real mosquitto: reason in retained `gallery/state`, old gallery kept."""
+"""Every rejection of docs/design.md §4 over a real mosquitto: reason in retained `gallery/state`, old gallery
+kept."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""systemd/: the unit's contract (DESIGN §8), `systemd-analyze verify` and `security`, sysusers/tmpfiles,
-the example config, and that MemoryDenyWriteExecute=yes is safe for the TFLite runtime."""
+"""systemd/: the unit's contract (docs/design.md §8), `systemd-analyze verify` and `security`,
+sysusers/tmpfiles, the example config, and that MemoryDenyWriteExecute=yes is safe for the TFLite runtime."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Model cards (DESIGN §3, edgeface/vision/modelcard.py): the shipped card, what a card may abbreviate, and the checks
-a card makes of its model file and tensors.
+"""Model cards (docs/design.md §3, edgeface/vision/modelcard.py): the shipped card, what a card may
+abbreviate, and the checks a card makes of its model file and tensors.
 
 `test_runtime_and_cards.py` refuses cards whose model does not load or match through the `Embedder`; here the
 card on its own.

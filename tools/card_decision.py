@@ -1,4 +1,4 @@
-"""The embedder card's fallback decision, measured on several labelled populations (DESIGN §5).
+"""The embedder card's fallback decision, measured on several labelled populations (docs/design.md §5).
 
 A gallery too small to calibrate itself uses the card's impostor model: the tail shape measured on the
 largest population, at the highest impostor location of all of them, so the fallback is the most

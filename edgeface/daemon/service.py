@@ -1,4 +1,4 @@
-"""The door-unit daemon: camera -> recognizer -> MQTT, under systemd (DESIGN §2, §5-8).
+"""The door-unit daemon: camera -> recognizer -> MQTT, under systemd (docs/design.md §2, §5-8).
 
 `Daemon.run()` wires the stages top to bottom and owns every resource in one ExitStack, so SIGTERM
 closes the camera, flushes the event spool and publishes `offline` cleanly.

@@ -58,7 +58,7 @@ class EventCollector:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        self.events: list[dict[str, Any]] = []  # event payloads (DESIGN §6), read back by key
+        self.events: list[dict[str, Any]] = []  # event payloads (docs/design.md §6), read back by key
         self._lock = threading.Lock()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edgeface-demo-viewer")
         self._client.on_message = self._on_message

@@ -1,4 +1,4 @@
-"""Open-set calibration of the decision threshold on the population a gallery serves (DESIGN §5).
+"""Open-set calibration of the decision threshold on the population a gallery serves (docs/design.md §5).
 
 A stranger at the door is matched to someone when their best score against the N identity vectors clears the
 threshold. Enrolment photos stand in for strangers: each photo is scored against every *other* identity's

@@ -1,4 +1,5 @@
-"""Which threshold decides (DESIGN §5): an explicit value, else the gallery's calibration, else the card's.
+"""Which threshold decides (docs/design.md §5): an explicit value, else the gallery's calibration, else the
+card's.
 
 Every entry point (daemon, `identify`, the demo, the benchmarks) asks `resolve_decision`, so the precedence
 exists once. The result says where the threshold came from, for logs, `status` and `identify`'s output.

@@ -1,4 +1,4 @@
-"""The decision rule (DESIGN §5): match only if the best score clears the threshold AND beats the
+"""The decision rule (docs/design.md §5): match only if the best score clears the threshold AND beats the
 runner-up by the margin; otherwise unknown."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""MqttPublisher: DESIGN §6 over paho-mqtt 2.x, with events delivered at-least-once from an on-disk spool.
+"""MqttPublisher: docs/design.md §6 over paho-mqtt 2.x, with events delivered at-least-once from an on-disk
+spool.
 
 Events go to the spool first; a sender thread hands at most ``max_inflight`` of them to paho at a time, in
 spool order, and deletes each one only when its PUBACK arrives. paho keeps just that in-flight window in

@@ -2,7 +2,7 @@
 
 Every entity of a door sits under one discovery node (``<prefix>/<component>/edgeface_<device>/<object>/config``)
 and one HA device. Unique ids come from the device id and, for a person, the identity id (never a name), so
-they survive restarts and renames. The templates read the payloads of DESIGN §6 as they are.
+they survive restarts and renames. The templates read the payloads of docs/design.md §6 as they are.
 """
 
 from __future__ import annotations

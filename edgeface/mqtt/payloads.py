@@ -1,4 +1,4 @@
-"""Builders of the DESIGN §6 payloads: typed inputs in, JSON-ready dicts (and bytes) out."""
+"""Builders of the docs/design.md §6 payloads: typed inputs in, JSON-ready dicts (and bytes) out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Typed MQTT settings (the ``[mqtt]`` section of DESIGN §7) and credentials read from a file."""
+"""Typed MQTT settings (the ``[mqtt]`` section of docs/design.md §7) and credentials read from a file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Topic names of DESIGN §6, built in one place: nothing else in edgeface writes a topic string.
+"""Topic names of docs/design.md §6, built in one place: nothing else in edgeface writes a topic string.
 
 Per device `{prefix}/{device}/{status,events,metrics,gallery/state}`; per fleet `{prefix}/fleet/{fleet}/gallery`
 and its chunks `.../gallery/{version}/{n}`; subscription filters with `+` for tools that watch every device or

@@ -1,4 +1,4 @@
-"""Which decisions become events: one per track decision, no repeats within the cooldown (DESIGN §5).
+"""Which decisions become events: one per track decision, no repeats within the cooldown (docs/design.md §5).
 
 - The same identity on the same camera is not re-announced within `cooldown_s`.
 - A stranger whose track breaks and re-forms is not re-announced within `cooldown_s` either: a new

@@ -1,4 +1,5 @@
-"""The recognition event of DESIGN §6: one decision for one track, typed until the publisher encodes it.
+"""The recognition event of docs/design.md §6: one decision for one track, typed until the publisher encodes
+it.
 
 `recognition_event(...)` makes one from a track's `Match` (fresh uuid4 `event_id`, RFC 3339 `ts`);
 `Event.payload()` is the JSON object sent on `{prefix}/{device}/events`; `Event.from_payload` reads one back
@@ -50,7 +51,7 @@ class Event:
             finite_number("bbox", value)
 
     def payload(self) -> dict[str, Any]:
-        """The JSON object of DESIGN §6 (bbox to 0.1 px, latency to 0.01 ms)."""
+        """The JSON object of docs/design.md §6 (bbox to 0.1 px, latency to 0.01 ms)."""
         identity = None if self.identity is None else {"id": self.identity.id, "name": self.identity.name}
         return {
             "event_id": self.event_id,

@@ -1,4 +1,5 @@
-"""Fleet status: every door's retained status and gallery state (DESIGN §6), read back into one row per door.
+"""Fleet status: every door's retained status and gallery state (docs/design.md §6), read back into one row
+per door.
 
 The retained messages come from devices (or from whoever can publish on their topics), so each is parsed as
 untrusted input: a payload that is not the expected JSON shape becomes a row that says so, with the reason,

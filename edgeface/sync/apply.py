@@ -1,4 +1,4 @@
-"""Device-side checks that need device state, and the atomic apply (DESIGN §4).
+"""Device-side checks that need device state, and the atomic apply (docs/design.md §4).
 
 A bundle is applied only if its fleet, `model_sha256` and `dim` are this device's, its version is above the running
 one by at most `max_version_jump` (so one signed huge version cannot end all future updates), a delta's `base_version` is exactly the running version, and it is not expired (policy `warn` accepts it

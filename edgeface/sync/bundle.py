@@ -1,4 +1,4 @@
-"""Bundle container and the checks that need no device state (DESIGN §4).
+"""Bundle container and the checks that need no device state (docs/design.md §4).
 
 Bundle file (one binary container, nothing in it is unpickled or executed)::
 

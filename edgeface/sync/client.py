@@ -68,7 +68,7 @@ class _Download:
 
 
 class GallerySyncClient:
-    """Keeps the device's gallery in step with its fleet's retained announcement (DESIGN §4, §6)."""
+    """Keeps the device's gallery in step with its fleet's retained announcement (docs/design.md §4, §6)."""
 
     def __init__(
         self,

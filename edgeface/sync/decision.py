@@ -1,5 +1,5 @@
-"""The optional `decision` object of a signed manifest (DESIGN §5): the gallery's calibrated threshold and
-the evidence it was chosen on. Parsed strictly: every key present, no other key, every number in range.
+"""The optional `decision` object of a signed manifest (docs/design.md §5): the gallery's calibrated threshold
+and the evidence it was chosen on. Parsed strictly: every key present, no other key, every number in range.
 `est_dir` is null when no identity had two photos to estimate it from.
 
 The server puts a gallery's `Calibration` here (`evidence_of`); a device stores it back as the applied

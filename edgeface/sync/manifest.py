@@ -1,4 +1,4 @@
-"""The signed bundle manifest (DESIGN §4): parsed from exact JSON bytes, every field checked.
+"""The signed bundle manifest (docs/design.md §4): parsed from exact JSON bytes, every field checked.
 
 A manifest is a JSON object::
 
@@ -12,7 +12,7 @@ A manifest is a JSON object::
      "payload": {"size": int, "sha256": hex64, "chunk_bytes": int, "chunks_sha256": hex64},
      # optional, `gallery build --url-base`: where the payload is served (needs `payload`), see below
      "url": "https://host/path/<payload sha256>",
-     # optional (DESIGN §5): the gallery's calibrated decision and its evidence
+     # optional (docs/design.md §5): the gallery's calibrated decision and its evidence
      "decision": {"threshold", "margin", "target_fpir", "est_fpir", "est_dir", "n_impostor", "n_genuine"}}
 
 `version` and `base_version` are in 1..2**53-1; `fleet` is one MQTT topic level (`validate.valid_fleet`);

@@ -16,7 +16,7 @@ MAX_VERSION = 2**53 - 1  # JSON consumers that read numbers as doubles keep ever
 DEFAULT_MAX_VERSION_JUMP = 1_000_000
 MAX_FLEET_CHARS = 64
 MAX_LIFETIME_DAYS = 100 * 366
-CHUNK_BYTES_MAX = 256 * 1024  # DESIGN §6: each chunk <= 256 KiB
+CHUNK_BYTES_MAX = 256 * 1024  # docs/design.md §6: each chunk <= 256 KiB
 _TOPIC_FORBIDDEN = frozenset("/+#\0")
 
 

@@ -1,4 +1,4 @@
-"""The one time format on the wire and on disk: RFC 3339 in UTC with milliseconds (DESIGN §6)."""
+"""The one time format on the wire and on disk: RFC 3339 in UTC with milliseconds (docs/design.md §6)."""
 
 from __future__ import annotations
 

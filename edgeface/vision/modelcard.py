@@ -1,4 +1,4 @@
-"""Model cards (DESIGN §3): everything the runtime needs to know about a model file, as data."""
+"""Model cards (docs/design.md §3): everything the runtime needs to know about a model file, as data."""
 
 from __future__ import annotations
 

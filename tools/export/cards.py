@@ -1,4 +1,5 @@
-"""Model cards (DESIGN §3) for exported embedders: what the device needs to run a file, and its provenance."""
+"""Model cards (docs/design.md §3) for exported embedders: what the device needs to run a file, and its
+provenance."""
 
 from __future__ import annotations
 
