@@ -2,7 +2,7 @@
 # Both install only what is missing: a Debian package only when its command is absent, Python packages into
 # the project's own virtual environment (.venv), never into the system interpreter (PEP 668).
 #   make demo   device install: mosquitto + edgeface with its device dependencies, then the demo
-#   make test   development install (adds the dev, export and bench extras, systemd-analyze, Node/npm),
+#   make test   development install (adds the dev, export and bench extras, systemd-analyze, nginx, Node/npm),
 #               then lint, the embedder recipe check, the wheel check and the test suite
 #   make check  the inner loop while developing (after `make test` installed everything): lint and the tests
 #               without the broker, export and slow markers, in under 3 minutes

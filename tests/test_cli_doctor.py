@@ -189,3 +189,27 @@ def test_doctor_fails_on_a_private_key_given_as_the_public_one_and_runs_every_ot
     extra = f'[sync]\nenabled = true\npublic_key = "{keys.public_path}"\n'
     _, lines = _doctor(_config(tmp_path, models_dir, extra=extra), capsys)
     assert lines["sync key"] == f"ok   sync key: {keys.public_path}: Ed25519 public key"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bad_sync_root_key_is_one_failing_line(tmp_path: Path, models_dir: Path, kind: str) -> None:
+    """A door provisioned with the fleet's root key (sync.root_key) has it checked as a public key is."""
+    from edgeface.cli.doctor import check_sync_key
+    from edgeface.config import load_config
+
+    bad = _bad_file(tmp_path, kind)
+    config = load_config(_config(tmp_path, models_dir, extra=f'[sync]\nenabled = true\nroot_key = "{bad}"\n'))
+    with pytest.raises(EdgefaceError) as exc:
+        check_sync_key(config, 1.0)
+    assert "\n" not in str(exc.value) and str(bad) in str(exc.value)
+
+
+def test_a_good_sync_root_key_is_named(tmp_path: Path, models_dir: Path) -> None:
+    from edgeface.cli.doctor import check_sync_key
+    from edgeface.config import load_config
+
+    keys = make_keys(tmp_path / "keys")
+    config = load_config(
+        _config(tmp_path, models_dir, extra=f'[sync]\nenabled = true\nroot_key = "{keys.public_path}"\n')
+    )
+    assert check_sync_key(config, 1.0).startswith(f"{keys.public_path}: Ed25519 root public key")

@@ -94,7 +94,12 @@ def check_tls(config: Config, timeout: float) -> str:
 def check_sync_key(config: Config, timeout: float) -> str:
     from edgeface.sync.signing import load_public_key
 
-    if not config.sync.enabled or config.sync.public_key is None:
+    if not config.sync.enabled:
+        return "gallery sync off"
+    if config.sync.root_key is not None:  # the offline root that certifies the signing keys
+        load_public_key(config.sync.root_key)
+        return f"{config.sync.root_key}: Ed25519 root public key (signing keys it certifies are trusted)"
+    if config.sync.public_key is None:
         return "gallery sync off"
     load_public_key(config.sync.public_key)
     return f"{config.sync.public_key}: Ed25519 public key"
