@@ -48,24 +48,26 @@ def load_common() -> types.ModuleType:
 
 
 def test_search_quick_prints_design_json() -> None:
+    """bench/search.py drives the device's own GalleryIndex on clustered and uniform vectors at both dims."""
     doc = run_bench("search.py")
     assert doc["bench"] == "search"
-    sizes = doc["results"]["sizes"]
-    assert [s["n"] for s in sizes] == [1000, 10000]
-    for size in sizes:
-        methods = {k: v for k, v in size.items() if isinstance(v, dict)}
-        assert {"numpy_f32", "numpy_f16", "faiss_flat_ip", "hnswlib_ef16", "hnswlib_ef64"} <= set(methods)
-        for name, m in methods.items():
-            assert 0 < m["latency_ms"]["median"] <= m["latency_ms"]["p99"], name
-            assert 0.0 <= m["recall_at_1"] <= 1.0, name
-            assert m["index_bytes"] >= size["n"] * 512 * 2, name  # at least float16 storage of every vector
-        # exact methods agree with the exact reference on the clearly-separated noisy queries
-        for exact in ("numpy_f32", "numpy_f16", "faiss_flat_ip"):
-            assert methods[exact]["recall_at_1_noisy"] == 1.0, exact
+    cases = doc["results"]["cases"]
+    assert {(c["kind"], c["dim"]) for c in cases} == {
+        (kind, dim) for kind in doc["params"]["kinds"] for dim in doc["params"]["dims"]
+    }
+    for case in cases:
+        assert case["n"] == doc["params"]["n"]
+        assert case["exact"]["latency_ms"]["n"] == doc["params"]["exact_queries"]
+        for graph in case["hnsw"]:
+            assert [int(ef) for ef in graph["ef"]] == doc["params"]["ef"]
+            for ef, m in graph["ef"].items():
+                assert 0 < m["latency_ms"]["median"] <= m["latency_ms"]["p99"], ef
+                assert 0.0 <= m["recall_at_1"] <= 1.0, ef
+                assert m["misses"] == round((1 - m["recall_at_1"]) * case["queries"]), ef
+    assert [s["n"] for s in doc["results"]["exact_by_size"] if s["dim"] == 512] == doc["params"]["exact_sizes"]
     rec = doc["results"]["recommendation"]
-    assert rec["default_ef"] in (16, 64)
-    assert rec["exact_as_fast_or_faster_up_to"] in (None, 1000, 10000)
-    assert [r["n"] for r in rec["per_size"]] == [1000, 10000]
+    assert rec["met"] == (rec["hnsw"]["meets_recall"] and rec["hnsw"]["meets_p99_cpu"])
+    assert rec["hnsw"]["ef"] in doc["params"]["ef"]
 
 
 def test_peer_face_recognition_quick_prints_design_json(faces5: Path) -> None:
