@@ -64,7 +64,9 @@ def test_search_quick_prints_design_json() -> None:
                 assert 0 < m["latency_ms"]["median"] <= m["latency_ms"]["p99"], ef
                 assert 0.0 <= m["recall_at_1"] <= 1.0, ef
                 assert m["misses"] == round((1 - m["recall_at_1"]) * case["queries"]), ef
-    assert [s["n"] for s in doc["results"]["exact_by_size"] if s["dim"] == 512] == doc["params"]["exact_sizes"]
+    assert [s["n"] for s in doc["results"]["exact_by_size"] if s["dim"] == 512] == doc["params"][
+        "exact_sizes"
+    ]
     rec = doc["results"]["recommendation"]
     assert rec["met"] == (rec["hnsw"]["meets_recall"] and rec["hnsw"]["meets_p99_cpu"])
     assert rec["hnsw"]["ef"] in doc["params"]["ef"]

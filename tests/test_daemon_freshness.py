@@ -56,7 +56,7 @@ def test_a_stale_timestamp_under_deny_makes_visitors_unknown_and_is_reported(
     runner.start()
     cycle = scenario.scene.duration
     try:
-        wait_for(lambda: door.ready.is_set() and door.index.current.gallery.version == 1, 30, "v1 running")
+        wait_for(lambda: door.ready.is_set() and door.parts.live.current.version == 1, 30, "v1 running")
         _gallery_cli(
             broker, tmp_path, "timestamp", "--key", str(key), "--minutes", "0.5", "--state-wait", "0.2"
         )

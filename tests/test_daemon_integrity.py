@@ -24,6 +24,7 @@ from edgeface.daemon.service import Daemon
 from edgeface.identity.calibration import Calibration
 from edgeface.identity.gallery import GalleryStore
 from edgeface.mqtt.topics import DeviceTopics
+from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.util.timestamps import rfc3339
 from tests.conftest import Broker
 from tests.event_schema import validate
@@ -37,7 +38,7 @@ CALIBRATION = Calibration(0.93, 0.0, 0.01, 0.009, 0.9, 600, 30, 8, "pairs")
 
 
 def _card(models_dir: Path) -> dict:
-    return json.loads((models_dir / "facerec128.int8.json").read_text())
+    return json.loads((models_dir / DEFAULT_EMBEDDER_CARD).read_text())  # the embedder the daemon runs
 
 
 def _toml(state: Path, faces: Path, port: int, device: str = DEVICE, mqtt: str = "") -> str:
