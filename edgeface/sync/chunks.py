@@ -26,13 +26,13 @@ Chunk buffers grow as chunks arrive; nothing is allocated up front.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
 
 from edgeface.identity.gallery import sha256_bytes
 from edgeface.sync.errors import Rejected
+from edgeface.sync.jsonfields import base64_field
 from edgeface.sync.manifest import MAX_MANIFEST_BYTES, Manifest
 
 ANNOUNCE_FORMAT = "edgeface-announce/1"
@@ -93,16 +93,6 @@ def announcement_bytes(
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _b64(doc: dict[str, object], key: str) -> bytes:
-    try:
-        value = doc[key]
-        if not isinstance(value, str):
-            raise TypeError(f"a JSON string is needed, got {type(value).__name__}")
-        return base64.b64decode(value, validate=True)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise Rejected("announcement_invalid", f"{key!r} must be base64 ({exc})") from exc
-
-
 def _chunk(item: object) -> ChunkSpec:
     if not isinstance(item, dict):
         raise Rejected("announcement_invalid", "each chunk must be {size, sha256}")
@@ -115,7 +105,7 @@ def _chunk(item: object) -> ChunkSpec:
 
 
 def _optional_b64(doc: dict[str, object], key: str) -> bytes | None:
-    return _b64(doc, key) if doc.get(key) is not None else None
+    return base64_field(doc, key, "announcement_invalid") if doc.get(key) is not None else None
 
 
 def _chain(items: object) -> tuple[tuple[bytes, bytes, bytes | None], ...]:
@@ -126,7 +116,13 @@ def _chain(items: object) -> tuple[tuple[bytes, bytes, bytes | None], ...]:
     for item in items:
         if not isinstance(item, dict):
             raise Rejected("announcement_invalid", "each chain link must be {manifest, signature}")
-        links.append((_b64(item, "manifest"), _b64(item, "signature"), _optional_b64(item, "cert")))
+        links.append(
+            (
+                base64_field(item, "manifest", "announcement_invalid"),
+                base64_field(item, "signature", "announcement_invalid"),
+                _optional_b64(item, "cert"),
+            )
+        )
     return tuple(links)
 
 
@@ -153,7 +149,10 @@ def parse_announcement(raw: bytes, max_payload: int) -> Announcement:
     digest = payload.get("sha256")
     if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
         raise Rejected("announcement_invalid", "payload needs a lowercase hex 'sha256'")
-    manifest, signature = _b64(doc, "manifest"), _b64(doc, "signature")
+    manifest, signature = (
+        base64_field(doc, "manifest", "announcement_invalid"),
+        base64_field(doc, "signature", "announcement_invalid"),
+    )
     cert, revocations = _optional_b64(doc, "cert"), _optional_b64(doc, "revocations")
     if items is None and isinstance(url, str):
         chain = _chain(doc.get("chain", []))

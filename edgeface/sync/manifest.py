@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from edgeface.sync.decision import DecisionEvidence, parse_decision
 from edgeface.sync.errors import Rejected
+from edgeface.sync.jsonfields import time_field
 from edgeface.sync.validate import (
     MAX_VERSION,
     check_lifetime,
@@ -143,18 +144,7 @@ def _hex(doc: dict[str, object], key: str) -> str:
 
 
 def _optional_time(doc: dict[str, object], key: str) -> datetime | None:
-    return None if doc.get(key) is None else _time(doc, key)
-
-
-def _time(doc: dict[str, object], key: str) -> datetime:
-    value = doc.get(key)
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise Rejected("manifest_invalid", f"{key!r} must be an RFC 3339 time with offset, got {value!r:.80}")
-    return moment
+    return None if doc.get(key) is None else time_field(doc, key, "manifest_invalid")
 
 
 def _checked(check: Callable[[Any], T], value: object) -> T:
@@ -228,7 +218,7 @@ def parse_manifest(raw: bytes) -> Manifest:
     """Parse and check manifest bytes; raises `Rejected` naming the first problem."""
     doc = _decode(raw)
     version = _checked(valid_version, doc.get("version"))
-    created = _time(doc, "created")
+    created = time_field(doc, "created", "manifest_invalid")
     expires = _optional_time(doc, "expires")
     _checked(lambda moments: check_lifetime(*moments), (created, expires))
     decision = _checked(parse_decision, doc["decision"]) if "decision" in doc else None

@@ -16,12 +16,12 @@ treats like an expired gallery. A record never replaces one issued later (no rol
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from edgeface.sync.errors import Rejected
+from edgeface.sync.jsonfields import base64_field, time_field
 from edgeface.sync.manifest import manifest_bytes
 from edgeface.sync.validate import valid_fleet, valid_version
 from edgeface.util.timestamps import rfc3339
@@ -87,31 +87,14 @@ def _json(raw: bytes, what: str) -> dict[str, object]:
     return doc
 
 
-def _b64(doc: dict[str, object], key: str) -> bytes:
-    try:
-        value = doc[key]
-        if not isinstance(value, str):
-            raise TypeError(f"a JSON string is needed, got {type(value).__name__}")
-        return base64.b64decode(value, validate=True)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise Rejected("timestamp_invalid", f"{key!r} must be base64") from exc
-
-
 def parse_timestamp_message(raw: bytes) -> TimestampMessage:
     doc = _json(raw, "timestamp message")
-    cert = _b64(doc, "cert") if "cert" in doc else None
-    return TimestampMessage(_b64(doc, "record"), _b64(doc, "signature"), cert)
-
-
-def _time(doc: dict[str, object], key: str) -> datetime:
-    value = doc.get(key)
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise Rejected("timestamp_invalid", f"{key!r} must be an RFC 3339 time with offset")
-    return moment
+    cert = base64_field(doc, "cert", "timestamp_invalid") if "cert" in doc else None
+    return TimestampMessage(
+        base64_field(doc, "record", "timestamp_invalid"),
+        base64_field(doc, "signature", "timestamp_invalid"),
+        cert,
+    )
 
 
 def parse_timestamp_record(raw: bytes) -> TimestampRecord:
@@ -126,7 +109,10 @@ def parse_timestamp_record(raw: bytes) -> TimestampRecord:
     digest = doc.get("manifest_sha256")
     if not isinstance(digest, str) or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
         raise Rejected("timestamp_invalid", "'manifest_sha256' must be a lowercase hex sha256")
-    issued, expires = _time(doc, "issued"), _time(doc, "expires")
+    issued, expires = (
+        time_field(doc, "issued", "timestamp_invalid"),
+        time_field(doc, "expires", "timestamp_invalid"),
+    )
     if not timedelta(0) < expires - issued <= timedelta(days=MAX_TIMESTAMP_DAYS):
         raise Rejected(
             "timestamp_invalid", f"'expires' must be after 'issued', within {MAX_TIMESTAMP_DAYS} days"

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from edgeface.errors import BundleError
 from edgeface.sync.errors import Rejected
+from edgeface.sync.jsonfields import time_field
 from edgeface.sync.signing import Ed25519PublicKey, load_public_key, signature_valid
 
 log = logging.getLogger(__name__)
@@ -103,17 +104,6 @@ def _body(raw: bytes, fmt: str) -> dict[str, object]:
     return doc
 
 
-def _when(doc: dict[str, object], key: str) -> datetime:
-    value = doc.get(key)
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 64 else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise Rejected("cert_invalid", f"{key!r} must be an RFC 3339 time with offset")
-    return moment
-
-
 def parse_cert(raw: bytes, root: Ed25519PublicKey) -> KeyCert:
     """A certificate file checked against the root key (not yet against the clock or revocations)."""
     body, signature = _signed(raw, "cert", "certificate")
@@ -129,7 +119,12 @@ def parse_cert(raw: bytes, root: Ed25519PublicKey) -> KeyCert:
         raise Rejected("cert_invalid", "certificate 'public_key' must be 32 raw bytes in base64") from exc
     if doc.get("key_id") != key_id(public):
         raise Rejected("cert_invalid", "certificate 'key_id' is not the sha256 of its key")
-    return KeyCert(key_id(public), public, _when(doc, "not_before"), _when(doc, "not_after"))
+    return KeyCert(
+        key_id(public),
+        public,
+        time_field(doc, "not_before", "cert_invalid"),
+        time_field(doc, "not_after", "cert_invalid"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
