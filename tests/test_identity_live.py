@@ -130,8 +130,9 @@ def test_the_recognizer_decides_with_the_index_and_rule_of_one_gallery_while_gal
     assert len({d.gallery_version for d in decisions}) > VERSIONS // 2
 
 
-def test_a_gallery_that_cannot_go_live_leaves_the_live_one_whole() -> None:
-    live = GoLive(gallery_v(1), rule_by_version)
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_a_gallery_that_cannot_go_live_leaves_the_live_one_whole(kind: str) -> None:
+    live = GoLive(gallery_v(1), rule_by_version, IndexSettings(kind=kind))
     before = live.current
 
     def refuse(gallery: Gallery) -> DecisionRule:
@@ -140,6 +141,7 @@ def test_a_gallery_that_cannot_go_live_leaves_the_live_one_whole() -> None:
     with pytest.raises(GalleryError, match="no rule"):
         live.publish(gallery_v(2), refuse)
     assert live.current is before
+    assert live.wait_for_standby() and before.index.has_standby == (kind == "hnsw")  # made again if used up
     later = live.publish(gallery_v(3))  # the rule source it had is kept, not the refused one
     assert later.rule.threshold == threshold_of(3) and live.current is later
 

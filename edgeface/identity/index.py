@@ -1,15 +1,17 @@
 """Nearest-identity search: hnswlib (cosine) with an exact re-rank of its candidates, or exact search.
 
-A `GalleryIndex` is never mutated once it is live: hnswlib must not be queried while items are added, and a
+A `GalleryIndex` answers the same once built: hnswlib must not be queried while items are added, and a
 half-applied change would be a mixed gallery. `updated(gallery)` builds the next index beside the live one;
-for HNSW it copies the graph and patches the copy (remove, replace, add) instead of rebuilding it: a 1%
-delta at 100k x 512 went live in 3.8 s (2.1 s of it the index) against a 91 s rebuild of the same gallery
-(bench/results/sync.json). hnswlib's `add_items` is not safe beside `knn_query` on the same graph,
-hence the copy (`copy_graph`). The new index goes
-live through `edgeface.identity.live.GoLive`, together with its decision rule.
+for HNSW it patches (remove, replace, add) instead of rebuilding: not the live graph but the index's standby,
+a second graph of the same gallery that no reader uses (`edgeface.identity.graph`). Once the new index is live
+(through `edgeface.identity.live.GoLive`, with its decision rule), `prepare_standby` retires the graph it
+replaced and applies the same patch to it, so it becomes the next standby; after a full build the standby is
+a second build. Two graphs per HNSW gallery (only above `exact_below`), never a GIL-holding copy on the way to
+go-live; without a standby (an index never published, or its standby failed) a copy is patched instead.
 
 hnswlib labels are stable slots, not gallery rows: a delta that removes identities shifts the rows after
-them, so each index keeps the row of every label (and the label of every row).
+them, so each index keeps the row of every label (and the label of every row); both graphs of a gallery carry
+the same labels.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class IndexSettings:
     ef_construction: int = bounded(100, 16, 2000)
     ef: int = bounded(512, 8, 4096)
     rerank: int = bounded(8, 1, 256)
-    num_threads: int = bounded(2, 1, 64)  # builds and patches (queries always use one thread)
+    num_threads: int = bounded(2, 1, 64)  # builds and patches (queries one thread, a standby build one)
     # Patch the live graph only while the changes plus the tombstones they leave stay below this fraction of
     # the gallery; beyond it a new graph is as cheap and better connected.
     patch_below: float = bounded(0.25, 0.0, 1.0)

@@ -83,8 +83,12 @@ class GoLive:
             started = time.perf_counter()
             previous = self._live
             chosen = rule_for or self._rule_for
-            index = previous.index.updated(gallery, settings or previous.index.settings)
-            live = LiveGallery(index, chosen(gallery))
+            try:
+                index = previous.index.updated(gallery, settings or previous.index.settings)
+                live = LiveGallery(index, chosen(gallery))
+            except Exception:
+                self._start_standby(previous.index, None)  # the failed update may have used its standby up
+                raise
             self._live, self._rule_for = live, chosen
             self._start_standby(index, previous.index if index.patched else None)
         log.info(
