@@ -168,12 +168,15 @@ def search_table() -> list[str]:
 def sync_table() -> list[str]:
     rows = [
         "**Gallery sync apply** (verify + atomic write + go live while a 15 fps recognition loop decides; a delta "
-        "patches a copy of the live HNSW graph; the rebuild column builds the same gallery's index from scratch "
-        "under the same load; `python bench/sync.py`)",
+        "patches the standby HNSW graph no reader uses, and the replaced graph then catches up as the next standby "
+        "(after a full apply a second graph is built); the rebuild column builds the same gallery's index from "
+        "scratch under the same load; a frame is late when its decision ends more than one frame period after it "
+        "was due; `python bench/sync.py`)",
         "",
-        "| identities x dim | index | full apply | 1% delta apply (index part) | delta CPU s | frames dropped in "
-        "delta | full rebuild | frames dropped in rebuild | dropped with no apply | recall@1 delta / rebuild |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| identities x dim | index | full apply (+ standby) | 1% delta live (index part) | + standby catch-up | "
+        "delta CPU s | late frames in delta (longest wait) | full rebuild | late in rebuild | late with no apply | "
+        "recall@1 delta / rebuild |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for case in load("sync")["results"]["cases"]:
         full, delta, rebuild = case["apply_full"], case["apply_delta_1pct"], case["rebuild_after_delta"]
@@ -181,14 +184,26 @@ def sync_table() -> list[str]:
         cpu_s = delta.get("apply_process_cpu_s", {}).get("median")
         cpu = "-" if cpu_s is None else f"{cpu_s:.2f}"
         rows.append(
-            f"| {case['n']:,} x {case['dim']} | {case['index_kind']} | {full['total_s']['median']:.2f} s | "
-            f"{delta['total_s']['median']:.2f} s ({delta['index_s']['median']:.2f} s) | {cpu} | "
-            f"{delta['frames_dropped']} of {delta['frames']} | {rebuild['index_s']['median']:.1f} s | "
-            f"{rebuild['frames_dropped']} of {rebuild['frames']} | "
-            f"{idle['frames_dropped']} of {idle['frames']} | "
+            f"| {case['n']:,} x {case['dim']} | {case['index_kind']} | {full['total_s']['median']:.2f} s "
+            f"(+ {_seconds(full, 'standby_s')}) | "
+            f"{delta['total_s']['median']:.2f} s ({delta['index_s']['median']:.2f} s) | "
+            f"{_seconds(delta, 'standby_s')} | {cpu} | {_late(delta)} ({_wait(delta)}) | "
+            f"{rebuild['index_s']['median']:.1f} s | {_late(rebuild)} | {_late(idle)} | "
             f"{answers['recall_at_1_live']:.3f} / {answers['recall_at_1_rebuilt']:.3f} |"
         )
     return rows
+
+
+def _seconds(run: dict, key: str) -> str:
+    return f"{run[key]['median']:.2f} s" if key in run else "-"
+
+
+def _late(run: dict) -> str:
+    return f"{run.get('frames_late', run['frames_dropped'])} of {run['frames']}"
+
+
+def _wait(run: dict) -> str:
+    return f"{run['wait_ms_max']:.0f} ms" if "wait_ms_max" in run else f"search {run['search_ms_max']:.0f} ms"
 
 
 def fleet_table() -> list[str]:

@@ -181,3 +181,46 @@ def test_a_large_change_or_new_settings_build_a_new_graph() -> None:
     small, _ = churned(base, 0.02, seed=12, version=2)
     assert not running.updated(small, IndexSettings(kind="hnsw", ef=64)).patched
     assert running.updated(small).patched
+
+
+# --- the standby graph: a delta patches a graph no reader uses; the replaced one catches up afterwards ------
+
+
+def test_a_fresh_index_gets_a_built_standby_that_the_next_delta_patches() -> None:
+    settings = IndexSettings(kind="hnsw", num_threads=1)
+    base = make_gallery(600, dim=DIM, seed=13)
+    running = GalleryIndex(base, settings)
+    assert not running.has_standby
+    assert running.prepare_standby(None) == "built" and running.has_standby
+    new, delta = churned(base, 0.02, seed=14, version=2)
+    live = running.updated(new)
+    assert live.patched and not running.has_standby and not live.has_standby  # the standby was used up
+    assert live.prepare_standby(running) == "caught up" and live.has_standby
+    assert [h[0].index for h in live.search(new.vectors, k=1)] == list(range(len(new)))
+    assert not {new.ids[h.index] for hits in live.search(base.vectors, k=5) for h in hits} & set(delta.remove)
+
+
+def test_a_retired_index_answers_its_own_gallery_exactly_while_its_graph_is_reused() -> None:
+    settings = IndexSettings(kind="hnsw", num_threads=1)
+    base = make_gallery(800, dim=DIM, seed=15)
+    running = GalleryIndex(base, settings)
+    running.prepare_standby(None)
+    new, _ = churned(base, 0.02, seed=16, version=2)
+    live = running.updated(new)
+    live.prepare_standby(running)  # retires running's graph and patches it into live's standby
+    queries = unit_vectors(50, DIM, seed=17)
+    exact = GalleryIndex(base, IndexSettings(kind="exact")).search(queries, k=3)
+    assert running.kind == "hnsw" and running.search(queries, k=3) == exact  # old rows, exact answers
+    assert live.updated(new).patched  # the caught-up graph serves as the next standby
+
+
+def test_a_standby_is_only_caught_up_from_the_index_it_was_patched_from() -> None:
+    settings = IndexSettings(kind="hnsw", num_threads=1)
+    base = make_gallery(500, dim=DIM, seed=18)
+    running = GalleryIndex(base, settings)
+    new, _ = churned(base, 0.02, seed=19, version=2)
+    live = running.updated(new)  # no standby: a copy of running's graph was patched
+    stranger = GalleryIndex(base, settings)
+    assert live.prepare_standby(stranger) == "built"  # not the base: its graph is left alone
+    assert stranger.updated(new).patched  # its graph was not retired: it can still be copied and patched
+    assert live.has_standby and live.updated(new).patched

@@ -20,7 +20,7 @@ import pytest
 from edgeface.errors import GalleryError
 from edgeface.identity.decision import DecisionRule
 from edgeface.identity.gallery import Gallery
-from edgeface.identity.index import IndexSettings
+from edgeface.identity.index import GalleryIndex, IndexSettings
 from edgeface.identity.live import GoLive
 from edgeface.pipeline.recognize import Decision, DecisionSettings, Recognizer
 from edgeface.types import Frame, Match
@@ -130,8 +130,9 @@ def test_the_recognizer_decides_with_the_index_and_rule_of_one_gallery_while_gal
     assert len({d.gallery_version for d in decisions}) > VERSIONS // 2
 
 
-def test_a_gallery_that_cannot_go_live_leaves_the_live_one_whole() -> None:
-    live = GoLive(gallery_v(1), rule_by_version)
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_a_gallery_that_cannot_go_live_leaves_the_live_one_whole(kind: str) -> None:
+    live = GoLive(gallery_v(1), rule_by_version, IndexSettings(kind=kind))
     before = live.current
 
     def refuse(gallery: Gallery) -> DecisionRule:
@@ -140,6 +141,7 @@ def test_a_gallery_that_cannot_go_live_leaves_the_live_one_whole() -> None:
     with pytest.raises(GalleryError, match="no rule"):
         live.publish(gallery_v(2), refuse)
     assert live.current is before
+    assert live.wait_for_standby() and before.index.has_standby == (kind == "hnsw")  # made again if used up
     later = live.publish(gallery_v(3))  # the rule source it had is kept, not the refused one
     assert later.rule.threshold == threshold_of(3) and live.current is later
 
@@ -150,3 +152,84 @@ def test_new_settings_rebuild_the_index_and_the_same_gallery_can_get_a_new_rule(
     assert hnsw.index.kind == "hnsw" and hnsw.gallery is live.current.gallery
     strict = live.publish(gallery_v(1), lambda g: DecisionRule(0.99, 0.0, "config", "stricter"))
     assert strict.rule.threshold == 0.99 and strict.index.kind == "hnsw"
+
+
+# --- live deltas through the standby graph -------------------------------------------------------------------
+
+WEAK = IndexSettings(kind="hnsw", m=8, ef_construction=40, ef=16, rerank=2, num_threads=1, patch_below=0.5)
+
+
+def churn(gallery: Gallery, seed: int, version: int, k: int = 12) -> tuple[Gallery, set[str]]:
+    """`k` identities removed, `k` replaced by new vectors and `k` added."""
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(gallery), 2 * k, replace=False)
+    removed = {gallery.ids[i] for i in picked[:k]}
+    fresh = unit_vectors(2 * k, DIM, seed=seed + 500)
+    vectors = gallery.vectors.copy()
+    vectors[picked[k:]] = fresh[:k]
+    keep = [r for r, i in enumerate(gallery.ids) if i not in removed]
+    ids = tuple(gallery.ids[r] for r in keep) + tuple(f"v{version}-new{i}" for i in range(k))
+    stacked = np.vstack([vectors[keep], fresh[k:]]).astype(np.float32)
+    return Gallery(ids, ids, (1,) * len(ids), stacked, MODEL, version), removed
+
+
+def recall_at_1(live: GoLive, queries: np.ndarray) -> float:
+    gallery = live.current.gallery
+    truth = np.argmax(queries @ gallery.vectors.T, axis=1)
+    return float(np.mean([hits[0].index for hits in live.current.index.search(queries, k=1)] == truth))
+
+
+def test_a_chain_of_deltas_through_the_standby_leaves_both_graphs_answering_like_a_rebuild() -> None:
+    gallery = gallery_v(1, others=1500)
+    live = GoLive(gallery, rule_by_version, WEAK)
+    assert live.wait_for_standby() and live.current.index.has_standby
+    queries = unit_vectors(300, DIM, seed=77)  # random: close calls, where a worse graph would miss
+    removed: set[str] = set()
+    for version in range(2, 7):
+        gallery, gone = churn(gallery, seed=version, version=version)
+        removed = (removed | gone) - set(gallery.ids)
+        went = live.publish(gallery)
+        assert went.index.patched and live.wait_for_standby() and went.index.has_standby
+        rebuilt = GalleryIndex(gallery, WEAK)
+        truth = np.argmax(queries @ gallery.vectors.T, axis=1)
+        rebuilt_recall = float(np.mean([h[0].index for h in rebuilt.search(queries, k=1)] == truth))
+        # the live graph, then the standby: the same gallery published again swaps to the standby graph
+        for graph in ("live", "standby"):
+            if graph == "standby":
+                assert live.publish(gallery).index.patched and live.wait_for_standby()
+            assert recall_at_1(live, queries) >= rebuilt_recall - 0.03, (version, graph)
+            found = live.current.index.search(gallery.vectors, k=5)
+            assert [hits[0].index for hits in found] == list(range(len(gallery)))
+            assert not {gallery.ids[h.index] for hits in found for h in hits} & removed
+
+
+def test_the_published_graph_is_not_modified_until_a_newer_one_is_live() -> None:
+    gallery = gallery_v(1, others=800)
+    next_gallery, removed = churn(gallery, seed=3, version=2)
+    live = GoLive(gallery, rule_by_version, WEAK)
+    live.wait_for_standby()
+    published = live.current.index._graph._graph  # type: ignore[union-attr]  # the raw hnswlib graph
+    gone = np.stack([gallery.vectors[gallery.ids.index(i)] for i in sorted(removed)])
+
+    def state() -> tuple[int, int, list[int], list[list[int]]]:
+        labels, _ = published.knn_query(gone, k=1)  # removed rows still find themselves in the old graph
+        return (
+            published.get_current_count(),
+            published.get_max_elements(),
+            sorted(published.get_ids_list()),
+            labels.tolist(),
+        )
+
+    before = state()
+    seen: list[tuple[int, int, list[int], list[list[int]]]] = []
+
+    def rule_watching_the_graph(
+        g: Gallery,
+    ) -> DecisionRule:  # runs after the delta is patched in, before the swap
+        seen.append(state())
+        return rule_by_version(g)
+
+    went = live.publish(next_gallery, rule_watching_the_graph)
+    assert went.index.patched and seen == [before]
+    live.wait_for_standby()  # now the replaced graph has caught up: it is the next standby
+    assert published.get_current_count() == before[0] + 2 * 12 and state()[3] != before[3]

@@ -1,28 +1,30 @@
 """Nearest-identity search: hnswlib (cosine) with an exact re-rank of its candidates, or exact search.
 
-A `GalleryIndex` is never mutated once it is live: hnswlib must not be queried while items are added, and a
+A `GalleryIndex` answers the same once built: hnswlib must not be queried while items are added, and a
 half-applied change would be a mixed gallery. `updated(gallery)` builds the next index beside the live one;
-for HNSW it copies the graph and patches the copy (remove, replace, add) instead of rebuilding it: a 1%
-delta at 100k x 512 went live in 3.8 s (2.1 s of it the index) against a 91 s rebuild of the same gallery
-(bench/results/sync.json). hnswlib's `add_items` is not safe beside `knn_query` on the same graph,
-hence the copy (`copy_graph`). The new index goes
-live through `edgeface.identity.live.GoLive`, together with its decision rule.
+for HNSW it patches (remove, replace, add) instead of rebuilding: not the live graph but the index's standby,
+a second graph of the same gallery that no reader uses (`edgeface.identity.graph`). Once the new index is live
+(through `edgeface.identity.live.GoLive`, with its decision rule), `prepare_standby` retires the graph it
+replaced and applies the same patch to it, so it becomes the next standby; after a full build the standby is
+a second build. Two graphs per HNSW gallery (only above `exact_below`), never a GIL-holding copy on the way to
+go-live; without a standby (an index never published, or its standby failed) a copy is patched instead.
 
 hnswlib labels are stable slots, not gallery rows: a delta that removes identities shifts the rows after
-them, so each index keeps the row of every label (and the label of every row).
+them, so each index keeps the row of every label (and the label of every row); both graphs of a gallery carry
+the same labels.
 """
 
 from __future__ import annotations
 
-import tempfile
+import weakref
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from edgeface.errors import GalleryError
 from edgeface.identity.gallery import Gallery
+from edgeface.identity.graph import GraphShape, Patch, SharedGraph, apply_patch, build_graph
 from edgeface.types import SearchHit
 from edgeface.util.fields import bounded, check_fields
 
@@ -42,7 +44,7 @@ class IndexSettings:
     ef_construction: int = bounded(100, 16, 2000)
     ef: int = bounded(512, 8, 4096)
     rerank: int = bounded(8, 1, 256)
-    num_threads: int = bounded(2, 1, 64)  # builds and patches (queries always use one thread)
+    num_threads: int = bounded(2, 1, 64)  # builds and patches (queries one thread, a standby build one)
     # Patch the live graph only while the changes plus the tombstones they leave stay below this fraction of
     # the gallery; beyond it a new graph is as cheap and better connected.
     patch_below: float = bounded(0.25, 0.0, 1.0)
@@ -90,110 +92,117 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-scores, kind="stable")[:k]
 
 
-def copy_graph(graph: Any) -> Any:
-    """A copy of an hnswlib index. Its copy constructor holds the GIL throughout (0.32 s at 20k x 512, so
-    recognition stops); a save and load through memory-backed /dev/shm took 0.07 s, in holds of <= 43 ms."""
-    import hnswlib
-
-    shm = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
-        path = str(Path(tmp) / "graph.bin")
-        graph.save_index(path)
-        copy = hnswlib.Index(space=graph.space, dim=graph.dim)
-        copy.load_index(path, max_elements=graph.get_max_elements())
-    return copy
-
-
-class _Candidates(Protocol):
-    """The part of `hnswlib.Index` (untyped) the index uses: approximate neighbours, re-ranked exactly."""
-
-    def knn_query(self, data: np.ndarray, k: int, num_threads: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
 class GalleryIndex:
-    """Search structure over one gallery's vectors; immutable once built."""
+    """Search structure over one gallery's vectors; its answers never change once built.
+
+    An HNSW index may also hold a standby: a second graph of the same gallery that no reader uses, which the
+    next delta patches (`updated`). It is made after the index went live (`prepare_standby`)."""
 
     def __init__(
         self,
         gallery: Gallery,
         settings: IndexSettings = IndexSettings(),
         *,
-        _graph: tuple[Any, np.ndarray, np.ndarray] | None = None,
+        _patched: tuple[Any, Patch, GalleryIndex] | None = None,
     ) -> None:
         self.gallery = gallery
         self.settings = settings
         self._vectors = np.ascontiguousarray(gallery.vectors, np.float32)
-        self._hnsw: Any = None
+        self._graph: SharedGraph | None = None
+        self._standby: Any = None  # a graph of this gallery no reader uses, for the next delta to patch
+        self._patch: Patch | None = None  # the patch that made this index's graph from its base's
+        self._base: weakref.ref[GalleryIndex] | None = None  # the index `updated` patched this one from
         self._row_of_label = self._label_of_row = np.zeros(0, np.int64)
-        self.patched = _graph is not None  # True: the previous index's graph, copied and patched
-        if _graph is not None:
-            self._hnsw, self._row_of_label, self._label_of_row = _graph
+        self.patched = _patched is not None  # True: made by patching a graph of the previous index
+        if _patched is not None:
+            graph, self._patch, base = _patched
+            self._graph, self._base = SharedGraph(graph), weakref.ref(base)
+            self._row_of_label, self._label_of_row = self._patch.row_of_label, self._patch.label_of_row
         elif settings.wants_hnsw(len(gallery)):
-            self._hnsw = self._build_hnsw()
             self._label_of_row = np.arange(len(gallery), dtype=np.int64)
             self._row_of_label = self._label_of_row.copy()
+            self._graph = SharedGraph(self._build_graph(settings.num_threads))
 
     @property
     def kind(self) -> str:
-        return "hnsw" if self._hnsw is not None else "exact"
+        return "hnsw" if self._graph is not None else "exact"
 
-    def _build_hnsw(self) -> Any:
-        import hnswlib
+    @property
+    def has_standby(self) -> bool:
+        return self._standby is not None
 
+    def _build_graph(self, threads: int) -> Any:
         s = self.settings
-        index = hnswlib.Index(space="cosine", dim=self.gallery.dim)
-        index.init_index(
-            max_elements=len(self.gallery),
-            ef_construction=s.ef_construction,
-            M=s.m,
-            random_seed=1,
+        rows = self._row_of_label[self._row_of_label >= 0]
+        graph = build_graph(
+            self._vectors[rows],
+            self._label_of_row[rows],
+            len(self._row_of_label),
+            GraphShape(s.m, s.ef_construction, max(s.ef, s.rerank)),
+            threads,
         )
-        index.add_items(self._vectors, np.arange(len(self.gallery)), num_threads=s.num_threads)
-        index.set_ef(max(s.ef, s.rerank))
-        candidates: _Candidates = index  # hnswlib ships no types: this is the interface relied on
-        return candidates
+        return graph
 
     def updated(self, gallery: Gallery, settings: IndexSettings | None = None) -> GalleryIndex:
-        """The index of `gallery`, built beside this one (which keeps serving meanwhile): the HNSW graph is
-        copied and patched when the settings are the same and the changes small, else built anew."""
+        """The index of `gallery`, built beside this one (which keeps serving meanwhile): this index's
+        standby graph (else a copy of its graph) is patched when the settings are the same and the changes
+        small, else a graph is built anew. The standby, if any, is used up either way."""
         settings = settings or self.settings
+        standby, self._standby = self._standby, None  # freed before a new build: two graphs at most
         if (
-            self._hnsw is None
+            self._graph is None
             or settings != self.settings
             or gallery.dim != self.gallery.dim
             or not settings.wants_hnsw(len(gallery))
         ):
             return GalleryIndex(gallery, settings)
         changes = changes_between(self.gallery, gallery)
-        tombstones = self._hnsw.get_current_count() - len(self.gallery)
+        tombstones = len(self._row_of_label) - len(self.gallery)
         if changes.count + tombstones > settings.patch_below * len(gallery):
             return GalleryIndex(gallery, settings)
-        return GalleryIndex(gallery, settings, _graph=self._patched(gallery, changes))
+        graph = standby if standby is not None else self._graph.copy()
+        if graph is None:  # this index was retired (a newer one went live): nothing to patch
+            return GalleryIndex(gallery, settings)
+        patch = self._patch_for(gallery, changes)
+        apply_patch(graph, patch, settings.num_threads)
+        return GalleryIndex(gallery, settings, _patched=(graph, patch, self))
 
-    def _patched(self, gallery: Gallery, changes: Changes) -> tuple[Any, np.ndarray, np.ndarray]:
-        """Removed and replaced rows are marked deleted, new and replaced vectors added under fresh labels.
-        (hnswlib's in-place update and slot reuse re-link the neighbours' neighbours: 15x slower than an
-        insert here, so deleted slots stay as tombstones until the next full build.)"""
-        graph = copy_graph(self._hnsw)  # a copy: readers of the live index never see a half-done change
-        graph.set_ef(max(self.settings.ef, self.settings.rerank))
+    def _patch_for(self, gallery: Gallery, changes: Changes) -> Patch:
+        """Removed and replaced rows' labels are deleted; new and replaced vectors get fresh labels."""
         kept = changes.old_row >= 0
         unchanged = kept & ~changes.changed
         replaced_old_rows = changes.old_row[kept & changes.changed]
-        for label in self._label_of_row[np.concatenate([changes.removed_rows, replaced_old_rows])]:
-            graph.mark_deleted(int(label))
+        fresh = np.flatnonzero(changes.changed)
+        labels = len(self._row_of_label) + np.arange(len(fresh), dtype=np.int64)
         label_of_row = np.full(len(gallery), -1, np.int64)
         label_of_row[unchanged] = self._label_of_row[changes.old_row[unchanged]]
-        fresh = np.flatnonzero(changes.changed)
-        label_of_row[fresh] = len(self._row_of_label) + np.arange(len(fresh))
-        if len(fresh):
-            room = graph.get_max_elements() - graph.get_current_count()
-            if len(fresh) > room:
-                graph.resize_index(graph.get_current_count() + len(fresh))
-            vectors = np.ascontiguousarray(gallery.vectors[fresh], np.float32)
-            graph.add_items(vectors, label_of_row[fresh], num_threads=self.settings.num_threads)
+        label_of_row[fresh] = labels
         row_of_label = np.full(len(self._row_of_label) + len(fresh), -1, np.int64)
         row_of_label[label_of_row] = np.arange(len(gallery))
-        return graph, row_of_label, label_of_row
+        return Patch(
+            deleted=self._label_of_row[np.concatenate([changes.removed_rows, replaced_old_rows])],
+            labels=labels,
+            vectors=np.ascontiguousarray(gallery.vectors[fresh], np.float32),
+            row_of_label=row_of_label,
+            label_of_row=label_of_row,
+        )
+
+    def prepare_standby(self, previous: GalleryIndex | None) -> str:
+        """Give this index, now live, its standby; returns how. When it was patched from `previous` (the
+        index it replaced), that one's graph is retired and gets the same patch; else a second graph is built
+        on one thread (the GIL is released while it builds: no copy stalls recognition)."""
+        if self._graph is None or self._standby is not None:
+            return "none"
+        patch, self._patch = self._patch, None
+        base = self._base() if self._base is not None else None
+        if patch is not None and previous is not None and base is previous and previous._graph is not None:
+            graph = previous._graph.retire()
+            if graph is not None:
+                apply_patch(graph, patch, self.settings.num_threads)
+                self._standby = graph
+                return "caught up"
+        self._standby = self._build_graph(threads=1)
+        return "built"
 
     def search(self, queries: np.ndarray, k: int = 2) -> list[list[SearchHit]]:
         """Top-k hits per query by exact cosine (HNSW only proposes candidates), best first."""
@@ -204,13 +213,18 @@ class GalleryIndex:
         if n == 0:
             return [[] for _ in queries]
         k = min(k, n)
-        if self._hnsw is None:
-            scores = queries @ self._vectors.T
-            return [[SearchHit(int(i), float(row[i])) for i in top_k(row, k)] for row in scores]
-        labels, _ = self._hnsw.knn_query(queries, k=min(n, max(k, self.settings.rerank)), num_threads=1)
+        if self._graph is None:
+            return self._exact(queries, k)
+        labels = self._graph.knn(queries, min(n, max(k, self.settings.rerank)))
+        if labels is None:  # retired: a newer index is live and this graph is being patched for it
+            return self._exact(queries, k)
         results = []
         for query, row in zip(queries, self._row_of_label[labels], strict=True):
             exact = self._vectors[row] @ query
             order = np.argsort(-exact)[:k]
             results.append([SearchHit(int(row[i]), float(exact[i])) for i in order])
         return results
+
+    def _exact(self, queries: np.ndarray, k: int) -> list[list[SearchHit]]:
+        scores = queries @ self._vectors.T
+        return [[SearchHit(int(i), float(row[i])) for i in top_k(row, k)] for row in scores]

@@ -6,6 +6,11 @@ decision rule for the new gallery, and only then replaces `current` with one imm
 reader takes `current` once per decision and uses that value's index and rule, so no decision is ever made
 with one gallery's index and another's threshold. Writers (the sync worker, a reload on the main thread)
 are serialised by a lock; readers never take it.
+
+An HNSW index goes live with no standby graph; `GoLive` gives it one on a background thread right after
+(`GalleryIndex.prepare_standby`: the replaced graph caught up with the same delta, or a second build), so
+the next delta patches a graph no reader uses. The next publish waits for that thread; if it failed, the
+next delta patches a copy of the live graph instead (correct, but the copy stalls recognition briefly).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class GoLive:
         self._lock = threading.Lock()
         index = GalleryIndex(gallery, settings or IndexSettings())
         self._live = LiveGallery(index, rule_for(gallery))
+        self._standby: threading.Thread | None = None
+        self._start_standby(index, None)
 
     @property
     def current(self) -> LiveGallery:
@@ -72,12 +79,18 @@ class GoLive:
         """Make `gallery` live (with a new rule source or index settings, e.g. after a reload). If building
         the index or resolving the rule fails, nothing changes and the error propagates."""
         with self._lock:
+            self.wait_for_standby()
             started = time.perf_counter()
             previous = self._live
             chosen = rule_for or self._rule_for
-            index = previous.index.updated(gallery, settings or previous.index.settings)
-            live = LiveGallery(index, chosen(gallery))
+            try:
+                index = previous.index.updated(gallery, settings or previous.index.settings)
+                live = LiveGallery(index, chosen(gallery))
+            except Exception:
+                self._start_standby(previous.index, None)  # the failed update may have used its standby up
+                raise
             self._live, self._rule_for = live, chosen
+            self._start_standby(index, previous.index if index.patched else None)
         log.info(
             "gallery v%d live (%d identities, %s index%s, threshold %.4f from %s) after %.3f s",
             live.version,
@@ -89,3 +102,32 @@ class GoLive:
             time.perf_counter() - started,
         )
         return live
+
+    def wait_for_standby(self, timeout: float | None = None) -> bool:
+        """Wait until the live index has its standby graph (or needs none); False on timeout."""
+        thread = self._standby
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _start_standby(self, index: GalleryIndex, previous: GalleryIndex | None) -> None:
+        if index.kind != "hnsw":
+            self._standby = None
+            return
+        self._standby = threading.Thread(
+            target=_prepare_standby, args=(index, previous), name="gallery-standby", daemon=True
+        )
+        self._standby.start()
+
+
+def _prepare_standby(index: GalleryIndex, previous: GalleryIndex | None) -> None:
+    started = time.perf_counter()
+    try:
+        how = index.prepare_standby(previous)
+    except Exception as error:  # the live index is whole; the next delta patches a copy instead
+        log.warning("gallery v%d: no standby graph (%s)", index.gallery.version, error)
+        return
+    log.info(
+        "gallery v%d: standby graph %s in %.3f s", index.gallery.version, how, time.perf_counter() - started
+    )
