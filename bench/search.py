@@ -121,7 +121,7 @@ def hnsw_case(gallery, queries, truth, m: int, ef_c: int, args: argparse.Namespa
     log.info("  hnsw M=%d ef_construction=%d built in %.1f s", m, ef_c, build["build_s"])
     per_ef = {}
     for ef in args.ef:
-        index._hnsw.set_ef(max(ef, args.rerank))  # the bench varies ef on one graph; the device sets it once
+        index.set_ef(max(ef, args.rerank))  # the bench varies ef on one graph; the device sets it once
         per_ef[str(ef)] = timed(index, queries, truth)
         log.info("    ef=%d recall %.4f p99 %.3f ms", ef, per_ef[str(ef)]["recall_at_1"],
                  per_ef[str(ef)]["latency_ms"]["p99"])  # fmt: skip

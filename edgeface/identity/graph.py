@@ -95,6 +95,12 @@ class SharedGraph:
     def retired(self) -> bool:
         return self._graph is None
 
+    def set_ef(self, ef: int) -> None:
+        """The search breadth of this graph (the device sets it once at build; benchmarks vary it)."""
+        with self._changed:
+            if self._graph is not None:
+                self._graph.set_ef(ef)
+
     def knn(self, queries: np.ndarray, k: int) -> np.ndarray | None:
         """Candidate labels per query, or None once the graph is retired (the caller searches exactly)."""
         with self._changed:

@@ -204,6 +204,11 @@ class GalleryIndex:
         self._standby = self._build_graph(threads=1)
         return "built"
 
+    def set_ef(self, ef: int) -> None:
+        """Search breadth of the HNSW graph (none for exact search); for measuring one graph at several ef."""
+        if self._graph is not None:
+            self._graph.set_ef(ef)
+
     def search(self, queries: np.ndarray, k: int = 2) -> list[list[SearchHit]]:
         """Top-k hits per query by exact cosine (HNSW only proposes candidates), best first."""
         queries = np.atleast_2d(np.asarray(queries, np.float32))
