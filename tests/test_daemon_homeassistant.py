@@ -111,11 +111,11 @@ def test_home_assistant_follows_the_door_end_to_end(
         assert watcher.on(f"edgeface/{DEVICE}/snapshot") == []  # off by default: nothing, ever
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=60) == 0, log.read_text()[-3000:]
-    finally:
-        watcher.close()
+    finally:  # the daemon first: nothing that fails below may leave it running
         if child.poll() is None:
             child.kill()
             child.wait(timeout=10)
+        watcher.close()
 
 
 def _discovery_is_retained(broker: Broker, enrolled: list[str], log: Path) -> None:
