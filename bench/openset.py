@@ -24,7 +24,7 @@ from peer_face_recognition import encode_photo, import_peer
 
 from edgeface.config import parse_config
 from edgeface.daemon.parts import build_encoder
-from edgeface.identity.decision import CardDecision
+from edgeface.identity.rule import CardFallback
 from edgeface.server.openset import nearest_photo_open_set, open_set
 from edgeface.vision.photos import identity_folders, read_image
 
@@ -58,7 +58,7 @@ def main() -> None:
     edgeface = np.stack([ours[i] for i in rows])
     peer = np.stack([theirs[i] for i in rows]).astype(np.float64)
     seeds = range(args.seeds)
-    card = CardDecision.of_card(encoder.embedder.card)
+    card = CardFallback.of_card(encoder.embedder.card)
     results = {
         "photos": len(paths),
         "used": int(both.sum()),

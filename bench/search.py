@@ -92,7 +92,7 @@ def exact_top1(gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def timed(index: GalleryIndex, queries: np.ndarray, truth: np.ndarray | None) -> dict[str, Any]:
-    """Each query alone (k=2, as `Matcher.decide` asks): wall and thread-CPU ms, and recall@1."""
+    """Each query alone (k=2, as `identity.match.decide` asks): wall and thread-CPU ms, and recall@1."""
     import numpy as np
 
     for q in queries[:5]:

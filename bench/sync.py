@@ -223,12 +223,12 @@ def same_answers(live_index, rebuilt, queries) -> dict:
 
 
 def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> dict:
-    from edgeface.identity.decision import DecisionRule
     from edgeface.identity.gallery import GalleryStore
     from edgeface.identity.live import GoLive
+    from edgeface.identity.rule import MatchRule
     from edgeface.server.build import build_bundle
 
-    rule = DecisionRule(0.5, 0.0, "config", "bench")
+    rule = MatchRule(0.5, 0.0, "config", "bench")
     base = make_gallery(n, dim, seed=n + dim)
     t = time.perf_counter()
     full = build_bundle(base, fleet=FLEET, version=1, key=private)

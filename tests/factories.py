@@ -31,10 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edgeface.demo.localbroker import free_port
-from edgeface.identity.decision import DecisionRule
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.identity.index import GalleryIndex, IndexSettings
 from edgeface.identity.live import GoLive, RuleFor
+from edgeface.identity.rule import MatchRule
 from edgeface.mqtt.payloads import StatusInfo
 from edgeface.mqtt.settings import MqttSettings
 from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
@@ -57,9 +57,14 @@ FLEET = "lobby"
 PREFIX = "edgeface"
 
 
+def rule_of(threshold: float = 0.5, margin: float = 0.0) -> MatchRule:
+    """A decision rule set by the test."""
+    return MatchRule(threshold, margin, "config", "set by the test")
+
+
 def fixed_rule(threshold: float = 0.5, margin: float = 0.0) -> RuleFor:
     """A decision rule that is the same for every gallery (set by the test)."""
-    rule = DecisionRule(threshold, margin, "config", "set by the test")
+    rule = rule_of(threshold, margin)
     return lambda gallery: rule
 
 

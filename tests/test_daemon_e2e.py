@@ -22,8 +22,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edgeface.demo.scenario import Scenario, build_scenario
-from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.rule import CardFallback
 from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.detect import FaceDetector
 from edgeface.vision.embed import Embedder
@@ -49,7 +49,7 @@ def scenario_state(tmp_path_factory, faces5, models_dir) -> tuple[Scenario, Path
         embeddings = np.stack([encoder.encode_largest(read_image(p), str(p)).embedding for p in photos])
         gallery = gallery.enroll(identity, identity, embeddings)
     gallery = gallery.with_version(1).calibrated_with_card(
-        0.01, CardDecision.of_card(encoder.embedder.card)
+        0.01, CardFallback.of_card(encoder.embedder.card)
     )  # as `enroll`
     assert gallery.calibration is not None
     template = tmp_path_factory.mktemp("state-template")

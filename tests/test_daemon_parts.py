@@ -1,7 +1,7 @@
 """`build_parts`: one config -> the real face path, the gallery index and the decision rule in force.
 
 Real models (detector, face mesh, int8 embedder) from the checkout's models/. Which threshold wins is
-`resolve_decision`'s rule (test_identity_decision.py); here: that the config, the stored gallery's calibration and the
+`resolve_rule`'s rule (test_identity_rule.py); here: that the config, the stored gallery's calibration and the
 card reach it, that the gallery and index follow the config, and that nothing is left open on an error.
 """
 
@@ -19,9 +19,8 @@ from edgeface.config import Config, parse_config
 from edgeface.daemon.parts import Parts, build_parts, check_gallery
 from edgeface.errors import GalleryError
 from edgeface.identity.calibration import Calibration
-from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
-from edgeface.identity.match import MatchSettings
+from edgeface.identity.rule import CardFallback
 from edgeface.util.paths import DEFAULT_EMBEDDER_CARD
 from edgeface.vision.detect import FaceDetector
 from edgeface.vision.encoder import CascadeDetector, FaceEncoder
@@ -98,7 +97,7 @@ def test_without_a_stored_gallery_the_parts_start_empty_on_the_cards_fallback(
     assert len(parts.gallery) == 0 and parts.gallery.model_sha256 == embedder_sha == parts.embedder.sha256
     assert parts.gallery.dim == parts.embedder.dim == 128
     assert parts.rule.source == "card" and parts.rule.threshold == pytest.approx(
-        CardDecision.of_card(parts.embedder.card).threshold_for(0), abs=1e-6
+        CardFallback.of_card(parts.embedder.card).threshold_for(0), abs=1e-6
     )
     assert any("no gallery at" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / "state" / "gallery").exists()  # building reads, never creates
@@ -112,7 +111,7 @@ def test_a_stored_gallery_decides_with_its_own_calibration(
     parts = built(config)
     assert parts.gallery.version == 3 and len(parts.gallery) == 12
     assert (parts.rule.threshold, parts.rule.margin, parts.rule.source) == (0.61, 0.04, "gallery")
-    assert parts.live.current.matcher.settings == MatchSettings(0.61, 0.04)
+    assert parts.live.current.rule == parts.rule
 
 
 def test_the_configs_threshold_and_margin_win_over_the_calibration(
@@ -123,7 +122,7 @@ def test_the_configs_threshold_and_margin_win_over_the_calibration(
     parts = built(config)
     assert (parts.rule.threshold, parts.rule.margin, parts.rule.source) == (0.5, 0.04, "config")
     both = built(config_for(tmp_path, models_dir, match={"threshold": 0.5, "margin": 0.1}))
-    assert both.live.current.matcher.settings == MatchSettings(0.5, 0.1)
+    assert (both.live.current.rule.threshold, both.live.current.rule.margin) == (0.5, 0.1)
 
 
 def test_an_uncalibrated_gallery_logs_that_the_cards_fallback_applies(
@@ -135,7 +134,7 @@ def test_an_uncalibrated_gallery_logs_that_the_cards_fallback_applies(
     parts = built(config)
     assert parts.rule.source == "card"
     assert parts.rule.threshold == pytest.approx(
-        CardDecision.of_card(parts.embedder.card).threshold_for(3), abs=1e-6
+        CardFallback.of_card(parts.embedder.card).threshold_for(3), abs=1e-6
     )
     assert any(r.getMessage().startswith(f"threshold {parts.rule.threshold:.4f}:") for r in caplog.records)
 

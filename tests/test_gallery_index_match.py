@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from edgeface.errors import GalleryError
-from edgeface.identity.decision import DecisionRule
 from edgeface.identity.gallery import Gallery, GalleryStore, load_npy, npy_bytes
 from edgeface.identity.index import GalleryIndex, IndexSettings
 from edgeface.identity.live import GoLive
-from edgeface.identity.match import Matcher, MatchSettings
+from edgeface.identity.match import decide
+from edgeface.identity.rule import MatchRule
 from edgeface.util.vectors import l2_normalize
+from tests.factories import rule_of
 
 SHA = "ab" * 32
 
@@ -72,7 +73,7 @@ def test_search_finds_noisy_copies(kind: str) -> None:
 
 def test_empty_gallery_decides_unknown() -> None:
     index = GalleryIndex(Gallery.empty(8, SHA))
-    match = Matcher(MatchSettings(threshold=0.5)).decide(index, np.ones(8))
+    match = decide(index, rule_of(0.5), np.ones(8))
     assert match.decision == "unknown" and match.identity is None
 
 
@@ -81,13 +82,13 @@ def test_threshold_and_margin_rule() -> None:
     gallery = Gallery(("a", "b", "c"), ("A", "B", "C"), (1, 1, 1), vectors, SHA)
     index = GalleryIndex(gallery)
     near_a = np.array([1.0, 0.05, 0.0])
-    assert Matcher(MatchSettings(0.9, 0.0)).decide(index, near_a).identity.id == "a"
-    assert Matcher(MatchSettings(0.9, 0.5)).decide(index, near_a).decision == "unknown"  # b is too close
-    assert Matcher(MatchSettings(0.999, 0.0)).decide(index, near_a).decision == "unknown"
+    assert decide(index, rule_of(0.9, 0.0), near_a).identity.id == "a"
+    assert decide(index, rule_of(0.9, 0.5), near_a).decision == "unknown"  # b is too close
+    assert decide(index, rule_of(0.999, 0.0), near_a).decision == "unknown"
 
 
 def test_go_live_replaces_the_index_and_the_rule_in_one_value() -> None:
-    live = GoLive(random_gallery(2), lambda g: DecisionRule(0.5 + len(g) / 100, 0.0, "config", "by size"))
+    live = GoLive(random_gallery(2), lambda g: MatchRule(0.5 + len(g) / 100, 0.0, "config", "by size"))
     previous = live.current
     replacement = live.publish(random_gallery(5))
     assert (

@@ -4,7 +4,7 @@ is known.
 Two kinds of known answer: galleries built so every impostor score is one exact cosine (the threshold then
 follows in closed form from the location, the tail shape and the location's uncertainty), and a large
 random population whose false-positive identification rate is measured on fresh strangers.
-`test_identity_decision.py` tests how a `Calibration` takes precedence; `test_server_openset.py` the evaluation.
+`test_identity_rule.py` tests how a `Calibration` takes precedence; `test_server_openset.py` the evaluation.
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from edgeface.errors import GalleryError
-from edgeface.identity.decision import DecisionRule
 from edgeface.identity.gallery import Gallery
 from edgeface.identity.index import GalleryIndex, IndexSettings
 from edgeface.identity.live import GoLive
+from edgeface.identity.rule import MatchRule
 from edgeface.pipeline.recognize import Decision, DecisionSettings, Recognizer
 from edgeface.types import Frame, Match
 from edgeface.vision.quality_settings import QualitySettings
@@ -45,8 +45,8 @@ def threshold_of(version: int) -> float:
     return round(0.5 + version / 1000, 6)
 
 
-def rule_by_version(gallery: Gallery) -> DecisionRule:
-    return DecisionRule(threshold_of(gallery.version), 0.0, "config", f"for v{gallery.version}")
+def rule_by_version(gallery: Gallery) -> MatchRule:
+    return MatchRule(threshold_of(gallery.version), 0.0, "config", f"for v{gallery.version}")
 
 
 def gallery_v(version: int, others: int = 30) -> Gallery:
@@ -135,7 +135,7 @@ def test_a_gallery_that_cannot_go_live_leaves_the_live_one_whole(kind: str) -> N
     live = GoLive(gallery_v(1), rule_by_version, IndexSettings(kind=kind))
     before = live.current
 
-    def refuse(gallery: Gallery) -> DecisionRule:
+    def refuse(gallery: Gallery) -> MatchRule:
         raise GalleryError("no rule for this gallery")
 
     with pytest.raises(GalleryError, match="no rule"):
@@ -150,7 +150,7 @@ def test_new_settings_rebuild_the_index_and_the_same_gallery_can_get_a_new_rule(
     live = GoLive(gallery_v(1), rule_by_version, IndexSettings(kind="exact"))
     hnsw = live.publish(gallery_v(1), settings=IndexSettings(kind="hnsw"))
     assert hnsw.index.kind == "hnsw" and hnsw.gallery is live.current.gallery
-    strict = live.publish(gallery_v(1), lambda g: DecisionRule(0.99, 0.0, "config", "stricter"))
+    strict = live.publish(gallery_v(1), lambda g: MatchRule(0.99, 0.0, "config", "stricter"))
     assert strict.rule.threshold == 0.99 and strict.index.kind == "hnsw"
 
 
@@ -225,7 +225,7 @@ def test_the_published_graph_is_not_modified_until_a_newer_one_is_live() -> None
 
     def rule_watching_the_graph(
         g: Gallery,
-    ) -> DecisionRule:  # runs after the delta is patched in, before the swap
+    ) -> MatchRule:  # runs after the delta is patched in, before the swap
         seen.append(state())
         return rule_by_version(g)
 

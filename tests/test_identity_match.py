@@ -11,9 +11,9 @@ import pytest
 
 from edgeface.identity.gallery import Gallery
 from edgeface.identity.index import GalleryIndex
-from edgeface.identity.match import Matcher, MatchSettings
+from edgeface.identity.match import decide
 from edgeface.types import Identity, Match
-from tests.factories import MODEL
+from tests.factories import MODEL, rule_of
 
 E = np.eye(4, dtype=np.float32)
 
@@ -26,21 +26,19 @@ def index_of(*rows: np.ndarray) -> GalleryIndex:
 
 def test_a_score_equal_to_the_threshold_matches() -> None:
     index = index_of(E[0], E[1])
-    assert Matcher(MatchSettings(1.0)).decide(index, E[0]) == Match(
-        "match", Identity("p0", "P0"), 1.0, 1.0, 1.0
-    )
-    assert Matcher(MatchSettings(np.nextafter(1.0, 2.0))).decide(index, E[0]).decision == "unknown"
+    assert decide(index, rule_of(1.0), E[0]) == Match("match", Identity("p0", "P0"), 1.0, 1.0, 1.0)
+    assert decide(index, rule_of(np.nextafter(1.0, 2.0)), E[0]).decision == "unknown"
 
 
 def test_a_margin_equal_to_the_required_margin_matches() -> None:
     index = index_of(E[0], E[1])  # best 1.0, runner-up 0.0: margin exactly 1.0
-    assert Matcher(MatchSettings(0.5, 1.0)).decide(index, E[0]).decision == "match"
-    unknown = Matcher(MatchSettings(0.5, np.nextafter(1.0, 2.0))).decide(index, E[0])
+    assert decide(index, rule_of(0.5, 1.0), E[0]).decision == "match"
+    unknown = decide(index, rule_of(0.5, np.nextafter(1.0, 2.0)), E[0])
     assert unknown == Match("unknown", None, 1.0, 1.0, 0.5)  # the evidence is kept for the event
 
 
 def test_with_one_identity_the_runner_up_counts_as_minus_one() -> None:
-    match = Matcher(MatchSettings(0.5, 1.9)).decide(index_of(E[0]), E[0])
+    match = decide(index_of(E[0]), rule_of(0.5, 1.9), E[0])
     assert match.decision == "match" and match.margin == pytest.approx(2.0)
 
 
@@ -48,24 +46,24 @@ def test_a_tracks_embeddings_are_averaged_then_searched() -> None:
     """Each face alone is 45 degrees from p0 (cosine 0.707); their mean points at it (cosine 1)."""
     faces = np.stack([E[0] + E[1], E[0] - E[1]]) / np.sqrt(2)
     index = index_of(E[0], E[2])
-    matcher = Matcher(MatchSettings(0.9))
-    assert all(matcher.decide(index, face).decision == "unknown" for face in faces)
-    match = matcher.decide(index, faces)
+    rule = rule_of(0.9)
+    assert all(decide(index, rule, face).decision == "unknown" for face in faces)
+    match = decide(index, rule, faces)
     assert match.decision == "match" and match.identity == Identity("p0", "P0")
     assert match.score == pytest.approx(1.0, abs=1e-6)
 
 
 def test_the_mean_is_normalised_so_scores_stay_cosines() -> None:
     faces = np.stack([E[0], E[0] + 0.5 * E[1]])  # unnormalised input, mean of length > 1
-    match = Matcher(MatchSettings(0.0)).decide(index_of(E[0], E[1]), faces * 3)
+    match = decide(index_of(E[0], E[1]), rule_of(0.0), faces * 3)
     mean = (faces * 3).mean(0)
     assert match.score == pytest.approx(float(mean[0] / np.linalg.norm(mean)), abs=1e-6)
 
 
 def test_unknown_carries_the_best_score_and_margin_and_an_empty_gallery_zeros() -> None:
     query = (0.6 * E[0] + 0.8 * E[1]).astype(np.float32)
-    match = Matcher(MatchSettings(0.9)).decide(index_of(E[0], E[1]), query)
+    match = decide(index_of(E[0], E[1]), rule_of(0.9), query)
     assert match.decision == "unknown" and match.identity is None and match.threshold == 0.9
     assert match.score == pytest.approx(0.8) and match.margin == pytest.approx(0.2)
     empty = GalleryIndex(Gallery.empty(4, MODEL))
-    assert Matcher(MatchSettings(0.3, 0.1)).decide(empty, query) == Match("unknown", None, 0.0, 0.0, 0.3)
+    assert decide(empty, rule_of(0.3, 0.1), query) == Match("unknown", None, 0.0, 0.0, 0.3)

@@ -18,8 +18,8 @@ from edgeface.camera.scene import Actor, ActorPhoto, Scene, SceneSpec
 from edgeface.config import parse_config
 from edgeface.daemon.parts import Parts, build_encoder, build_parts
 from edgeface.daemon.startup import decision_settings
-from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery
+from edgeface.identity.rule import CardFallback
 from edgeface.pipeline.announce import Announcer
 from edgeface.pipeline.recognize import Decision, Recognizer
 from edgeface.vision.encoder import FaceEncoder
@@ -76,7 +76,7 @@ def gallery(photo_encoder: FaceEncoder, faces5: Path) -> Gallery:
         embeddings = [photo_encoder.encode_largest(read_image(p), str(p)).embedding for p in photos]
         enrolled = enrolled.enroll(person, person, np.stack(embeddings))
     calibrated = enrolled.with_version(1).calibrated_with_card(
-        0.01, CardDecision.of_card(photo_encoder.embedder.card)
+        0.01, CardFallback.of_card(photo_encoder.embedder.card)
     )
     assert calibrated.calibration is not None
     return calibrated

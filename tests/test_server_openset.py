@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from edgeface.identity.decision import CardDecision
+from edgeface.identity.rule import CardFallback
 from edgeface.server.openset import open_set, open_set_split, rates
 from tests.conftest import MODELS
 from tests.factories import unit_vectors
@@ -35,7 +35,7 @@ def test_tight_identities_are_found_and_strangers_refused() -> None:
     noisy = centres[labels] + 0.05 * rng.standard_normal((len(labels), 64)).astype(np.float32)
     embeddings = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
     raw = json.loads((MODELS / "facerec128.int8.json").read_text())["decision"]
-    card = CardDecision.from_dict(raw, "facerec128.int8.json")  # as `edgeface eval` passes it
+    card = CardFallback.from_dict(raw, "facerec128.int8.json")  # as `edgeface eval` passes it
     report = open_set(embeddings, labels, card=card, k=3, seeds=range(3), fixed=(0.5,))
     assert report["splits"] == 3 and report["default_rule"]["sources"] == {"gallery": 3}
     fixed = report["rules"]["fixed 0.5"]

@@ -22,9 +22,9 @@ from edgeface.sync.chunks import (
     announcement_bytes,
     split_chunks,
 )
-from edgeface.sync.decision import DecisionEvidence
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import manifest_bytes, parse_manifest
+from edgeface.sync.signed_calibration import SignedCalibration
 from edgeface.sync.validate import MAX_VERSION
 from tests.factories import (
     FLEET,
@@ -41,7 +41,7 @@ from tests.factories import (
 )
 
 GALLERY_TOPIC = f"{PREFIX}/fleet/{FLEET}/gallery"
-DECISION = DecisionEvidence(0.42, 0.05, 0.01, 0.0093, 0.97, 4950, 100)
+DECISION = SignedCalibration(0.42, 0.05, 0.01, 0.0093, 0.97, 4950, 100)
 
 
 @pytest.fixture(scope="module")
@@ -224,4 +224,4 @@ def test_bad_decision_evidence_is_refused(keys: Keys, change: dict) -> None:
         parse_manifest(manifest_bytes(json.loads(parts.manifest) | {"decision": [1]}))
     if "unexpected" not in change:
         with pytest.raises((ValueError, TypeError)):
-            DecisionEvidence(**decision)
+            SignedCalibration(**decision)

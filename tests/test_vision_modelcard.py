@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgeface.errors import ModelError
-from edgeface.identity.decision import CardDecision
+from edgeface.identity.rule import CardFallback
 from edgeface.vision.modelcard import CARD_FORMAT, InputSpec, load_card, sha256_file, write_card
 
 CARD = "facerec128.int8.json"
@@ -46,7 +46,7 @@ def test_the_shipped_embedder_card(models_dir: Path) -> None:
     assert len(card.input.mean) == len(card.input.std) == 3
     assert card.align is not None and card.align.template.shape == (4, 2)
     assert card.align.points == ("right_eye", "left_eye", "nose_tip", "mouth_center")
-    decision = CardDecision.of_card(card)
+    decision = CardFallback.of_card(card)
     assert decision is not None and len(decision.shape.quantiles) >= 2
     card.verify_file()  # the committed model is the one the card pins
 

@@ -20,8 +20,8 @@ from edgeface.cli.common import add_model_options, load_encoder, target_fpir
 from edgeface.daemon.parts import check_gallery
 from edgeface.errors import EdgefaceError, GalleryError, ImageError, NoFaceError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
-from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.rule import CardFallback
 from edgeface.util.files import check_writable_folder
 from edgeface.util.labels import check_label
 from edgeface.util.logsafe import printable
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
 def gallery_to_write(enrolment: Enrolment, target_fpir: float, card: ModelCard) -> Gallery:
     """The gallery `enroll` writes: the next version, its threshold calibrated on its enrolment photos."""
     gallery = enrolment.gallery.with_version(enrolment.gallery.version + 1)
-    return gallery.calibrated_with_card(target_fpir, CardDecision.of_card(card))
+    return gallery.calibrated_with_card(target_fpir, CardFallback.of_card(card))
 
 
 def calibration_line(gallery: Gallery) -> str:

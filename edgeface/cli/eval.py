@@ -14,7 +14,7 @@ import numpy as np
 from edgeface.cli.argtypes import fraction, int_in
 from edgeface.cli.common import add_model_options, load_encoder
 from edgeface.errors import ComparableFacesError, EdgefaceError, ImageError, NoFaceError
-from edgeface.identity.decision import CardDecision
+from edgeface.identity.rule import CardFallback
 from edgeface.vision.modelcard import write_card
 from edgeface.vision.photos import identity_folders, read_image
 
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_roc(curves, args.plot, f"{encoder.embedder.card.name} on {args.folders.name}")
     if args.open_set:
-        report["open_set"] = open_set_report(data, CardDecision.of_card(encoder.embedder.card), seeds)
+        report["open_set"] = open_set_report(data, CardFallback.of_card(encoder.embedder.card), seeds)
     if args.record:
         record_in_card(encoder.embedder.card.path, encoder.embedder.card.raw, report)
     print(json.dumps(report, indent=2) if args.json else summary(report))
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_set_report(data: EncodedSet, card: CardDecision | None, seeds: Iterable[int]) -> dict[str, Any]:
+def open_set_report(data: EncodedSet, card: CardFallback | None, seeds: Iterable[int]) -> dict[str, Any]:
     from edgeface.server.openset import open_set
 
     found = data.found

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from edgeface.cli.broker import add_broker_options, broker_options
 from edgeface.errors import BundleError, EdgefaceError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
-from edgeface.identity.decision import CardDecision
+from edgeface.identity.rule import CardFallback
 from edgeface.util.files import check_output_path, write_atomic
 from edgeface.util.logsafe import printable
 
@@ -89,7 +89,7 @@ def _calibrated(gallery: Gallery, args: argparse.Namespace) -> Gallery:
         return gallery
     config = photo_config(args)
     card = load_card(models_dir(config) / config.embedder.card)
-    gallery = gallery.calibrated_with_card(args.target_fpir, CardDecision.of_card(card))
+    gallery = gallery.calibrated_with_card(args.target_fpir, CardFallback.of_card(card))
     log.info("%s", calibration_line(gallery))
     return gallery
 
@@ -102,7 +102,7 @@ def _build(args: argparse.Namespace) -> int:
         write_payload_file,
     )
     from edgeface.server.signing import load_private_key
-    from edgeface.sync.decision import evidence_of
+    from edgeface.sync.signed_calibration import evidence_of
 
     # everything a device would refuse is refused before any work, by the device's own checks
     check_build_arguments(args.fleet, args.version, args.expires, args.chunk_bytes)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgeface.errors import GalleryError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
-from edgeface.identity.decision import CardDecision, resolve_decision
 from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.rule import CardFallback, resolve_rule
 from edgeface.util.logsafe import printable
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ def _model_card(args: argparse.Namespace) -> ModelCard:
     return load_card(models_dir(config) / config.embedder.card)
 
 
-def _card(args: argparse.Namespace) -> CardDecision | None:
-    return CardDecision.of_card(_model_card(args))
+def _card(args: argparse.Namespace) -> CardFallback | None:
+    return CardFallback.of_card(_model_card(args))
 
 
 def _recalibrate(args: argparse.Namespace) -> Callable[[Gallery], Gallery]:
@@ -60,8 +60,8 @@ def _recalibrate(args: argparse.Namespace) -> Callable[[Gallery], Gallery]:
 
 
 def listing(gallery: Gallery, model: ModelCard) -> dict[str, Any]:
-    rule = resolve_decision(threshold=None, margin=None, calibration=gallery.calibration,
-                            card=CardDecision.of_card(model), identities=len(gallery))  # fmt: skip
+    rule = resolve_rule(threshold=None, margin=None, calibration=gallery.calibration,
+                            card=CardFallback.of_card(model), identities=len(gallery))  # fmt: skip
     fits = model.sha256 == gallery.model_sha256
     people = [{"id": i, "name": n, "samples": s} for i, n, s in zip(gallery.ids, gallery.names, gallery.samples,
                                                                    strict=True)]  # fmt: skip

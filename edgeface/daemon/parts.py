@@ -1,4 +1,4 @@
-"""The one builder of parts: config -> detector, refiner, embedder, encoder, gallery, index, matcher, publisher.
+"""The one builder of parts: config -> detector, refiner, embedder, encoder, gallery, index and rule, publisher.
 
 The daemon, `doctor`, the demo, the CLI verbs and the benchmarks all build here, so the face path and the
 decision rule exist once. Photos (`photos=True`) get the detector cascade that finds faces filling the frame;
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from edgeface.config import Config
 from edgeface.errors import GalleryError
-from edgeface.identity.decision import CardDecision, DecisionRule, resolve_decision
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.identity.index import IndexSettings
 from edgeface.identity.live import GoLive, LiveGallery, RuleFor
+from edgeface.identity.rule import CardFallback, MatchRule, resolve_rule
 from edgeface.util.paths import default_models_dir
 from edgeface.vision.detect import FaceDetector
 from edgeface.vision.embed import Embedder
@@ -71,12 +71,12 @@ def index_settings(config: Config) -> IndexSettings:
     )
 
 
-def decision_rule(config: Config, gallery: Gallery, embedder: Embedder) -> DecisionRule:
-    rule = resolve_decision(
+def decision_rule(config: Config, gallery: Gallery, embedder: Embedder) -> MatchRule:
+    rule = resolve_rule(
         threshold=config.match.threshold,
         margin=config.match.margin,
         calibration=gallery.calibration,
-        card=CardDecision.of_card(embedder.card),
+        card=CardFallback.of_card(embedder.card),
         identities=len(gallery),
     )
     if rule.source == "card" and len(gallery):
@@ -147,7 +147,7 @@ class Parts:
         return self.live.current.gallery
 
     @property
-    def rule(self) -> DecisionRule:
+    def rule(self) -> MatchRule:
         return self.live.current.rule
 
     def use_gallery(self, gallery: Gallery, config: Config | None = None) -> LiveGallery:

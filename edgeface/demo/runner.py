@@ -26,8 +26,8 @@ from edgeface.daemon.service import Daemon
 from edgeface.demo.localbroker import local_broker
 from edgeface.demo.scenario import Scenario, build_scenario
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR
-from edgeface.identity.decision import CardDecision
 from edgeface.identity.gallery import Gallery, GalleryStore
+from edgeface.identity.rule import CardFallback
 from edgeface.mqtt.topics import EVENTS, every_device
 from edgeface.vision.encoder import FaceEncoder
 from edgeface.vision.photos import read_image
@@ -45,7 +45,7 @@ def enroll(encoder: FaceEncoder, scenario: Scenario, store: GalleryStore) -> Gal
         embeddings = [f.embedding for p in photos for f in encoder.encode(read_image(p))[:1]]
         gallery = gallery.enroll(identity, identity.title(), np.stack(embeddings))
     gallery = gallery.with_version(1).calibrated_with_card(
-        DEFAULT_TARGET_FPIR, CardDecision.of_card(encoder.embedder.card)
+        DEFAULT_TARGET_FPIR, CardFallback.of_card(encoder.embedder.card)
     )
     store.save(gallery)
     return gallery

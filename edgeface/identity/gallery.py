@@ -30,7 +30,7 @@ from edgeface.util.labels import check_label
 from edgeface.util.vectors import l2_normalize
 
 if TYPE_CHECKING:
-    from edgeface.identity.decision import CardDecision
+    from edgeface.identity.rule import CardFallback
 
 FileBytes = bytes | memoryview  # file contents; a verified bundle's views are written without a copy
 
@@ -135,7 +135,7 @@ class Gallery:
         calibration = calibrate(embeddings, labels, target_fpir, margin, prior) if len(labels) else None
         return replace(self, calibration=calibration)
 
-    def calibrated_with_card(self, target_fpir: float, card: CardDecision | None) -> Gallery:
+    def calibrated_with_card(self, target_fpir: float, card: CardFallback | None) -> Gallery:
         """Calibrated as every enrolment calibrates (enroll, gallery build, the demo): no margin, and the
         embedder card's impostor tail as the prior a small gallery leans on."""
         return self.calibrated(target_fpir, 0.0, card.shape if card is not None else None)

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeface.identity.decision import DecisionRule
 from edgeface.identity.gallery import Gallery
 from edgeface.identity.index import GalleryIndex, IndexSettings
-from edgeface.identity.match import Matcher, MatchSettings
+from edgeface.identity.match import decide
+from edgeface.identity.rule import MatchRule
 from edgeface.types import Match
 
 log = logging.getLogger(__name__)
 
-RuleFor = Callable[[Gallery], DecisionRule]
+RuleFor = Callable[[Gallery], MatchRule]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class LiveGallery:
     """A gallery's index and the rule its matches are judged by; replaced whole, never modified."""
 
     index: GalleryIndex
-    rule: DecisionRule
+    rule: MatchRule
 
     @property
     def gallery(self) -> Gallery:
@@ -49,13 +49,9 @@ class LiveGallery:
     def version(self) -> int:
         return self.index.gallery.version
 
-    @property
-    def matcher(self) -> Matcher:
-        return Matcher(MatchSettings(self.rule.threshold, self.rule.margin))
-
     def decide(self, embeddings: np.ndarray) -> Match:
         """Match one face (one or more embeddings of it) against this gallery by this gallery's rule."""
-        return self.matcher.decide(self.index, embeddings)
+        return decide(self.index, self.rule, embeddings)
 
 
 class GoLive:

@@ -46,7 +46,7 @@ class StatusInfo:
     model_sha256: str
     gallery_expired: bool = False  # fleet sync under `warn`: still matching, and saying so
     freshness: Mapping[str, object] | None = None  # fleet sync: `Freshness.as_dict()` (stale, age_s, ...)
-    decision: dict[str, float | str] | None = None  # `DecisionRule.as_dict()`: threshold, margin, source
+    decision: dict[str, float | str] | None = None  # `MatchRule.as_dict()`: threshold, margin, source
     incidents: tuple[Incident, ...] = ()  # the latest few, newest last; the payload gets them only if any
 
 

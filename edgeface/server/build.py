@@ -28,10 +28,10 @@ from edgeface.sync.bundle import (
     unpack_bundle,
     verify_bundle,
 )
-from edgeface.sync.decision import DecisionEvidence
 from edgeface.sync.delta import apply_delta
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import FORMAT, manifest_bytes, parse_manifest
+from edgeface.sync.signed_calibration import SignedCalibration
 from edgeface.sync.signing import Ed25519PublicKey
 from edgeface.sync.validate import (
     CHUNK_BYTES_MAX,
@@ -86,7 +86,7 @@ def build_bundle(
     expires_days: float | None = None,
     base: Gallery | None = None,
     now: datetime | None = None,
-    decision: DecisionEvidence | None = None,
+    decision: SignedCalibration | None = None,
     chunk_bytes: int = CHUNK_BYTES_MAX,
     url_base: str | None = None,
 ) -> bytes:

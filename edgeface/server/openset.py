@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR, calibrate, identity_vectors
-from edgeface.identity.decision import CardDecision, resolve_decision
+from edgeface.identity.rule import CardFallback, resolve_rule
 
 
 def open_set_split(
@@ -38,7 +38,7 @@ def rates(scores: np.ndarray, truth: np.ndarray | None, threshold: float) -> flo
 def open_set(
     embeddings: np.ndarray,
     labels: np.ndarray,
-    card: CardDecision | None,
+    card: CardFallback | None,
     k: int,
     seeds: Iterable[int],
     fixed: Iterable[float] = (),
@@ -53,7 +53,7 @@ def open_set(
         gallery_emb = embeddings[np.concatenate(enrol_rows)]
         gallery_lab = np.concatenate([np.full(len(r), i) for i, r in enumerate(enrol_rows)])
         calibration = calibrate(gallery_emb, gallery_lab, target_fpir, 0.0, card.shape if card else None)
-        rule = resolve_decision(
+        rule = resolve_rule(
             threshold=None, margin=None, calibration=calibration, card=card, identities=len(enrolled)
         )
         sources.append(rule.source)

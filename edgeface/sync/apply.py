@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 from edgeface.identity.gallery import Gallery, GalleryStore, sha256_bytes
 from edgeface.sync.bundle import MAX_PAYLOAD, Rows, check_binding, rows_gallery, verify_payload
-from edgeface.sync.decision import calibration_of
 from edgeface.sync.delta import apply_delta, delta_of
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import Manifest
 from edgeface.sync.rawio import encode_rows, npy_view
+from edgeface.sync.signed_calibration import calibration_of
 from edgeface.sync.validate import (
     DEFAULT_MAX_VERSION_JUMP,
     check_version_jump,

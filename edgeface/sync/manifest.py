@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from edgeface.sync.decision import DecisionEvidence, parse_decision
 from edgeface.sync.errors import Rejected
 from edgeface.sync.jsonfields import time_field
+from edgeface.sync.signed_calibration import SignedCalibration, parse_decision
 from edgeface.sync.validate import (
     MAX_VERSION,
     check_lifetime,
@@ -113,7 +113,7 @@ class Manifest:
     remove: tuple[str, ...] = ()
     result: ResultHashes | None = None
     payload: PayloadBinding | None = None
-    decision: DecisionEvidence | None = None
+    decision: SignedCalibration | None = None
     url: str | None = None
 
     @property

@@ -66,7 +66,7 @@ class ModelCard:
     output_dim: int
     output_normalized: bool
     align: AlignSpec | None
-    # The fallback threshold model (embedders), as the card states it; edgeface.identity.decision reads it.
+    # The fallback threshold model (embedders), as the card states it; edgeface.identity.rule reads it.
     decision: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 

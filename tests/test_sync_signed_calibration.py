@@ -1,4 +1,4 @@
-"""The signed `decision` evidence (edgeface/sync/decision.py): strict parsing and the calibration round trip.
+"""The signed `decision` evidence (edgeface/sync/signed_calibration.py): strict parsing and the calibration round trip.
 
 `test_sync_bounds.py` refuses bad evidence inside signed manifests; here the parser's edges (inclusive ranges,
 `est_dir` null, ints as numbers, bools never) and what a device records from a manifest it applied.
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from edgeface.identity.calibration import Calibration
-from edgeface.sync.decision import (
+from edgeface.sync.signed_calibration import (
     CALIBRATION_METHOD,
     MAX_COUNT,
-    DecisionEvidence,
+    SignedCalibration,
     calibration_of,
     evidence_of,
     parse_decision,
@@ -33,7 +33,7 @@ GOOD: dict[str, Any] = {
 
 def test_a_good_object_parses_to_the_same_values() -> None:
     evidence = parse_decision(GOOD)
-    assert evidence == DecisionEvidence(**GOOD) and evidence.as_dict() == GOOD
+    assert evidence == SignedCalibration(**GOOD) and evidence.as_dict() == GOOD
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_values_out_of_range_or_of_the_wrong_type_are_named(change: dict, messag
     with pytest.raises(ValueError, match=message):
         parse_decision(GOOD | change)
     with pytest.raises(ValueError, match=message):  # built directly, the same checks apply
-        DecisionEvidence(**(GOOD | change))
+        SignedCalibration(**(GOOD | change))
 
 
 def test_missing_and_unexpected_keys_are_listed_safely() -> None:

@@ -1,7 +1,7 @@
 """Which threshold decides (docs/design.md §5): an explicit value, else the gallery's calibration, else the
 card's.
 
-Every entry point (daemon, `identify`, the demo, the benchmarks) asks `resolve_decision`, so the precedence
+Every entry point (daemon, `identify`, the demo, the benchmarks) asks `resolve_rule`, so the precedence
 exists once. The result says where the threshold came from, for logs, `status` and `identify`'s output.
 """
 
@@ -15,11 +15,11 @@ from edgeface.errors import ModelError
 from edgeface.identity.calibration import DEFAULT_TARGET_FPIR, Calibration, ImpostorModel, TailShape
 from edgeface.vision.modelcard import ModelCard
 
-DecisionSource = Literal["config", "gallery", "card"]
+RuleSource = Literal["config", "gallery", "card"]
 
 
 @dataclass(frozen=True, slots=True)
-class CardDecision:
+class CardFallback:
     """The embedder card's fallback for galleries too small to calibrate themselves.
 
     `location` is the highest mean impostor score (Fisher z) of the populations it was measured on, and
@@ -34,12 +34,12 @@ class CardDecision:
         return ImpostorModel(self.location, self.shape).threshold_for(target_fpir, max(identities, 1))
 
     @classmethod
-    def of_card(cls, card: ModelCard) -> CardDecision | None:
+    def of_card(cls, card: ModelCard) -> CardFallback | None:
         """The card's fallback, parsed; None for a card that records none (detectors, new exports)."""
         return None if card.decision is None else cls.from_dict(card.decision, str(card.path))
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], where: str) -> CardDecision:
+    def from_dict(cls, raw: dict[str, Any], where: str) -> CardFallback:
         try:
             decision = cls(
                 location=float(raw["location"]),
@@ -57,12 +57,12 @@ class CardDecision:
 
 
 @dataclass(frozen=True, slots=True)
-class DecisionRule:
+class MatchRule:
     """The threshold and margin in force, and where they came from."""
 
     threshold: float
     margin: float
-    source: DecisionSource
+    source: RuleSource
     detail: str
 
     def as_dict(self) -> dict[str, float | str]:
@@ -74,25 +74,25 @@ class DecisionRule:
         }
 
 
-def resolve_decision(
+def resolve_rule(
     *,
     threshold: float | None,
     margin: float | None,
     calibration: Calibration | None,
-    card: CardDecision | None,
+    card: CardFallback | None,
     identities: int,
-) -> DecisionRule:
+) -> MatchRule:
     """Explicit values win; else the gallery's own calibration; else the card's fallback for this size."""
     if threshold is not None:
         chosen_margin = margin if margin is not None else _default_margin(calibration, card)
-        return DecisionRule(threshold, chosen_margin, "config", "set explicitly")
+        return MatchRule(threshold, chosen_margin, "config", "set explicitly")
     if calibration is not None:
         chosen_margin = margin if margin is not None else calibration.margin
         detail = (
             f"calibrated on the gallery's {calibration.identities} identities for FPIR "
             f"{calibration.target_fpir:g} (estimated {calibration.est_fpir:.4f})"
         )
-        return DecisionRule(calibration.threshold, chosen_margin, "gallery", detail)
+        return MatchRule(calibration.threshold, chosen_margin, "gallery", detail)
     if card is None:
         raise ModelError(
             "no threshold: the gallery is not calibrated and the embedder card records no decision"
@@ -102,10 +102,10 @@ def resolve_decision(
         f"the gallery is too small to calibrate ({identities} identities): the embedder card's "
         "conservative fallback applies"
     )
-    return DecisionRule(round(card.threshold_for(identities), 6), chosen_margin, "card", detail)
+    return MatchRule(round(card.threshold_for(identities), 6), chosen_margin, "card", detail)
 
 
-def _default_margin(calibration: Calibration | None, card: CardDecision | None) -> float:
+def _default_margin(calibration: Calibration | None, card: CardFallback | None) -> float:
     if calibration is not None:
         return calibration.margin
     return card.margin if card is not None else 0.0

@@ -9,7 +9,7 @@ import pytest
 
 from edgeface.errors import ModelError
 from edgeface.identity.calibration import Calibration
-from edgeface.identity.decision import CardDecision, resolve_decision
+from edgeface.identity.rule import CardFallback, resolve_rule
 from tests.conftest import MODELS
 
 CALIBRATION = Calibration(
@@ -26,9 +26,9 @@ CALIBRATION = Calibration(
 
 
 @pytest.fixture(scope="module")
-def card() -> CardDecision:
+def card() -> CardFallback:
     raw = json.loads((MODELS / "facerec128.int8.json").read_text())["decision"]
-    return CardDecision.from_dict(raw, "facerec128.int8.json")
+    return CardFallback.from_dict(raw, "facerec128.int8.json")
 
 
 @pytest.mark.parametrize(
@@ -40,16 +40,16 @@ def card() -> CardDecision:
         (None, 0.1, CALIBRATION, (0.52, 0.1, "gallery")),  # an explicit margin still wins
     ],
 )
-def test_precedence(threshold, margin, calibration, expected, card: CardDecision) -> None:
-    rule = resolve_decision(
+def test_precedence(threshold, margin, calibration, expected, card: CardFallback) -> None:
+    rule = resolve_rule(
         threshold=threshold, margin=margin, calibration=calibration, card=card, identities=100
     )
     assert (rule.threshold, rule.margin, rule.source) == expected
 
 
-def test_the_card_decides_an_uncalibrated_gallery_and_grows_stricter_with_size(card: CardDecision) -> None:
-    small = resolve_decision(threshold=None, margin=None, calibration=None, card=card, identities=2)
-    large = resolve_decision(threshold=None, margin=None, calibration=None, card=card, identities=2000)
+def test_the_card_decides_an_uncalibrated_gallery_and_grows_stricter_with_size(card: CardFallback) -> None:
+    small = resolve_rule(threshold=None, margin=None, calibration=None, card=card, identities=2)
+    large = resolve_rule(threshold=None, margin=None, calibration=None, card=card, identities=2000)
     assert small.source == large.source == "card" and small.margin == card.margin
     assert small.threshold == round(card.threshold_for(2), 6)
     assert -1.0 < small.threshold < large.threshold < 1.0  # more identities, more chances of a false match
@@ -58,11 +58,11 @@ def test_the_card_decides_an_uncalibrated_gallery_and_grows_stricter_with_size(c
 
 def test_no_threshold_anywhere_is_an_error() -> None:
     with pytest.raises(ModelError, match="no threshold"):
-        resolve_decision(threshold=None, margin=None, calibration=None, card=None, identities=5)
+        resolve_rule(threshold=None, margin=None, calibration=None, card=None, identities=5)
 
 
 def test_explicit_threshold_without_calibration_or_card_has_no_margin() -> None:
-    rule = resolve_decision(threshold=0.6, margin=None, calibration=None, card=None, identities=5)
+    rule = resolve_rule(threshold=0.6, margin=None, calibration=None, card=None, identities=5)
     assert (rule.threshold, rule.margin, rule.source) == (0.6, 0.0, "config")
     assert rule.as_dict() == {"threshold": 0.6, "margin": 0.0, "source": "config", "detail": "set explicitly"}
 
@@ -73,4 +73,4 @@ def test_explicit_threshold_without_calibration_or_card_has_no_margin() -> None:
 )
 def test_a_malformed_card_decision_is_a_model_error(raw: dict) -> None:
     with pytest.raises(ModelError, match=r"card\.json: decision"):
-        CardDecision.from_dict(raw, "card.json")
+        CardFallback.from_dict(raw, "card.json")

@@ -28,7 +28,7 @@ CALIBRATION_METHOD = "signed manifest"
 
 
 @dataclass(frozen=True, slots=True)
-class DecisionEvidence:
+class SignedCalibration:
     threshold: float
     margin: float
     target_fpir: float
@@ -77,16 +77,16 @@ def _checked(doc: object) -> dict[str, Any]:
     return numbers | counts
 
 
-def parse_decision(doc: object) -> DecisionEvidence:
-    """A `DecisionEvidence` from a JSON object; `ValueError` names the first problem."""
-    return DecisionEvidence(**_checked(doc))
+def parse_decision(doc: object) -> SignedCalibration:
+    """A `SignedCalibration` from a JSON object; `ValueError` names the first problem."""
+    return SignedCalibration(**_checked(doc))
 
 
-def evidence_of(calibration: Calibration) -> DecisionEvidence:
+def evidence_of(calibration: Calibration) -> SignedCalibration:
     """What a manifest carries of a gallery's calibration."""
-    return DecisionEvidence(**{f.name: getattr(calibration, f.name) for f in fields(DecisionEvidence)})
+    return SignedCalibration(**{f.name: getattr(calibration, f.name) for f in fields(SignedCalibration)})
 
 
-def calibration_of(evidence: DecisionEvidence, identities: int) -> Calibration:
+def calibration_of(evidence: SignedCalibration, identities: int) -> Calibration:
     """The calibration a device records for a gallery it applied from a signed manifest."""
     return Calibration(**evidence.as_dict(), identities=identities, method=CALIBRATION_METHOD)
