@@ -28,7 +28,6 @@ from edgeface.camera.emulated import EmulatedSource
 from edgeface.camera.scene import Actor, SceneSpec, locate_faces
 from edgeface.daemon.parts import Parts, build_encoder, build_parts
 from edgeface.daemon.service import Daemon
-from edgeface.daemon.startup import decision_settings
 from edgeface.demo.localbroker import local_broker
 from edgeface.demo.runner import demo_config, enroll
 from edgeface.demo.scenario import build_scenario
@@ -64,7 +63,14 @@ def offline(faces_root: Path, n_faces: int, seconds: float, parts: Parts, fps: f
     # Rendered ahead of time, so stamp each frame with its scene time, as a live camera would.
     frames = [replace(source.read(1.0), ts=i / fps) for i in range(int(seconds * fps))]
     config = parts.config
-    recognizer = Recognizer(parts.encoder, parts.live, config.quality, decision_settings(config))
+    recognizer = Recognizer(
+        parts.encoder.detector,
+        parts.encoder,
+        parts.live,
+        config.quality,
+        config.match,
+        every_n_frames=config.detector.every_n_frames,
+    )
     per_frame, deciding = [], []
     started = time.perf_counter()
     for frame in frames:

@@ -7,6 +7,7 @@ use, so `import edgeface` (and `import edgeface.config`) does no work and pulls 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from edgeface.version import __version__
@@ -25,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "CameraStatus": "edgeface.camera.base",
     "Gallery": "edgeface.identity.gallery",
     "GalleryStore": "edgeface.identity.gallery",
-    "Decision": "edgeface.pipeline.recognize",
+    "Recognition": "edgeface.pipeline.recognize",
     "Recognizer": "edgeface.pipeline.recognize",
     "Parts": "edgeface.daemon.parts",
     "build_parts": "edgeface.daemon.parts",
@@ -45,7 +46,6 @@ __all__ = [
     "CameraStatus",
     "Config",
     "ConfigError",
-    "Decision",
     "Detection",
     "EdgefaceError",
     "Event",
@@ -61,6 +61,7 @@ __all__ = [
     "ModelError",
     "NoFaceError",
     "Parts",
+    "Recognition",
     "Recognizer",
     "SearchHit",
     "Track",
@@ -84,11 +85,18 @@ if TYPE_CHECKING:
     )
     from edgeface.identity.gallery import Gallery, GalleryStore
     from edgeface.pipeline.events import Event
-    from edgeface.pipeline.recognize import Decision, Recognizer
+    from edgeface.pipeline.recognize import Recognition, Recognizer
     from edgeface.types import Detection, Frame, Identity, Match, MatchDecision, SearchHit, Track
 
 
+# old public name -> new one (0.2.0); still importable, with a DeprecationWarning
+_RENAMED = {"Decision": "Recognition"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        warnings.warn(f"edgeface.{name} is now edgeface.{_RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return __getattr__(_RENAMED[name])
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'edgeface' has no attribute {name!r}")

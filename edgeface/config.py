@@ -1,7 +1,7 @@
 """Daemon configuration (docs/design.md §7): one TOML file, one strict section per stage.
 
 Each section parses straight into the type its stage uses (`[camera]` into `CameraSpec`, `[mqtt]` into
-`MqttSettings`, `[quality]` into `QualitySettings`), whose fields declare their defaults and limits once
+`MqttSettings`, `[match]` into `MatchSettings`, `[quality]` into `QualitySettings`), whose fields declare their defaults and limits once
 (`edgeface.util.fields`). Unknown keys are errors; every error names the full key path. Importing this module
 pulls in no cv2, hnswlib or paho.
 """
@@ -21,6 +21,7 @@ from edgeface.errors import ConfigError
 from edgeface.identity.index import IndexSettings
 from edgeface.mqtt.ha_settings import HomeAssistantSettings
 from edgeface.mqtt.settings import MqttSettings
+from edgeface.pipeline.match_settings import MatchSettings
 from edgeface.pipeline.visitor_settings import VisitorSettings
 from edgeface.sync.fetch import UrlFetchSettings
 from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, MAX_VERSION, valid_topic_level
@@ -105,24 +106,6 @@ class GalleryConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class MatchConfig:
-    # None: the gallery's own calibration (made when it was enrolled or built), else the card's fallback.
-    threshold: float | None = bounded(None, -1.0, 1.0)
-    margin: float | None = bounded(None, 0.0, 1.0)
-    min_frames: int = bounded(3, 1, 100)
-    max_wait_ms: int = bounded(1500, 50, 60_000)
-    cooldown_s: float = bounded(10.0, 0.0, 3600.0)
-    # A track decided `unknown` is searched again this often while its person stays (better frames may come).
-    recheck_s: float = bounded(1.0, 0.1, 60.0)
-    # A decided track's face is compared with the face it was decided on this often; a different person
-    # standing in the same spot gets a fresh decision.
-    reverify_s: float = bounded(1.0, 0.1, 60.0)
-
-    def __post_init__(self) -> None:
-        check_fields(self, "match")
-
-
-@dataclass(frozen=True, slots=True)
 class SyncConfig:
     enabled: bool = False
     public_key: Path | None = None  # trust exactly this gallery-signing key, or:
@@ -161,7 +144,7 @@ class Config:
     detector: DetectorConfig = DetectorConfig()
     embedder: EmbedderConfig = EmbedderConfig()
     gallery: GalleryConfig = GalleryConfig()
-    match: MatchConfig = MatchConfig()
+    match: MatchSettings = field(default_factory=MatchSettings)
     quality: QualitySettings = field(default_factory=QualitySettings)
     mqtt: MqttSettings = field(default_factory=lambda: MqttSettings(device=DEFAULT_DEVICE_ID))
     sync: SyncConfig = SyncConfig()

@@ -99,7 +99,7 @@ class Track:
     last_seen: float
     embeddings: list[np.ndarray] = field(default_factory=list)
     frames_seen: int = 0
-    decision: Match | None = None  # set once the track is decided
+    match: Match | None = None  # set once the track is decided
     decided_on: list[np.ndarray] = field(default_factory=list)  # the faces of that decision
     last_check: float = 0.0  # when a decided track was last re-checked or re-verified
     checking: list[np.ndarray] = field(default_factory=list)  # faces of a decided track's open check window
@@ -108,4 +108,4 @@ class Track:
 
     @property
     def decided(self) -> bool:
-        return self.decision is not None
+        return self.match is not None

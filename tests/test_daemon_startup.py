@@ -1,7 +1,5 @@
 """`daemon_setup`: the stored gallery the daemon starts on (`recover_stored_gallery`, and `doctor`'s dry run of
 it) and the fleet sync it starts (`start_sync`), with a real store, the real card and a real broker.
-
-`decision_settings` is left to the config and recognizer tests (quality and camera settings are the config sections themselves).
 """
 
 from __future__ import annotations

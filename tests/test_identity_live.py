@@ -22,7 +22,8 @@ from edgeface.identity.gallery import Gallery
 from edgeface.identity.index import GalleryIndex, IndexSettings
 from edgeface.identity.live import GoLive
 from edgeface.identity.rule import MatchRule
-from edgeface.pipeline.recognize import Decision, DecisionSettings, Recognizer
+from edgeface.pipeline.match_settings import MatchSettings
+from edgeface.pipeline.recognize import Recognition, Recognizer
 from edgeface.types import Frame, Match
 from edgeface.vision.quality_settings import QualitySettings
 from tests.factories import MODEL, ScriptedEncoder, make_detection, textured, unit_vectors
@@ -108,15 +109,10 @@ def test_the_recognizer_decides_with_the_index_and_rule_of_one_gallery_while_gal
     # A new track every frame (frames 1 s apart outlive the tracker's 0.4 s), decided on its first face.
     encoder = ScriptedEncoder([make_detection(50, 50, 100)], QUERY)
     live = GoLive(gallery_v(1), rule_by_version, IndexSettings(kind="exact"))
-    recognizer = Recognizer(
-        encoder,  # type: ignore[arg-type]
-        live,
-        QualitySettings(),
-        DecisionSettings(min_frames=1),
-    )
+    recognizer = Recognizer(encoder.detector, encoder, live, QualitySettings(), MatchSettings(min_frames=1))
     image = textured()
     done = threading.Event()
-    decisions: list[Decision] = []
+    decisions: list[Recognition] = []
     galleries = [gallery_v(v) for v in range(2, VERSIONS + 1)]
     thread = threading.Thread(target=Swapper(live, galleries, done, decisions.__len__).run)
     thread.start()

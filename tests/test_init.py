@@ -35,3 +35,10 @@ def test_exported_types_are_the_modules_own() -> None:
     from edgeface.types import Match
 
     assert edgeface.Event is Event and edgeface.Match is Match
+
+
+def test_a_renamed_public_name_still_resolves_with_a_deprecation_warning() -> None:
+    from edgeface.pipeline.recognize import Recognition
+
+    with pytest.warns(DeprecationWarning, match=r"edgeface\.Decision is now edgeface\.Recognition"):
+        assert edgeface.Decision is Recognition  # type: ignore[attr-defined]

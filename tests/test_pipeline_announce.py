@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgeface.pipeline.announce import MAX_REMEMBERED, Announcer, AnnounceVerdict
-from edgeface.pipeline.recognize import Decision
+from edgeface.pipeline.recognize import Recognition
 from edgeface.types import Identity, Match
 from tests.factories import unit_vectors
 
@@ -28,12 +28,12 @@ def decision(
     embedding: np.ndarray | None = None,
     kind: Literal["first", "correction"] = "first",
     threshold: float = THRESHOLD,
-) -> Decision:
+) -> Recognition:
     """A track decision: a match for `who`, or `unknown` when `who` is None."""
     identity = Identity(who, who.title()) if who else None
     match = Match("match" if who else "unknown", identity, 0.8 if who else 0.2, 0.3, threshold)
     face = embedding if embedding is not None else unit_vectors(1, seed=track)[0]
-    return Decision(camera, track, match, 3, (0.0, 0.0, 50.0, 50.0), 0.0, 1, face, kind)
+    return Recognition(camera, track, match, 3, (0.0, 0.0, 50.0, 50.0), 0.0, 1, face, kind)
 
 
 def face_at_cosine(base: np.ndarray, cosine: float, seed: int = 7) -> np.ndarray:
@@ -44,7 +44,7 @@ def face_at_cosine(base: np.ndarray, cosine: float, seed: int = 7) -> np.ndarray
     return (cosine * base + np.sqrt(1 - cosine**2) * other).astype(np.float32)
 
 
-def send(announcer: Announcer, d: Decision, now: float, event_id: str = "") -> AnnounceVerdict:
+def send(announcer: Announcer, d: Recognition, now: float, event_id: str = "") -> AnnounceVerdict:
     """Consider `d` and, when it is let out, record it as the daemon does after publishing."""
     verdict = announcer.consider(d, now)
     if verdict.announce:

@@ -9,10 +9,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edgeface.mqtt.payloads import encode
 from edgeface.pipeline.events import Event, recognition_event
+from edgeface.pipeline.recognize import Recognition
 from edgeface.types import Identity, Match
 from tests.event_schema import validate
 
@@ -48,6 +50,30 @@ def test_event_carries_the_match_and_a_fresh_uuid() -> None:
     assert uuid.UUID(event.event_id).version == 4 and _event().event_id != event.event_id
     assert event.ts == "2026-01-02T03:04:05.678Z"
     assert event.bbox == (1.04, 2.0, 30.0, 40.0)  # exact until encoded
+
+
+def test_an_event_from_a_recognition_carries_its_track_match_and_gallery() -> None:
+    recognition = Recognition(
+        "cam1", 9, ADA, 4, (5.0, 6.0, 70.0, 80.0), 12.5, 3, np.ones(4, np.float32), "correction"
+    )
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    event = Event.from_recognition(
+        recognition, device="door2", model_sha256=SHA, latency_ms=9.5, corrects="e1", when=when
+    )
+    assert event == dataclasses.replace(
+        _event(
+            device="door2",
+            camera="cam1",
+            track=9,
+            frames=4,
+            bbox=(5.0, 6.0, 70.0, 80.0),
+            gallery_version=3,
+            latency_ms=9.5,
+            corrects="e1",
+            when=when,
+        ),
+        event_id=event.event_id,
+    )
 
 
 def test_payload_is_the_design_json_and_reads_back() -> None:

@@ -17,11 +17,10 @@ import pytest
 from edgeface.camera.scene import Actor, ActorPhoto, Scene, SceneSpec
 from edgeface.config import parse_config
 from edgeface.daemon.parts import Parts, build_encoder, build_parts
-from edgeface.daemon.startup import decision_settings
 from edgeface.identity.gallery import Gallery
 from edgeface.identity.rule import CardFallback
 from edgeface.pipeline.announce import Announcer
-from edgeface.pipeline.recognize import Decision, Recognizer
+from edgeface.pipeline.recognize import Recognition, Recognizer
 from edgeface.vision.encoder import FaceEncoder
 from edgeface.vision.photos import identity_folders, read_image
 from tests.factories import go_live
@@ -37,7 +36,7 @@ T0 = 1000.0  # scene time 0 on the frames' monotonic clock
 
 @dataclass(frozen=True, slots=True)
 class Shown:
-    decision: Decision
+    decision: Recognition
     event_id: str | None  # None: held back by the announcer
     corrects: str | None
 
@@ -121,7 +120,7 @@ def play(parts: Parts, spec: SceneSpec, threshold: float | None = None, **match)
     overrides the parts' decision rule (as `match.threshold` would)."""
     config = replace(parts.config, match=replace(parts.config.match, **match))
     live = parts.live if threshold is None else go_live(parts.gallery, threshold, parts.rule.margin)
-    recognizer = Recognizer(parts.encoder, live, config.quality, decision_settings(config))
+    recognizer = Recognizer(parts.encoder.detector, parts.encoder, live, config.quality, config.match)
     announcer = Announcer(config.match.cooldown_s)
     video = Scene(spec)
     shown: list[Shown] = []
@@ -161,10 +160,7 @@ def test_the_daemon_path_refines_keypoints_and_crops_like_the_photo_path(parts, 
     )
     image, _ = video.render(0.0, 0)
     recognizer = Recognizer(
-        parts.encoder,
-        parts.live,
-        config.quality,
-        replace(decision_settings(config), min_frames=1),
+        parts.encoder.detector, parts.encoder, parts.live, config.quality, replace(config.match, min_frames=1)
     )
     (decision,) = recognizer.process(_frame(image, T0, 0))
     (face,) = photo_encoder.encode(image)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeface.pipeline.recognize import DecisionSettings, Recognizer
+from edgeface.pipeline.match_settings import MatchSettings
+from edgeface.pipeline.recognize import Recognizer
 from edgeface.types import Frame
 from edgeface.vision.quality_settings import QualitySettings
 from tests.factories import (
@@ -26,14 +27,17 @@ STRANGER = unit_vectors(1, 32, seed=99)[0]
 def recognizer(
     encoder: ScriptedEncoder,
     threshold: float = 0.5,
-    decisions: DecisionSettings | None = None,
+    settings: MatchSettings | None = None,
     allowed: bool = True,
+    every_n_frames: int = 1,
 ) -> Recognizer:
     return Recognizer(
-        encoder,  # type: ignore[arg-type]
+        encoder.detector,
+        encoder,
         go_live(GALLERY, threshold, 0.05),
         QualitySettings(),
-        decisions or DecisionSettings(),
+        settings or MatchSettings(),
+        every_n_frames=every_n_frames,
         matching_allowed=lambda: allowed,
     )
 
@@ -76,7 +80,7 @@ def test_faces_failing_the_quality_gate_are_never_embedded_or_decided() -> None:
 
 def test_max_wait_decides_on_fewer_faces() -> None:
     encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[2])
-    rec = recognizer(encoder, decisions=DecisionSettings(min_frames=50, max_wait_s=0.25))
+    rec = recognizer(encoder, settings=MatchSettings(min_frames=50, max_wait_ms=250))
     out = run(rec, 5)
     assert [len(d) for d in out] == [0, 0, 0, 1, 0]
     assert out[3][0].frames == 4
@@ -84,10 +88,10 @@ def test_max_wait_decides_on_fewer_faces() -> None:
 
 def test_a_decision_carries_the_newest_aligned_crops_of_its_track_bounded() -> None:
     encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[2])
-    out = run(recognizer(encoder, decisions=DecisionSettings(min_frames=3)), 3)
+    out = run(recognizer(encoder, settings=MatchSettings(min_frames=3)), 3)
     assert [int(c[0, 0, 0]) for c in out[2][0].crops] == [0, 1, 2]
     many = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[2])
-    out = run(recognizer(many, decisions=DecisionSettings(min_frames=50, max_wait_s=1.45)), 16)
+    out = run(recognizer(many, settings=MatchSettings(min_frames=50, max_wait_ms=1450)), 16)
     (decision,) = [d for frame in out for d in frame]
     assert decision.frames > 10  # more faces than a track keeps crops of: the newest 10 are carried
     assert [int(c[0, 0, 0]) for c in decision.crops] == list(range(decision.frames - 10, decision.frames))
@@ -95,7 +99,7 @@ def test_a_decision_carries_the_newest_aligned_crops_of_its_track_bounded() -> N
 
 def test_detect_every_other_frame() -> None:
     encoder = ScriptedEncoder([make_detection(50, 50, 100)], GALLERY.vectors[0])
-    run(recognizer(encoder, decisions=DecisionSettings(detect_every=2)), 6)
+    run(recognizer(encoder, every_n_frames=2), 6)
     assert len(encoder.seen_shapes) == 3
 
 

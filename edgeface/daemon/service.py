@@ -20,7 +20,6 @@ from edgeface.daemon.reloading import live_part, restart_keys
 from edgeface.daemon.sdnotify import Notifier, watchdog_interval
 from edgeface.daemon.startup import (
     SyncParts,
-    decision_settings,
     recover_stored_gallery,
     start_sync,
 )
@@ -30,9 +29,9 @@ from edgeface.identity.live import GoLive, LiveGallery
 from edgeface.identity.recovery import Recovery
 from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload
 from edgeface.pipeline.announce import Announcer
-from edgeface.pipeline.events import recognition_event
+from edgeface.pipeline.events import Event
 from edgeface.pipeline.frames import CaptureThread, DropOldestQueue
-from edgeface.pipeline.recognize import Decision, Recognizer
+from edgeface.pipeline.recognize import Recognition, Recognizer
 from edgeface.pipeline.visitors import VisitorStore
 from edgeface.sync.timestamp import Freshness
 from edgeface.util.logsafe import printable
@@ -104,10 +103,12 @@ class Daemon:
             if self.sync is not None:
                 stack.callback(self.sync.close)
             self.recognizer = Recognizer(
+                parts.encoder.detector,
                 parts.encoder,
                 parts.live,
                 config.quality,
-                decision_settings(config),
+                config.match,
+                every_n_frames=config.detector.every_n_frames,
                 matching_allowed=self.sync.matching_allowed if self.sync else (lambda: True),
             )
             self.announcer = Announcer(config.match.cooldown_s)
@@ -174,46 +175,41 @@ class Daemon:
             self.incident("gallery_expired", detail)
         self.publisher.set_status(self.status_info())
 
-    def handle(self, decisions: list[Decision]) -> None:
-        for decision in decisions:
+    def handle(self, recognitions: list[Recognition]) -> None:
+        for recognition in recognitions:
             now = time.monotonic()
-            who = decision.match.identity.id if decision.match.identity else "unknown"
-            if decision.match.identity is not None:
-                self.homeassistant.recognised(decision.match.identity.id)
-            verdict = self.announcer.consider(decision, now)
+            who = recognition.match.identity.id if recognition.match.identity else "unknown"
+            if recognition.match.identity is not None:
+                self.homeassistant.recognised(recognition.match.identity.id)
+            verdict = self.announcer.consider(recognition, now)
             if not verdict.announce:
-                log.info("track %d: %s, not announced", decision.track_id, printable(verdict.reason))
+                log.info("track %d: %s, not announced", recognition.track_id, printable(verdict.reason))
                 continue
-            latency_ms = (now - decision.frame_ts) * 1e3
-            event = recognition_event(
+            latency_ms = (now - recognition.frame_ts) * 1e3
+            event = Event.from_recognition(
+                recognition,
                 device=self.config.device.id,
-                camera=decision.camera,
-                track=decision.track_id,
-                match=decision.match,
-                frames=decision.frames,
-                bbox=decision.bbox,
-                gallery_version=decision.gallery_version,
                 model_sha256=self.parts.embedder.sha256,
                 latency_ms=latency_ms,
                 corrects=verdict.corrects,
             )
             self.recognizer.latency.add("frame_to_event", latency_ms)
             self.publisher.publish_event(event)  # returns once the event is on disk
-            self.announcer.announced(decision, event.event_id, now)
-            self.homeassistant.event_published(event, decision.crops[-1] if decision.crops else None)
+            self.announcer.announced(recognition, event.event_id, now)
+            self.homeassistant.event_published(event, recognition.crops[-1] if recognition.crops else None)
             if self.visitors is not None:
                 self.visitors.keep(event.event_id, event.ts, event.decision,
-                                   who if event.identity else None, event.score, list(decision.crops))  # fmt: skip
+                                   who if event.identity else None, event.score, list(recognition.crops))  # fmt: skip
             self.events_published += 1
             log.info(
                 "event %s spooled: track %d %s%s (score %.3f, margin %.3f, %d frames)",
                 event.event_id,
-                decision.track_id,
+                recognition.track_id,
                 printable(who),
                 " (corrects an unknown)" if verdict.corrects else "",
-                decision.match.score,
-                decision.match.margin,
-                decision.frames,
+                recognition.match.score,
+                recognition.match.margin,
+                recognition.frames,
             )
 
     def on_gallery_applied(self, live: LiveGallery) -> None:
@@ -337,7 +333,7 @@ class Daemon:
             self.sync.client.set_running(live.gallery)
         self.config = config
         self.announcer.cooldown_s = config.match.cooldown_s
-        self.recognizer.reconfigure(config.quality, decision_settings(config))
+        self.recognizer.reconfigure(config.quality, config.match, config.detector.every_n_frames)
         self.publisher.set_status(self.status_info(live))
         self.homeassistant.gallery_changed(live.gallery)
         if restart:

@@ -1,4 +1,4 @@
-"""The daemon's own settings from the config: decision timing, stored-gallery recovery, fleet sync.
+"""The daemon's own settings from the config: stored-gallery recovery, fleet sync.
 
 Models, gallery, index, decision rule and publisher are built by `edgeface.daemon.parts`."""
 
@@ -14,7 +14,6 @@ from edgeface.daemon.parts import ModelIdentity, check_gallery, models_dir
 from edgeface.identity.gallery import GalleryStore
 from edgeface.identity.live import GoLive, LiveGallery
 from edgeface.identity.recovery import Recovery, recover_gallery
-from edgeface.pipeline.recognize import DecisionSettings
 from edgeface.vision.modelcard import load_card
 
 if TYPE_CHECKING:
@@ -24,18 +23,6 @@ if TYPE_CHECKING:
     from edgeface.sync.updater import IndexUpdater
 
 log = logging.getLogger(__name__)
-
-
-def decision_settings(config: Config) -> DecisionSettings:
-    m = config.match
-    return DecisionSettings(
-        m.min_frames,
-        m.max_wait_ms / 1000,
-        m.cooldown_s,
-        config.detector.every_n_frames,
-        m.recheck_s,
-        m.reverify_s,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeface.pipeline.recognize import Decision
+from edgeface.pipeline.recognize import Recognition
 
 MAX_REMEMBERED = 1024  # tracks whose last event id is kept, for corrections
 
@@ -42,35 +42,35 @@ class Announcer:
         self._strangers: list[_Stranger] = []
         self._events: OrderedDict[tuple[str, int], str] = OrderedDict()
 
-    def consider(self, decision: Decision, now: float) -> AnnounceVerdict:
-        """Whether to announce `decision`; call `announced` with the event id when it is published."""
+    def consider(self, recognition: Recognition, now: float) -> AnnounceVerdict:
+        """Whether to announce `recognition`; call `announced` with the event id when it is published."""
         self._forget(now)
-        corrects = self._events.get((decision.camera, decision.track_id))
-        identity = decision.match.identity
+        corrects = self._events.get((recognition.camera, recognition.track_id))
+        identity = recognition.match.identity
         if identity is not None:
-            if decision.kind == "correction" and corrects is not None:
+            if recognition.kind == "correction" and corrects is not None:
                 return AnnounceVerdict(True, corrects)
-            last = self._identities.get((decision.camera, identity.id))
+            last = self._identities.get((recognition.camera, identity.id))
             if last is not None and now - last < self.cooldown_s:
                 return AnnounceVerdict(False, reason=f"{identity.id} again within the cooldown")
             return AnnounceVerdict(True)
-        threshold = decision.match.threshold
+        threshold = recognition.match.threshold
         for stranger in self._strangers:
             if (
-                stranger.camera == decision.camera
-                and float(stranger.embedding @ decision.embedding) >= threshold
+                stranger.camera == recognition.camera
+                and float(stranger.embedding @ recognition.embedding) >= threshold
             ):
                 return AnnounceVerdict(False, reason="the same stranger again within the cooldown")
         return AnnounceVerdict(True)
 
-    def announced(self, decision: Decision, event_id: str, now: float) -> None:
-        identity = decision.match.identity
+    def announced(self, recognition: Recognition, event_id: str, now: float) -> None:
+        identity = recognition.match.identity
         if identity is not None:
-            self._identities[(decision.camera, identity.id)] = now
+            self._identities[(recognition.camera, identity.id)] = now
         else:
-            self._strangers.append(_Stranger(decision.camera, decision.embedding, now))
-        self._events[(decision.camera, decision.track_id)] = event_id
-        self._events.move_to_end((decision.camera, decision.track_id))
+            self._strangers.append(_Stranger(recognition.camera, recognition.embedding, now))
+        self._events[(recognition.camera, recognition.track_id)] = event_id
+        self._events.move_to_end((recognition.camera, recognition.track_id))
         while len(self._events) > MAX_REMEMBERED:
             self._events.popitem(last=False)
 

@@ -1,7 +1,8 @@
 """The recognition event of docs/design.md §6: one decision for one track, typed until the publisher encodes
 it.
 
-`recognition_event(...)` makes one from a track's `Match` (fresh uuid4 `event_id`, RFC 3339 `ts`);
+`Event.from_recognition` makes one from a track's `Recognition` (through `recognition_event`, which builds
+it from the values: fresh uuid4 `event_id`, RFC 3339 `ts`);
 `Event.payload()` is the JSON object sent on `{prefix}/{device}/events`; `Event.from_payload` reads one back
 (the `python -m edgeface.mqtt` tool spools events given as JSON lines).
 """
@@ -12,11 +13,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from edgeface.types import DECISIONS, Box, Identity, Match, MatchDecision
 from edgeface.util.fields import finite_number
 from edgeface.util.timestamps import rfc3339
+
+if TYPE_CHECKING:
+    from edgeface.pipeline.recognize import Recognition
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,32 @@ class Event:
             "model_sha256": self.model_sha256,
             "latency_ms": round(float(self.latency_ms), 2),
         } | ({"corrects": self.corrects} if self.corrects else {})
+
+    @classmethod
+    def from_recognition(
+        cls,
+        recognition: Recognition,
+        *,
+        device: str,
+        model_sha256: str,
+        latency_ms: float,
+        corrects: str | None = None,
+        when: datetime | None = None,
+    ) -> Event:
+        """The event announcing one recognition of a track (`corrects`: the `unknown` it corrects)."""
+        return recognition_event(
+            device=device,
+            camera=recognition.camera,
+            track=recognition.track_id,
+            match=recognition.match,
+            frames=recognition.frames,
+            bbox=recognition.bbox,
+            gallery_version=recognition.gallery_version,
+            model_sha256=model_sha256,
+            latency_ms=latency_ms,
+            when=when,
+            corrects=corrects,
+        )
 
     @classmethod
     def from_payload(cls, doc: Mapping[str, Any]) -> Event:

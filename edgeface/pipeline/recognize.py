@@ -15,34 +15,34 @@ Only undecided tracks and open check windows cost embedder (and refiner) work.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
 from edgeface.identity.live import GoLive, LiveGallery
+from edgeface.pipeline.match_settings import MatchSettings
 from edgeface.pipeline.track import IouTracker
 from edgeface.types import Detection, Frame, Match, Track
 from edgeface.util.stats import LatencyWindow
 from edgeface.util.vectors import l2_normalize
-from edgeface.vision.encoder import FaceEncoder
+from edgeface.vision.detect import Detects
 from edgeface.vision.quality import assess
 from edgeface.vision.quality_settings import QualitySettings
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionSettings:
-    min_frames: int = 3
-    max_wait_s: float = 1.5
-    cooldown_s: float = 10.0
-    detect_every: int = 1
-    recheck_s: float = 1.0
-    reverify_s: float = 1.0
+class Embeds(Protocol):
+    """What the recognizer needs of the face path (`FaceEncoder`): an aligned crop, and crops embedded."""
+
+    def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray: ...
+    def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class Recognition:
+    """A track recognised (or found unknown): its first decision, or the correction of an `unknown`."""
+
     camera: str
     track_id: int
     match: Match
@@ -61,29 +61,34 @@ KEEP_CROPS = 10  # aligned crops a track carries for its decision (snapshot, kep
 class Recognizer:
     def __init__(
         self,
-        encoder: FaceEncoder,
+        detector: Detects,
+        embedder: Embeds,
         live: GoLive,
         quality: QualitySettings,
-        decisions: DecisionSettings,
+        match: MatchSettings,
+        *,
+        every_n_frames: int = 1,
         matching_allowed: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.encoder = encoder
+        self.detector = detector
+        self.embedder = embedder
         self.live = live
         self.matching_allowed = matching_allowed
         self.tracker = IouTracker()
         self.latency = LatencyWindow()
         self.rejected_faces = 0
         self.reverified_resets = 0
-        self.reconfigure(quality, decisions)
+        self.reconfigure(quality, match, every_n_frames)
 
-    def reconfigure(self, quality: QualitySettings, decisions: DecisionSettings) -> None:
+    def reconfigure(self, quality: QualitySettings, match: MatchSettings, every_n_frames: int = 1) -> None:
         """New settings (SIGHUP); tracks in flight keep their state. The decision rule is not set here: it
         comes with each gallery (`GoLive`), read once per decision together with the index."""
         self.quality = quality
-        self.decisions = decisions
+        self.settings = match
+        self.every_n_frames = every_n_frames
 
-    def process(self, frame: Frame) -> list[Decision]:
-        if frame.seq % self.decisions.detect_every:
+    def process(self, frame: Frame) -> list[Recognition]:
+        if frame.seq % self.every_n_frames:
             return []
         started = time.perf_counter()
         detections = self._detect(frame)
@@ -94,25 +99,25 @@ class Recognizer:
         good = [(t, d) for t, d in due if self._passes_quality(frame.image, d)]
         if good:
             started = time.perf_counter()
-            crops = [self.encoder.crop(frame.image, d) for _, d in good]
-            embeddings = self.encoder.embed_crops(crops)
+            crops = [self.embedder.crop(frame.image, d) for _, d in good]
+            embeddings = self.embedder.embed_crops(crops)
             self.latency.add("embed", (time.perf_counter() - started) * 1e3)
             for (track, _), embedding, crop in zip(good, embeddings, crops, strict=True):
                 self._take_face(track, embedding)
                 track.crops = [*track.crops[1 - KEEP_CROPS :], crop]
         out = []
         for track, _ in good:
-            decision = self._maybe_decide(frame, track)
-            if decision is not None:
-                out.append(decision)
+            recognition = self._maybe_decide(frame, track)
+            if recognition is not None:
+                out.append(recognition)
         for track, _ in assigned:
-            if track.decision is None and track not in (t for t, _ in good) and self._ready(track, frame.ts):
+            if track.match is None and track not in (t for t, _ in good) and self._ready(track, frame.ts):
                 out.append(self._decide(frame, track, "first"))
         return out
 
     def _detect(self, frame: Frame) -> list[Detection]:
         """Detect on the low-resolution stream when the camera gives one; boxes map back to `image`."""
-        detector = self.encoder.detector
+        detector = self.detector
         if frame.lores is None:
             return detector.detect(frame.image)
         sx, sy = frame.lores_scale
@@ -126,10 +131,10 @@ class Recognizer:
 
     def _needs_face(self, track: Track, ts: float) -> bool:
         """Undecided tracks and open check windows embed every frame; a settled track when a check is due."""
-        if track.decision is None or track.checking:
+        if track.match is None or track.checking:
             return True
-        unsettled = track.decision.decision == "unknown" and not track.corrected
-        interval = self.decisions.recheck_s if unsettled else self.decisions.reverify_s
+        unsettled = track.match.decision == "unknown" and not track.corrected
+        interval = self.settings.recheck_s if unsettled else self.settings.reverify_s
         return ts - track.last_check >= interval
 
     def _passes_quality(self, image: np.ndarray, detection: Detection) -> bool:
@@ -140,25 +145,25 @@ class Recognizer:
 
     @staticmethod
     def _take_face(track: Track, embedding: np.ndarray) -> None:
-        (track.embeddings if track.decision is None else track.checking).append(embedding)
+        (track.embeddings if track.match is None else track.checking).append(embedding)
 
-    def _maybe_decide(self, frame: Frame, track: Track) -> Decision | None:
-        if track.decision is None:
+    def _maybe_decide(self, frame: Frame, track: Track) -> Recognition | None:
+        if track.match is None:
             return self._decide(frame, track, "first") if self._ready(track, frame.ts) else None
-        if len(track.checking) < self.decisions.min_frames:
+        if len(track.checking) < self.settings.min_frames:
             return None
         return self._check(frame, track)
 
-    def _check(self, frame: Frame, track: Track) -> Decision | None:
+    def _check(self, frame: Frame, track: Track) -> Recognition | None:
         """A full check window on a decided track: a correction, a newcomer's fresh decision, or nothing."""
         faces, track.checking = track.checking, []
         track.last_check = frame.ts
         live = self.live.current
-        if track.decision is not None and track.decision.decision == "unknown" and not track.corrected:
+        if track.match is not None and track.match.decision == "unknown" and not track.corrected:
             match = self._search(live, faces)
             if match.decision == "match":
                 track.corrected = True
-                return self._decision(frame, track, live, match, "correction", faces)
+                return self._recognised(frame, track, live, match, "correction", faces)
         reference = l2_normalize(np.mean(track.decided_on, axis=0))
         if float(reference @ l2_normalize(np.mean(faces, axis=0))) >= live.rule.threshold:
             return None
@@ -171,8 +176,8 @@ class Recognizer:
     def _ready(self, track: Track, ts: float) -> bool:
         if not track.embeddings:
             return False
-        waited = ts - track.first_seen >= self.decisions.max_wait_s
-        return len(track.embeddings) >= self.decisions.min_frames or waited
+        waited = ts - track.first_seen >= self.settings.max_wait_s
+        return len(track.embeddings) >= self.settings.min_frames or waited
 
     def _search(self, live: LiveGallery, embeddings: list[np.ndarray]) -> Match:
         started = time.perf_counter()
@@ -182,12 +187,12 @@ class Recognizer:
             match = Match("unknown", None, match.score, match.margin, match.threshold)
         return match
 
-    def _decide(self, frame: Frame, track: Track, kind: Literal["first", "correction"]) -> Decision:
+    def _decide(self, frame: Frame, track: Track, kind: Literal["first", "correction"]) -> Recognition:
         live = self.live.current  # once per decision: its index and its rule belong together
         match = self._search(live, track.embeddings)
-        return self._decision(frame, track, live, match, kind, track.embeddings)
+        return self._recognised(frame, track, live, match, kind, track.embeddings)
 
-    def _decision(
+    def _recognised(
         self,
         frame: Frame,
         track: Track,
@@ -195,11 +200,11 @@ class Recognizer:
         match: Match,
         kind: Literal["first", "correction"],
         faces: list[np.ndarray],
-    ) -> Decision:
-        track.decision = match
+    ) -> Recognition:
+        track.match = match
         track.decided_on = list(faces)
         track.last_check = frame.ts
-        return Decision(
+        return Recognition(
             frame.camera,
             track.track_id,
             match,
