@@ -62,6 +62,7 @@ class Door:
         import paho.mqtt.client as mqtt
 
         from edgeface.identity.gallery import GalleryStore
+        from edgeface.sync.apply import DevicePolicy
         from edgeface.sync.client import GallerySyncClient
         from edgeface.sync.mqtt import PahoTransport
         from edgeface.sync.settings import SyncClientSettings
@@ -69,7 +70,9 @@ class Door:
         self.applied: dict[int, float] = {}
         self.disconnects = 0
         name = f"door-{index:05d}"
-        settings = SyncClientSettings(FLEET, name, MODEL, PREFIX, url=fetch, fetch_timeout_s=sync_timeout)
+        settings = SyncClientSettings(
+            DevicePolicy(FLEET, MODEL), name, PREFIX, url=fetch, fetch_timeout_s=sync_timeout
+        )
         self.sync = GallerySyncClient(settings, Door.public_key, GalleryStore(root / name), self._on_gallery)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
         PahoTransport.attach_to(self.client, self.sync)

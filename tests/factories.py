@@ -40,10 +40,12 @@ from edgeface.mqtt.settings import MqttSettings
 from edgeface.mqtt.topics import fleet_gallery, fleet_gallery_chunk
 from edgeface.pipeline.events import Event, recognition_event
 from edgeface.server.signing import Ed25519PrivateKey, generate_keypair, load_private_key, sign
+from edgeface.sync.apply import DevicePolicy
 from edgeface.sync.bundle import Bundle
-from edgeface.sync.client import GallerySyncClient, SyncClientSettings
+from edgeface.sync.client import GallerySyncClient
 from edgeface.sync.manifest import manifest_bytes
 from edgeface.sync.mqtt import PahoTransport
+from edgeface.sync.settings import SyncClientSettings
 from edgeface.sync.signing import Ed25519PublicKey, load_public_key
 from edgeface.sync.trust import Trust
 from edgeface.sync.updater import IndexUpdater
@@ -256,7 +258,10 @@ def start_device(
         with lock:
             galleries.append(gallery)
 
-    settings = SyncClientSettings(FLEET, name, model, PREFIX, **config)  # type: ignore[arg-type]
+    policy_keys = {"expiry_policy", "max_payload", "max_version_jump", "dim"}
+    policy = DevicePolicy(FLEET, model, **{k: v for k, v in config.items() if k in policy_keys})  # type: ignore[arg-type]
+    rest = {k: v for k, v in config.items() if k not in policy_keys}
+    settings = SyncClientSettings(policy, name, PREFIX, **rest)  # type: ignore[arg-type]
     sync = GallerySyncClient(settings, trust or keys.public, store, on_gallery)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
     PahoTransport.attach_to(client, sync)

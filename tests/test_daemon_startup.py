@@ -156,8 +156,12 @@ def test_sync_takes_its_settings_from_the_config(tmp_path: Path, card_only: Path
     assert sync is not None
     try:
         settings = sync.client.config
-        assert (settings.fleet, settings.device_id, settings.prefix) == (FLEET, "door1", "site7")
-        assert (settings.model_sha256, settings.expiry_policy, settings.dim) == (MODEL, "deny", 128)
+        assert (settings.policy.fleet, settings.device_id, settings.prefix) == (FLEET, "door1", "site7")
+        assert (settings.policy.model_sha256, settings.policy.expiry_policy, settings.policy.dim) == (
+            MODEL,
+            "deny",
+            128,
+        )
         assert settings.gallery_topic == f"site7/fleet/{FLEET}/gallery"
         assert sync.updater.live is live and sync.matching_allowed()
     finally:

@@ -20,8 +20,10 @@ import pytest
 from edgeface.cli import main
 from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.server.build import build_bundle
-from edgeface.sync.client import GallerySyncClient, SyncClientSettings
+from edgeface.sync.apply import DevicePolicy
+from edgeface.sync.client import GallerySyncClient
 from edgeface.sync.mqtt import BrokerOptions, PahoTransport, make_client
+from edgeface.sync.settings import SyncClientSettings
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import ROOT, Broker, free_port
 from tests.factories import MODEL, Keys, go_live, make_gallery, make_keys, make_pki, wait_for
@@ -171,7 +173,10 @@ def test_signed_gallery_flows_over_tls_with_acl(secure, tmp_path: Path) -> None:
     store = GalleryStore(tmp_path / "door1")
     live = go_live(Gallery.empty(128, MODEL))
     sync = GallerySyncClient(
-        SyncClientSettings("lobby", "door1", MODEL), keys.public, store, IndexUpdater(live).apply
+        SyncClientSettings(DevicePolicy("lobby", MODEL), "door1"),
+        keys.public,
+        store,
+        IndexUpdater(live).apply,
     )
     client = make_client(_options(broker, pki, "door1"))
     PahoTransport.attach_to(client, sync)

@@ -12,10 +12,12 @@ from edgeface.errors import BundleError
 from edgeface.identity.gallery import GalleryStore
 from edgeface.server.build import build_bundle
 from edgeface.server.publish import publish
+from edgeface.sync.apply import DevicePolicy
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
-from edgeface.sync.client import GallerySyncClient, SyncClientSettings
+from edgeface.sync.client import GallerySyncClient
 from edgeface.sync.mqtt import BrokerOptions
+from edgeface.sync.settings import SyncClientSettings
 from tests.factories import (
     FLEET,
     MODEL,
@@ -119,7 +121,7 @@ def test_restarted_device_starts_from_its_stored_gallery(broker, tmp_path: Path,
     broker.stop()  # offline: the device must still come up with version 1
     store = GalleryStore(tmp_path / "door1")
     offline = GallerySyncClient(
-        SyncClientSettings(FLEET, "door1", MODEL, PREFIX), keys.public, store, lambda g: None
+        SyncClientSettings(DevicePolicy(FLEET, MODEL), "door1", PREFIX), keys.public, store, lambda g: None
     )
     try:
         assert offline.gallery is not None and offline.gallery.version == 1 and len(offline.gallery) == 10
@@ -127,7 +129,7 @@ def test_restarted_device_starts_from_its_stored_gallery(broker, tmp_path: Path,
     finally:
         offline.close()
     other_model = GallerySyncClient(
-        SyncClientSettings(FLEET, "door1", "cd" * 32), keys.public, store, lambda g: None
+        SyncClientSettings(DevicePolicy(FLEET, "cd" * 32), "door1"), keys.public, store, lambda g: None
     )
     try:  # a gallery made for another embedder is never used
         assert other_model.gallery is None and other_model.running_version == 0

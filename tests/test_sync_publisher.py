@@ -10,8 +10,10 @@ from edgeface.identity.gallery import Gallery, GalleryStore
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.server.build import build_bundle
 from edgeface.server.publish import publish
-from edgeface.sync.client import GallerySyncClient, SyncClientSettings
+from edgeface.sync.apply import DevicePolicy
+from edgeface.sync.client import GallerySyncClient
 from edgeface.sync.mqtt import BrokerOptions, PublisherTransport
+from edgeface.sync.settings import SyncClientSettings
 from edgeface.sync.updater import IndexUpdater
 from tests.conftest import Broker
 from tests.factories import (
@@ -37,7 +39,7 @@ def test_sync_over_the_daemons_publisher_survives_a_broker_restart(broker: Broke
     with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(5)
         sync = GallerySyncClient(
-            SyncClientSettings(FLEET, "door1", MODEL, PREFIX),
+            SyncClientSettings(DevicePolicy(FLEET, MODEL), "door1", PREFIX),
             keys.public,
             GalleryStore(tmp_path / "g"),
             updater.apply,

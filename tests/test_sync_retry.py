@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from edgeface.server.build import build_bundle
+from edgeface.sync.apply import DevicePolicy
 from edgeface.sync.bundle import unpack_bundle
 from edgeface.sync.chunks import announcement_bytes, split_chunks
-from edgeface.sync.client import SyncClientSettings
+from edgeface.sync.settings import SyncClientSettings
 from tests.factories import (
     FLEET,
     MODEL,
@@ -104,8 +105,10 @@ def test_retries_are_bounded_and_back_off(broker, tmp_path: Path, keys: Keys) ->
 
 
 def test_retry_delays_double_up_to_the_cap() -> None:
-    config = SyncClientSettings(FLEET, "door1", MODEL, fetch_timeout_s=30, fetch_backoff_max_s=300)
+    config = SyncClientSettings(
+        DevicePolicy(FLEET, MODEL), "door1", fetch_timeout_s=30, fetch_backoff_max_s=300
+    )
     assert [config.retry_delay(n) for n in range(1, 6)] == [60, 120, 240, 300, 300]
     assert config.retry_delay(10_000) == 300
     with pytest.raises(ValueError):
-        SyncClientSettings(FLEET, "door1", MODEL, fetch_timeout_s=0)
+        SyncClientSettings(DevicePolicy(FLEET, MODEL), "door1", fetch_timeout_s=0)

@@ -13,12 +13,14 @@ import pytest
 from edgeface.identity.gallery import GalleryStore, sha256_bytes
 from edgeface.server.build import build_bundle
 from edgeface.server.publish import delta_allowed
+from edgeface.sync.apply import DevicePolicy
 from edgeface.sync.bundle import bind_payload, pack_payload, split_payload, unpack_bundle, verify_bundle
 from edgeface.sync.chunks import ANNOUNCE_FORMAT, parse_announcement
-from edgeface.sync.client import GallerySyncClient, SyncClientSettings
+from edgeface.sync.client import GallerySyncClient
 from edgeface.sync.errors import Rejected
 from edgeface.sync.manifest import parse_manifest
 from edgeface.sync.rawio import parse_rows
+from edgeface.sync.settings import SyncClientSettings
 from edgeface.sync.validate import CHUNK_BYTES_MAX
 from tests.factories import FLEET, MODEL, PREFIX, Keys, make_gallery, make_keys, resigned
 
@@ -51,7 +53,7 @@ def test_a_flood_of_huge_integer_announcements_is_rejected_and_rate_limited(
 ) -> None:
     incidents: list[str] = []
     client = GallerySyncClient(
-        SyncClientSettings(FLEET, "door1", MODEL, PREFIX),
+        SyncClientSettings(DevicePolicy(FLEET, MODEL), "door1", PREFIX),
         keys.public,
         GalleryStore(tmp_path / "gallery"),
         on_gallery=lambda gallery: None,

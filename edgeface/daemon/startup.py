@@ -86,6 +86,7 @@ def start_sync(
     a worker makes them live through `live` (recognition keeps using the old gallery meanwhile)."""
     if not config.sync.enabled:
         return None
+    from edgeface.sync.apply import DevicePolicy
     from edgeface.sync.client import GallerySyncClient
     from edgeface.sync.mqtt import PublisherTransport
     from edgeface.sync.settings import SyncClientSettings
@@ -95,13 +96,15 @@ def start_sync(
     updater = IndexUpdater(live, on_live=lambda gallery, _: on_applied(gallery))
     client = GallerySyncClient(
         SyncClientSettings(
-            fleet=config.device.fleet,
+            DevicePolicy(
+                fleet=config.device.fleet,
+                model_sha256=model_sha256,
+                expiry_policy=config.sync.expiry_policy,
+                max_version_jump=config.sync.max_version_jump,
+                dim=dim,
+            ),
             device_id=config.device.id,
-            model_sha256=model_sha256,
             prefix=config.mqtt.prefix,
-            expiry_policy=config.sync.expiry_policy,
-            max_version_jump=config.sync.max_version_jump,
-            dim=dim,
             url=config.sync.url,
             timestamp_required=config.sync.timestamp_required,
         ),

@@ -2,7 +2,8 @@
 
 Device wiring (the daemon)::
 
-    sync = GallerySyncClient(SyncClientSettings(fleet, device_id, model_sha256, prefix, expiry_policy), public_key,
+    policy = DevicePolicy(fleet, model_sha256, expiry_policy)
+    sync = GallerySyncClient(SyncClientSettings(policy, device_id, prefix), public_key,
                              GalleryStore(state_dir / "gallery"), on_gallery=updater.apply)
     PahoTransport.attach_to(mqtt_client, sync)
 
@@ -10,7 +11,7 @@ Modules: `manifest` (the signed JSON), `bundle` (container + stateless checks), 
 verification), `delta` (applying a delta), `chunks` (MQTT announcement and chunking), `apply` (device
 checks + atomic write), `rawio` (large payloads without long GIL holds), `client` (the device state
 machine), `mqtt` (paho binding), `updater` (index swap), `validate` (bounds shared by server and device),
-`decision` (the signed calibration evidence), `throttle` (log and state rate limits), `settings` (the
+`signed_calibration` (the gallery's calibration in the manifest), `throttle` (log and state rate limits), `settings` (the
 client's settings), `fetch` (payloads by URL), `plan` (catch-up by a chain of deltas), `timestamp` and
 `freshness` (the signed timestamp record and the door's view of it), `trust` (plain key or root-certified
 keys, revocation). Building, signing

@@ -30,7 +30,7 @@ from edgeface.mqtt.payloads import gallery_state_payload
 from edgeface.mqtt.topics import (
     parse_fleet_gallery_chunk,
 )
-from edgeface.sync.apply import DevicePolicy, apply_payload, check_device, is_running, running_expired
+from edgeface.sync.apply import apply_payload, check_device, is_running, running_expired
 from edgeface.sync.chunks import Announcement, ChunkAssembler, check_announcement, parse_announcement
 from edgeface.sync.errors import Rejected
 from edgeface.sync.fetch import Cancelled, Target, fetch_payload
@@ -82,14 +82,7 @@ class GallerySyncClient:
         self.config = config
         self._on_rejected = on_rejected  # rate-limited like the rejection log lines
         self._on_freshness = on_freshness
-        self.policy = DevicePolicy(
-            config.fleet,
-            config.model_sha256,
-            config.expiry_policy,
-            config.max_payload,
-            config.max_version_jump,
-            config.dim,
-        )
+        self.policy = config.policy
         # a plain key (`sync.public_key`) or keys certified by a root (`sync.root_key`)
         self._trust: Trust = KeyTrust(public_key) if isinstance(public_key, Ed25519PublicKey) else public_key
         self._store = store
@@ -191,7 +184,7 @@ class GallerySyncClient:
     def _on_announcement(self, raw: bytes) -> None:
         version = None
         try:
-            announcement = parse_announcement(raw, self.config.max_payload)
+            announcement = parse_announcement(raw, self.policy.max_payload)
             if announcement.revocations is not None:
                 self._trust.offer_revocations(announcement.revocations)
             self._trust.verify(announcement.manifest, announcement.signature, announcement.cert)
@@ -373,12 +366,12 @@ class GallerySyncClient:
         except GalleryError:
             log.exception("stored gallery unreadable; starting without one")
             return None
-        if gallery.model_sha256 != self.config.model_sha256:
+        if gallery.model_sha256 != self.policy.model_sha256:
             log.error(
                 "stored gallery %d was made for model %s, this device runs %s: ignoring it until a new bundle",
                 gallery.version,
                 gallery.model_sha256[:12],
-                self.config.model_sha256[:12],
+                self.policy.model_sha256[:12],
             )
             return None
         return gallery

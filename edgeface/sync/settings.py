@@ -1,28 +1,23 @@
-"""What a device's gallery-sync client is configured with (`[device]`, `[mqtt] prefix` and `[sync]`)."""
+"""What a device's gallery-sync client is configured with (`[device]`, `[mqtt] prefix` and `[sync]`): the
+`DevicePolicy` its bundles are checked against, and how it fetches and reports them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from edgeface.mqtt.topics import DeviceTopics, fleet_gallery, fleet_gallery_chunks, fleet_timestamp
-from edgeface.sync.bundle import MAX_PAYLOAD
+from edgeface.sync.apply import DevicePolicy
 from edgeface.sync.fetch import UrlFetchSettings
-from edgeface.sync.validate import DEFAULT_MAX_VERSION_JUMP, valid_fleet
 
 
 @dataclass(frozen=True, slots=True)
 class SyncClientSettings:
-    fleet: str
+    policy: DevicePolicy  # which bundles this door accepts: its fleet, embedder, expiry and size bounds
     device_id: str
-    model_sha256: str
     prefix: str = "edgeface"
-    expiry_policy: str = "warn"  # "warn" | "deny"
-    max_payload: int = MAX_PAYLOAD
     fetch_timeout_s: float = 30.0
     fetch_retries: int = 5  # re-subscriptions after the first timeout, then `chunk_missing` for good
     fetch_backoff_max_s: float = 300.0
-    max_version_jump: int = DEFAULT_MAX_VERSION_JUMP
-    dim: int | None = None  # the embedder's output size: a bundle of another `dim` is refused
     state_interval_s: float = 1.0  # retained state: a burst of 5, then at most one per interval
     timestamp_required: bool = False  # stale (see `freshness`) until a valid signed timestamp arrives
     url: UrlFetchSettings = field(
@@ -30,7 +25,6 @@ class SyncClientSettings:
     )  # payloads named by URL in the signed manifest
 
     def __post_init__(self) -> None:
-        valid_fleet(self.fleet)
         if not (self.fetch_timeout_s > 0 and self.fetch_backoff_max_s >= self.fetch_timeout_s):
             raise ValueError("sync: need fetch_timeout_s > 0 and fetch_backoff_max_s >= fetch_timeout_s")
         if self.fetch_retries < 0 or self.state_interval_s <= 0:
@@ -39,6 +33,10 @@ class SyncClientSettings:
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait for the chunks after re-subscription `attempt` (1, 2, ...): doubling, capped."""
         return min(self.fetch_timeout_s * 2.0 ** min(attempt, 32), self.fetch_backoff_max_s)
+
+    @property
+    def fleet(self) -> str:
+        return self.policy.fleet
 
     @property
     def gallery_topic(self) -> str:
