@@ -204,7 +204,7 @@ def test_a_signed_bundle_is_stored_indexed_and_swapped_in(
         assert went_live.version == 3 and len(went_live.gallery) == 5
         assert went_live.index.kind == "hnsw"  # the index settings the gallery went live with
         assert GalleryStore(config.gallery_dir).load().version == 3
-        wait_for(lambda: sync.client.last_state["status"] == "applied", 5, "applied state")
+        wait_for(lambda: sync.client.last_state.status == "applied", 5, "applied state")
         state = read_retained(broker, f"{PREFIX}/door1/gallery/state")
         assert state is not None and state["version"] == 3 and state["status"] == "applied"
     finally:

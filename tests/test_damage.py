@@ -177,7 +177,7 @@ def test_wrong_dim_bundle_over_mqtt_is_rejected_with_the_reason_in_gallery_state
         chunks = split_chunks(parts.payload, 4096)
         announcement = announcement_bytes(parts.manifest, parts.signature, parts.payload, chunks)
         raw_publish(broker, 2, announcement, dict(enumerate(chunks)))
-        wait_for(lambda: device.sync.last_state["status"] == "rejected", 5, "dim rejection")
+        wait_for(lambda: device.sync.last_state.status == "rejected", 5, "dim rejection")
         state = read_retained(broker, f"{PREFIX}/door1/gallery/state")
         assert state is not None and state["reason"].startswith("dim_mismatch:"), state
         assert device.sync.running_version == 1 and device.store.load().version == 1

@@ -18,10 +18,10 @@ import pytest
 
 from edgeface.mqtt.client import MqttPublisher
 from edgeface.mqtt.payloads import (
+    GalleryState,
+    Metrics,
     StageLatency,
     StatusInfo,
-    gallery_state_payload,
-    metrics_payload,
 )
 from edgeface.pipeline.events import Event
 from tests.conftest import Broker, make_broker
@@ -254,15 +254,15 @@ def test_retained_gallery_state_metrics_and_status_update(
 ) -> None:
     with MqttPublisher(make_settings(broker, tmp_path), STATUS_INFO) as publisher:
         assert publisher.wait_connected(5)
-        publisher.publish_gallery_state(gallery_state_payload(4, "applied"))
-        metrics = metrics_payload(
+        publisher.publish_gallery_state(GalleryState(4, "applied").payload())
+        metrics = Metrics(
             device="door1",
             fps=14.8,
             stages={"detect": StageLatency(8.1, 12.3)},
             queues={"frames": 1},
             dropped_frames=2,
             uptime_s=12.0,
-            extra={"mqtt_pending": publisher.stats().pending},
+            mqtt=publisher.stats().as_dict(),
         )
         assert publisher.publish_metrics(metrics)
         publisher.set_status(StatusInfo("0.1.0", 4, 6, "ghostfacenet", MODEL))
@@ -280,7 +280,7 @@ def test_retained_gallery_state_metrics_and_status_update(
     assert by_topic["edgeface/door1/status"]["gallery"] == {"version": 4, "count": 6, "expired": False}
     (received,) = collector.payloads("edgeface/door1/metrics")
     validate("metrics", received)
-    assert received["mqtt_pending"] == 0
+    assert received["mqtt"]["pending"] == 0
 
 
 def test_mqtt5_events_carry_a_json_content_type(broker: Broker, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from edgeface.mqtt.discovery import Discovery, DoorInfo, ha_key
-from edgeface.mqtt.payloads import StatusInfo, metrics_payload, status_payload
+from edgeface.mqtt.payloads import Metrics, StatusInfo, status_payload
 from edgeface.mqtt.topics import DeviceTopics
 from edgeface.pipeline.events import recognition_event
 from edgeface.types import Identity, Match
@@ -78,8 +78,8 @@ def test_diagnostics_are_diagnostic_and_read_fields_the_status_and_metrics_carry
     assert {c["entity_category"] for c in diagnostics.values()} == {"diagnostic"}
     info = StatusInfo("0", 4, 2, "facerec128", "0f" * 32, decision={"threshold": 0.4, "source": "gallery"})
     status = status_payload("online", info)
-    metrics = metrics_payload(device="door1", fps=9.5, stages={}, queues={"frames": 0, "spool": 3},
-                              dropped_frames=7, uptime_s=1.0, extra={"incidents": {"reload_refused": 1}})  # fmt: skip
+    metrics = Metrics(device="door1", fps=9.5, stages={}, queues={"frames": 0, "spool": 3}, dropped_frames=7,
+                      uptime_s=1.0, incidents={"reload_refused": 1}).payload()  # fmt: skip
     for config in diagnostics.values():
         payload = status if config["state_topic"] == "edgeface/door1/status" else metrics
         assert config["state_topic"] in ("edgeface/door1/status", "edgeface/door1/metrics")

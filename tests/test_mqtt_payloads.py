@@ -11,11 +11,11 @@ import pytest
 
 from edgeface.mqtt.discovery import Discovery, DoorInfo
 from edgeface.mqtt.payloads import (
+    GalleryState,
+    Metrics,
     StageLatency,
     StatusInfo,
     encode,
-    gallery_state_payload,
-    metrics_payload,
     status_payload,
 )
 from edgeface.mqtt.topics import DeviceTopics
@@ -93,18 +93,18 @@ def test_status_gallery_state_metrics_and_discovery_validate() -> None:
         validate("status", status_payload(state, info))
     with pytest.raises(ValueError, match="state"):
         status_payload("sleeping", info)
-    validate("gallery_state", gallery_state_payload(3, "applied"))
-    validate("gallery_state", gallery_state_payload(4, "rejected", "signature does not verify"))
+    validate("gallery_state", GalleryState(3, "applied").payload())
+    validate("gallery_state", GalleryState(4, "rejected", "signature does not verify").payload())
     with pytest.raises(jsonschema.ValidationError):
-        validate("gallery_state", gallery_state_payload(4, "rejected"))  # a rejection says why
-    metrics = metrics_payload(
+        validate("gallery_state", GalleryState(4, "rejected").payload())  # a rejection says why
+    metrics = Metrics(
         device="door1",
         fps=15.0,
         stages={"embed": StageLatency(20.0, 31.5)},
         queues={"frames": 2},
         dropped_frames=0,
         uptime_s=3.0,
-    )
+    ).payload()
     validate("metrics", metrics)
     discovery = Discovery(DeviceTopics("edgeface", "door1"), DoorInfo("facerec128", "0.1.0"))
     entities = discovery.entities([Identity("p1", "Ada")], snapshot=True)
@@ -143,7 +143,11 @@ def test_fleet_announcement_and_manifest_schemas_match_the_sync_format() -> None
 
 
 def test_gallery_state_schema_accepts_the_sync_clients_extra_fields() -> None:
-    state = {**gallery_state_payload(3, "applied", "running the stored gallery"), "running": 3, "fleet": "f1"}
+    state = {
+        **GalleryState(3, "applied", "running the stored gallery").payload(),
+        "running": 3,
+        "fleet": "f1",
+    }
     validate("gallery_state", {**state, "expired": False})
     with pytest.raises(jsonschema.ValidationError):
         validate("gallery_state", {**state, "running": "three"})

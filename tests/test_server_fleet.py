@@ -9,7 +9,7 @@ import json
 import pytest
 
 from edgeface.cli import main
-from edgeface.mqtt.payloads import StatusInfo, encode, gallery_state_payload, status_payload
+from edgeface.mqtt.payloads import GalleryState, StatusInfo, encode, status_payload
 from edgeface.mqtt.topics import DeviceTopics
 from edgeface.server.fleet import DoorStatus, door_of, fleet_rows, table
 from tests.conftest import Broker
@@ -25,8 +25,7 @@ def status(state: str, version: int | None, count: int = 10, **extra: object) ->
 
 def state(version: int | None, outcome: str, reason: str | None, running: int, fleet: str = FLEET) -> bytes:
     # what GallerySyncClient publishes: the payload plus what it runs and its fleet
-    payload = gallery_state_payload(version, outcome, reason)
-    return encode(payload | {"running": running, "fleet": fleet, "expired": False})
+    return encode(GalleryState(version, outcome, reason, running, fleet).payload())  # type: ignore[arg-type]
 
 
 HOSTILE = "d" * 300  # a door name longer than any row shows

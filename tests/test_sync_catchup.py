@@ -89,8 +89,8 @@ def test_a_door_three_versions_behind_catches_up(broker, web: LocalWeb, tmp_path
             assert gallery.ids == gallery_v(gallery.version).ids
         late.client.reconnect()  # the retained full v4 is re-delivered: recognised as what runs
         wait_for(late.client.is_connected, 5, "reconnect")
-        wait_for(lambda: late.sync.last_state["status"] == "applied", 5, "state stays applied")
-        assert late.sync.last_state["version"] == 4
+        wait_for(lambda: late.sync.last_state.status == "applied", 5, "state stays applied")
+        assert late.sync.last_state.version == 4
     finally:
         late.close()
 

@@ -51,7 +51,7 @@ def _url_bundle(keys: Keys, version: int, url_base: str, n: int = 30) -> bytes:
 
 
 def _state_reason(device) -> str:
-    return device.sync.last_state.get("reason") or ""
+    return device.sync.last_state.reason or ""
 
 
 def test_url_bundle_built_by_the_cli_is_applied_through_nginx_and_mosquitto(
@@ -114,7 +114,7 @@ def test_a_damaged_payload_is_refused_and_the_old_gallery_kept(
         wait_for(lambda: _state_reason(device).startswith(code), 10, f"{code} rejection")
         assert device.sync.running_version == 1
         assert device.store.load().version == 1 and device.index.gallery.version == 1
-        assert device.sync.last_state["status"] == "rejected" and device.sync.last_state["version"] == 2
+        assert device.sync.last_state.status == "rejected" and device.sync.last_state.version == 2
     finally:
         device.close()
 

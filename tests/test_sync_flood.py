@@ -67,10 +67,10 @@ def test_a_3_mb_bogus_field_is_not_echoed(broker, tmp_path: Path, keys: Keys, ca
         field = "x\n\x1b[2J" + "A" * 3_000_000
         bogus = json.dumps({"format": "edgeface-announce/1", "payload": {"size": field}}).encode()
         _flood(broker, [bogus])
-        wait_for(lambda: device.sync.last_state["status"] == "rejected", 5, "rejection")
+        wait_for(lambda: device.sync.last_state.status == "rejected", 5, "rejection")
         wait_for(lambda: watcher.count() >= 2, 5, "rejected state published")
         assert max(len(p) for p in watcher.payloads) < 1000
-        reason = device.sync.last_state["reason"]
+        reason = device.sync.last_state.reason
         assert len(reason) < 300 and "\n" not in reason and "\x1b" not in reason
         lines = [r.getMessage() for r in _warnings(caplog)]
         assert lines and all(len(line) < 400 and "\n" not in line and "\x1b" not in line for line in lines)
@@ -87,9 +87,7 @@ def test_a_flood_of_junk_is_coalesced(broker, tmp_path: Path, keys: Keys, caplog
         caplog.set_level(logging.WARNING, logger="edgeface.sync.client")
         started = time.monotonic()
         _flood(broker, [b"same junk"] * 500 + [f"junk {n}".encode() for n in range(2000)])
-        wait_for(
-            lambda: (device.sync.last_state["reason"] or "").startswith("announcement_invalid"), 10, "junk"
-        )
+        wait_for(lambda: (device.sync.last_state.reason or "").startswith("announcement_invalid"), 10, "junk")
         elapsed = time.monotonic() - started
         time.sleep(1.5)  # let the trailing coalesced publish happen
         published = watcher.count() - 1

@@ -46,7 +46,7 @@ def _retain(broker, payload: bytes) -> None:
 
 
 def _freshness(device) -> dict:
-    return device.sync.last_state["freshness"]
+    return device.sync.last_state.freshness
 
 
 @pytest.mark.parametrize("policy", ["deny", "warn"])

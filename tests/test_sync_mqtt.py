@@ -179,8 +179,8 @@ def test_delta_on_wrong_base_is_rejected_and_publisher_falls_back(broker, tmp_pa
             announcement_bytes(parts.manifest, parts.signature, parts.payload, chunks),
             dict(enumerate(chunks)),
         )
-        wait_for(lambda: device.sync.last_state["status"] == "rejected", 5, "rejection")
-        assert device.sync.last_state["reason"].startswith("base_mismatch")
+        wait_for(lambda: device.sync.last_state.status == "rejected", 5, "rejection")
+        assert device.sync.last_state.reason.startswith("base_mismatch")
         assert device.sync.running_version == 1 and device.store.load().version == 1
         full = build_bundle(v3, fleet=FLEET, version=3, key=keys.private)
         assert not _publish(broker, delta_from_2, fallback=full).delta

@@ -60,7 +60,7 @@ def test_more_chunks_are_refused_at_publish_naming_url_base_and_by_the_device(
         chunks = split_chunks(parts.payload, chunk_bytes)
         announcement = announcement_bytes(parts.manifest, parts.signature, parts.payload, chunks)
         raw_publish(broker, 1, announcement, {})
-        wait_for(lambda: "publish by URL" in (device.sync.last_state.get("reason") or ""), 5, "refusal")
+        wait_for(lambda: "publish by URL" in (device.sync.last_state.reason or ""), 5, "refusal")
         assert device.sync.running_version == 0
     finally:
         device.close()

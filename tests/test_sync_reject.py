@@ -157,7 +157,7 @@ CASES = {
 
 
 def _assert_kept(device: Device, v1: Gallery, broker, code: str) -> None:
-    wait_for(lambda: device.sync.last_state["status"] == "rejected", 5, f"{code} rejection")
+    wait_for(lambda: device.sync.last_state.status == "rejected", 5, f"{code} rejection")
     state = read_retained(broker, f"{PREFIX}/{device.name}/gallery/state")
     assert state["status"] == "rejected" and state["reason"].startswith(code + ":"), state
     assert state["running"] == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeface.mqtt.payloads import GalleryState
 from edgeface.server.build import build_bundle
 from edgeface.sync.apply import DevicePolicy
 from edgeface.sync.bundle import unpack_bundle
@@ -48,12 +49,12 @@ def test_chunks_arriving_after_the_timeout_are_still_fetched(broker, tmp_path: P
     try:
         announcement, chunks = _bundle(keys)
         raw_publish(broker, 1, announcement, {})
-        wait_for(lambda: (device.sync.last_state["reason"] or "").startswith("chunk_missing"), 5, "timeout")
-        assert "retry 1/" in device.sync.last_state["reason"]
+        wait_for(lambda: (device.sync.last_state.reason or "").startswith("chunk_missing"), 5, "timeout")
+        assert "retry 1/" in device.sync.last_state.reason
         time.sleep(0.5)
         raw_publish(broker, 1, None, chunks)  # retained now, long after the announcement
         wait_for(lambda: device.sync.running_version == 1, 5, "late chunks applied while connected")
-        assert device.sync.last_state["status"] == "applied"
+        assert device.sync.last_state.status == "applied"
     finally:
         device.close()
 
@@ -84,8 +85,8 @@ def test_retries_are_bounded_and_back_off(broker, tmp_path: Path, keys: Keys) ->
     reasons: list[tuple[float, str]] = []
     original = device.sync._set_state
 
-    def record(state: dict) -> None:
-        reasons.append((time.monotonic(), state["reason"]))
+    def record(state: GalleryState) -> None:
+        reasons.append((time.monotonic(), state.reason or ""))
         original(state)
 
     device.sync._set_state = record  # type: ignore[method-assign]

@@ -41,7 +41,7 @@ def _publish(broker, key: Keys, version: int, cert: bytes | None, revocations: b
 
 
 def _reason(device) -> str:
-    return device.sync.last_state.get("reason") or ""
+    return device.sync.last_state.reason or ""
 
 
 def test_rotation_revocation_and_expiry_end_to_end(broker, tmp_path: Path) -> None:

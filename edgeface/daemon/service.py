@@ -27,7 +27,7 @@ from edgeface.errors import EdgefaceError, GalleryError
 from edgeface.identity.gallery import Gallery
 from edgeface.identity.live import GoLive, LiveGallery
 from edgeface.identity.recovery import Recovery
-from edgeface.mqtt.payloads import StageLatency, StatusInfo, metrics_payload
+from edgeface.mqtt.payloads import CameraHealth, Metrics, StageLatency, StatusInfo
 from edgeface.pipeline.announce import Announcer
 from edgeface.pipeline.events import Event
 from edgeface.pipeline.frames import CaptureThread, DropOldestQueue
@@ -258,35 +258,32 @@ class Daemon:
         elif recovery.fell_back:
             self.incident("gallery_unusable", "no usable gallery version on disk")
 
-    def metrics(self) -> dict[str, object]:
+    def metrics(self) -> Metrics:
         uptime = time.monotonic() - self.started
         stages = {k: StageLatency(v["p50"], v["p95"]) for k, v in self.recognizer.latency.summary().items()}
         publisher = self.publisher.stats()
-        return metrics_payload(
+        return Metrics(
             device=self.config.device.id,
             fps=self.frames_processed / max(uptime, 1e-6),
             stages=stages,
             queues={"frames": len(self.frames), "spool": publisher.pending},
             dropped_frames=self.frames.dropped,
             uptime_s=uptime,
-            extra={
-                "camera": self.camera_status(),
-                "camera_frames": self.capture.captured,
-                "rejected_faces": self.recognizer.rejected_faces,
-                "reverified_resets": self.recognizer.reverified_resets,
-                "decision": self.parts.rule.as_dict(),
-                "events": self.events_published,
-                "mqtt": publisher.as_dict(),
-                "incidents": self.incidents.counts(),
-            },
+            camera=self.camera_health(),
+            camera_frames=self.capture.captured,
+            rejected_faces=self.recognizer.rejected_faces,
+            reverified_resets=self.recognizer.reverified_resets,
+            decision=self.parts.rule.as_dict(),
+            events=self.events_published,
+            mqtt=publisher.as_dict(),
+            incidents=self.incidents.counts(),
         )
 
-    def camera_status(self) -> dict[str, object]:
+    def camera_health(self) -> CameraHealth:
         current = self.source.status()
         if current is None:
-            return {"connected": not self.capture.ended.is_set(), "error": self.capture.error}
-        return {"connected": current.connected, "reconnects": current.reconnects, "failures": current.failures,
-                "last_error": current.last_error}  # fmt: skip
+            return CameraHealth(not self.capture.ended.is_set(), self.capture.error)
+        return CameraHealth(current.connected, current.last_error, current.reconnects, current.failures)
 
     def reload(self) -> None:
         """SIGHUP: re-read the config and the on-disk gallery (falling back past damaged versions); if the

@@ -231,12 +231,12 @@ class MqttPublisher:
         self._counts["spooled"] += 1
         self._work.put(_Ack(-1, False))  # wake the sender
 
-    def publish_metrics(self, metrics: Mapping[str, Any]) -> bool:
+    def publish_metrics(self, metrics: payloads.Metrics) -> bool:
         """QoS 0, not spooled, skipped while disconnected; True if handed to the network."""
         if not self.connected:
             return False
         try:
-            payload = payloads.encode(metrics)
+            payload = payloads.encode(metrics.payload())
         except ValueError as exc:
             log.error("MQTT: metrics skipped, they cannot be encoded: %s", printable(exc))
             return False

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from edgeface.mqtt.health import SpoolHealth
 from edgeface.util.fields import finite_number
@@ -79,12 +79,33 @@ def status_payload(
     return payload
 
 
-def gallery_state_payload(
-    version: int | None, status: str, reason: str | None = None, when: datetime | None = None
-) -> dict[str, Any]:
-    if status not in ("applied", "rejected"):
-        raise ValueError(f"gallery state status: must be 'applied' or 'rejected', got {status!r}")
-    return {"version": version, "status": status, "reason": reason, "ts": rfc3339(when)}
+@dataclass(frozen=True, slots=True)
+class GalleryState:
+    """The retained `{prefix}/{device}/gallery/state`: the last bundle's outcome, and what the door runs."""
+
+    version: int | None  # the bundle this state is about
+    status: Literal["applied", "rejected"]
+    reason: str | None = None  # why it was rejected (required then), or a warning it was applied with
+    running: int | None = None  # the gallery version the door runs now
+    fleet: str | None = None
+    expired: bool = False
+    freshness: Mapping[str, object] | None = None  # `Freshness.as_dict()`
+    ts: str = field(default_factory=rfc3339)
+
+    def __post_init__(self) -> None:
+        if self.status not in ("applied", "rejected"):
+            raise ValueError(f"gallery state status: must be 'applied' or 'rejected', got {self.status!r}")
+
+    def payload(self) -> dict[str, Any]:
+        """The §6 object; `running`, `fleet` and `freshness` only when known."""
+        known = {"running": self.running, "fleet": self.fleet, "freshness": self.freshness}
+        return {
+            "version": self.version,
+            "status": self.status,
+            "reason": self.reason,
+            "ts": self.ts,
+            "expired": self.expired,
+        } | {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in known.items() if v is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,37 +114,67 @@ class StageLatency:
     p95_ms: float
 
 
-def metrics_payload(
-    *,
-    device: str,
-    fps: float,
-    stages: Mapping[str, StageLatency],
-    queues: Mapping[str, int],
-    dropped_frames: int,
-    uptime_s: float,
-    extra: Mapping[str, Any] | None = None,
-    when: datetime | None = None,
-    spool: SpoolHealth | None = None,
-) -> dict[str, Any]:
-    """Periodic health numbers (QoS 0); ``extra`` carries e.g. the publisher's counters; ``spool`` adds the
-    spool health as ``"spool"`` (``SpoolHealth.as_dict()``)."""
-    payload: dict[str, Any] = {
-        "ts": rfc3339(when),
-        "device": device,
-        "fps": round(finite_number("fps", fps), 2),
-        "latency_ms": {
-            name: {
-                "p50": round(finite_number(name, s.p50_ms), 2),
-                "p95": round(finite_number(name, s.p95_ms), 2),
-            }
-            for name, s in stages.items()
-        },
-        "queues": {name: int(depth) for name, depth in queues.items()},
-        "dropped_frames": int(dropped_frames),
-        "uptime_s": round(finite_number("uptime_s", uptime_s), 1),
-    }
-    if spool is not None:
-        payload["spool"] = spool.as_dict()
-    if extra:
-        payload.update({k: v for k, v in extra.items() if k not in payload})
-    return payload
+@dataclass(frozen=True, slots=True)
+class CameraHealth:
+    connected: bool
+    error: str | None = None  # the capture's end (files, emulated frames) or a live source's last error
+    reconnects: int | None = None  # None: a source that does not reconnect
+    failures: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        if self.reconnects is None:
+            return {"connected": self.connected, "error": self.error}
+        return {"connected": self.connected, "reconnects": self.reconnects, "failures": self.failures,
+                "last_error": self.error}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """Periodic health numbers on `{prefix}/{device}/metrics` (QoS 0). The daemon's counters are optional so a
+    tool or test can send the core alone; a field left None is left out of the payload."""
+
+    device: str
+    fps: float
+    stages: Mapping[str, StageLatency]
+    queues: Mapping[str, int]
+    dropped_frames: int
+    uptime_s: float
+    camera: CameraHealth | None = None
+    camera_frames: int | None = None
+    rejected_faces: int | None = None
+    reverified_resets: int | None = None
+    decision: Mapping[str, float | str] | None = None  # `MatchRule.as_dict()`
+    events: int | None = None
+    mqtt: Mapping[str, object] | None = None  # `PublisherStats.as_dict()`
+    incidents: Mapping[str, int] | None = None  # incidents survived, by kind
+    spool: SpoolHealth | None = None
+    ts: str = field(default_factory=rfc3339)
+
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "ts": self.ts,
+            "device": self.device,
+            "fps": round(finite_number("fps", self.fps), 2),
+            "latency_ms": {
+                name: {
+                    "p50": round(finite_number(name, s.p50_ms), 2),
+                    "p95": round(finite_number(name, s.p95_ms), 2),
+                }
+                for name, s in self.stages.items()
+            },
+            "queues": {name: int(depth) for name, depth in self.queues.items()},
+            "dropped_frames": int(self.dropped_frames),
+            "uptime_s": round(finite_number("uptime_s", self.uptime_s), 1),
+        }
+        optional: dict[str, object] = {
+            "camera": None if self.camera is None else self.camera.as_dict(),
+            "camera_frames": self.camera_frames,
+            "rejected_faces": self.rejected_faces,
+            "reverified_resets": self.reverified_resets,
+            "decision": None if self.decision is None else dict(self.decision),
+            "events": self.events,
+            "mqtt": None if self.mqtt is None else dict(self.mqtt),
+            "incidents": None if self.incidents is None else dict(self.incidents),
+            "spool": None if self.spool is None else self.spool.as_dict(),
+        }
+        return payload | {k: v for k, v in optional.items() if v is not None}

@@ -17,16 +17,17 @@ field from the network is bounded and made printable before it is logged or echo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from edgeface.errors import GalleryError
 from edgeface.identity.gallery import Gallery, GalleryStore
-from edgeface.mqtt.payloads import gallery_state_payload
+from edgeface.mqtt.payloads import GalleryState
 from edgeface.mqtt.topics import (
     parse_fleet_gallery_chunk,
 )
@@ -100,7 +101,7 @@ class GallerySyncClient:
             config.fleet, config.timestamp_required, self._verify_timestamp, self._freshness_changed
         )
         self._reported_expired = False  # what check_expiry last reported
-        self._state = self._state_payload(
+        self._state = self._state_of(
             self._running.version if self._running else None,
             "applied",
             "running the stored gallery" if self._running else "no gallery stored yet",
@@ -131,7 +132,7 @@ class GallerySyncClient:
         if expired == self._reported_expired:
             return None
         self._reported_expired = expired
-        self._set_state(dict(self._state) | {"expired": expired})
+        self._set_state(dataclasses.replace(self._state, expired=expired))
         return expired
 
     @property
@@ -143,8 +144,8 @@ class GallerySyncClient:
         return not ((self.expired or self.freshness.stale) and self.policy.expiry_policy == "deny")
 
     @property
-    def last_state(self) -> dict[str, object]:
-        return dict(self._state)
+    def last_state(self) -> GalleryState:
+        return self._state
 
     def set_running(self, gallery: Gallery | None) -> None:
         """The daemon fell back to another stored gallery (damage on disk): judge bundles against it, and
@@ -165,7 +166,7 @@ class GallerySyncClient:
         with self._lock:
             if self._download is not None:
                 transport.subscribe(self.config.chunk_filter(self._download.manifest.version))
-        self._states.force(self._state)
+        self._states.force(self._state.payload())
 
     def on_message(self, topic: str, payload: bytes) -> None:
         if topic == self.config.gallery_topic:
@@ -355,7 +356,7 @@ class GallerySyncClient:
         self._running = gallery
         self._on_gallery(gallery)
         log.info("gallery %d applied (%d identities)", gallery.version, len(gallery))
-        self._set_state(self._state_payload(gallery.version, "applied", warning))
+        self._set_state(self._state_of(gallery.version, "applied", warning))
 
     # --- state ---------------------------------------------------------------------------------------
     def _load_running(self) -> Gallery | None:
@@ -383,29 +384,33 @@ class GallerySyncClient:
         )
         if logged and self._on_rejected is not None:
             self._on_rejected(f"gallery {version}: {exc.reason}")
-        self._set_state(self._state_payload(version, "rejected", exc.reason))
+        self._set_state(self._state_of(version, "rejected", exc.reason))
 
     def _verify_timestamp(self, record: bytes, signature: bytes, cert: bytes | None) -> None:
         self._trust.verify(record, signature, cert)
 
     def _freshness_changed(self, freshness: Freshness) -> None:
         """Re-publish the state with the new freshness; tell the daemon (status, incidents)."""
-        self._set_state(self._state | {"freshness": freshness.as_dict()})
+        self._set_state(dataclasses.replace(self._state, freshness=freshness.as_dict()))
         if self._on_freshness is not None:
             self._on_freshness(freshness)
 
-    def _state_payload(self, version: int | None, status: str, reason: str | None) -> dict[str, object]:
-        extra = {
-            "running": self.running_version,
-            "fleet": self.config.fleet,
-            "expired": self.expired,
-            "freshness": self._timestamps.current().as_dict() if hasattr(self, "_timestamps") else None,
-        }
-        return gallery_state_payload(version, status, reason) | extra
+    def _state_of(
+        self, version: int | None, status: Literal["applied", "rejected"], reason: str | None
+    ) -> GalleryState:
+        return GalleryState(
+            version,
+            status,
+            reason,
+            running=self.running_version,
+            fleet=self.config.fleet,
+            expired=self.expired,
+            freshness=self._timestamps.current().as_dict() if hasattr(self, "_timestamps") else None,
+        )
 
-    def _set_state(self, state: dict[str, object]) -> None:
+    def _set_state(self, state: GalleryState) -> None:
         self._state = state
-        self._states.offer(state)
+        self._states.offer(state.payload())
 
     def _publish_state(self, state: Mapping[str, Any]) -> None:
         if self._transport is not None:
