@@ -36,10 +36,11 @@ test: setup-dev models lint
 check: lint
 	$(PY) -m pytest -q -m "not broker and not export and not slow"
 
-# ruff, the type checker on the device package, and the device/server import contracts (pyproject.toml).
+# ruff, the type checker (strict) on edgeface/, tools/ and bench/ (`files` in pyproject.toml's [tool.mypy]), and
+# the device/server import contracts (pyproject.toml).
 lint: setup-dev
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy edgeface
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 setup-device: system-device $(VENV)/.device-installed

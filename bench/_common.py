@@ -18,7 +18,10 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ def host_info() -> dict[str, object]:
     }
 
 
-def emit(bench: str, params: dict, results: dict, out: Path | None = None) -> None:
+def emit(bench: str, params: dict[str, Any], results: dict[str, Any], out: Path | None = None) -> None:
     """Print one docs/design.md §10 JSON object on stdout; also write it to ``out`` when given."""
     document = {"bench": bench, "host": host_info(), "params": params, "results": results}
     text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
@@ -189,7 +192,7 @@ def _paste(frame: Any, crop: Any, cx: int, cy: int) -> None:
     frame[fy0:fy1, fx0:fx1] = crop[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
 
 
-def make_frames(photos: list[Path], n_faces: int, count: int, seed: int) -> list:
+def make_frames(photos: list[Path], n_faces: int, count: int, seed: int) -> list[np.ndarray]:
     """``count`` deterministic 640x480 BGR frames with ``n_faces`` pasted photos on a neutral grey background.
 
     Each pasted photo is its central square crop resized to FACE_CROP_PX, centred in one of three columns

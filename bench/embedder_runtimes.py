@@ -135,7 +135,8 @@ def run_worker(python: str, work: Path, tag: str) -> dict[str, Any]:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"tflite-runtime worker failed ({python}):\n{proc.stderr[-3000:]}")
-    return json.loads((work / f"{tag}.json").read_text())
+    result: dict[str, Any] = json.loads((work / f"{tag}.json").read_text())
+    return result
 
 
 def cosines(work: Path, ref_tag: str, cand_tags: list[str]) -> dict[str, dict[str, float]]:

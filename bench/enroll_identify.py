@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
@@ -28,14 +29,14 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces5"
 EDGEFACE = [str(Path(sys.executable).with_name("edgeface"))]  # the console script beside this interpreter
 
 
-def run_split(folders: dict[str, list[Path]], seed: int, k: int, work: Path) -> dict:
+def run_split(folders: dict[str, list[Path]], seed: int, k: int, work: Path) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     names = list(rng.permutation(sorted(folders)))
     enrolled, strangers = names[: len(names) // 2], names[len(names) // 2 :]
     root = work / f"split{seed}"
     probes: dict[Path, str] = {}
     for name in enrolled:
-        photos = list(rng.permutation(folders[name]))
+        photos = [folders[name][i] for i in rng.permutation(len(folders[name]))]
         (root / "people" / name).mkdir(parents=True)
         for photo in photos[:k]:
             (root / "people" / name / photo.name).symlink_to(photo)

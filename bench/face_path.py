@@ -18,7 +18,9 @@ import argparse
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
@@ -28,6 +30,7 @@ from edgeface.config import parse_config
 from edgeface.daemon.parts import build_encoder
 from edgeface.types import Detection
 from edgeface.vision.align import align_face
+from edgeface.vision.detect import Detects
 from edgeface.vision.encoder import CascadeDetector, FaceEncoder
 from edgeface.vision.photos import identity_folders, read_image
 
@@ -43,13 +46,19 @@ def tight_crop(image: np.ndarray, detection: Detection, grow: float) -> np.ndarr
     return np.ascontiguousarray(image[y0:y1, x0:x1])
 
 
-def timed(call, *args) -> tuple[object, float]:
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def timed(call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float]:
     started = time.perf_counter()
-    result = call(*args)
+    result = call(*args, **kwargs)
     return result, (time.perf_counter() - started) * 1e3
 
 
-def face_costs(encoder: FaceEncoder, faces: list[tuple[np.ndarray, Detection]], repeats: int) -> dict:
+def face_costs(
+    encoder: FaceEncoder, faces: list[tuple[np.ndarray, Detection]], repeats: int
+) -> dict[str, Any]:
     """ms per face of each step, every variant run on the same face before moving to the next face."""
     refiner, embedder = encoder.refiner, encoder.embedder
     assert refiner is not None
@@ -77,10 +86,12 @@ def face_costs(encoder: FaceEncoder, faces: list[tuple[np.ndarray, Detection]], 
     }
 
 
-def detection_rates(detectors: dict[str, object], images: list[np.ndarray]) -> dict:
+def detection_rates(detectors: Mapping[str, Detects], images: list[np.ndarray]) -> dict[str, Any]:
     out = {}
     for name, detector in detectors.items():
-        found, costs, stages = 0, [], Counter()
+        found = 0
+        costs: list[float] = []
+        stages: Counter[str] = Counter()
         for image in images:
             detections, ms = timed(detector.detect, image)
             costs.append(ms)

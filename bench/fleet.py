@@ -20,9 +20,21 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from _common import emit, percentiles, rss_bytes
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    import paho.mqtt.client as mqtt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from edgeface.demo.localweb import LocalWeb
+    from edgeface.identity.gallery import Gallery
+    from edgeface.sync.fetch import UrlFetchSettings
 
 log = logging.getLogger("bench.fleet")
 FLEET = "bench"
@@ -35,16 +47,17 @@ class SysCounters:
 
     def __init__(self, port: int) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.values: dict[str, int] = {}
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-sys")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sys")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe("$SYS/broker/messages/+", qos=0)
         self.client.subscribe("$SYS/broker/load/bytes/+", qos=0)
         self.client.loop_start()
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.payload.isdigit():
             self.values[message.topic.removeprefix("$SYS/broker/")] = int(message.payload)
 
@@ -58,8 +71,17 @@ class SysCounters:
 
 
 class Door:
-    def __init__(self, index: int, root: Path, port: int, fetch, sync_timeout: float) -> None:
+    def __init__(
+        self,
+        index: int,
+        root: Path,
+        port: int,
+        public_key: Ed25519PublicKey,
+        fetch: UrlFetchSettings,
+        sync_timeout: float,
+    ) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         from edgeface.identity.gallery import GalleryStore
         from edgeface.sync.apply import DevicePolicy
@@ -73,20 +95,19 @@ class Door:
         settings = SyncClientSettings(
             DevicePolicy(FLEET, MODEL), name, PREFIX, url=fetch, fetch_timeout_s=sync_timeout
         )
-        self.sync = GallerySyncClient(settings, Door.public_key, GalleryStore(root / name), self._on_gallery)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
+        self.sync = GallerySyncClient(settings, public_key, GalleryStore(root / name), self._on_gallery)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
         PahoTransport.attach_to(self.client, self.sync)
         self.client.on_disconnect = self._on_disconnect
-        self.client.reconnect_delay_set(0.5, 5)
+        # paho only doubles the delay and adds it to a deadline, so half a second works though its hint says int
+        self.client.reconnect_delay_set(0.5, 5)  # type: ignore[arg-type]
         self.client.connect_async("127.0.0.1", port, keepalive=60)  # paho retries a refused or slow connect
         self.client.loop_start()
 
-    public_key = None  # set once for all doors
-
-    def _on_disconnect(self, *args) -> None:
+    def _on_disconnect(self, *args: object) -> None:
         self.disconnects += 1
 
-    def _on_gallery(self, gallery) -> None:
+    def _on_gallery(self, gallery: Gallery) -> None:
         self.applied[gallery.version] = time.monotonic()
 
     def close(self) -> None:
@@ -95,7 +116,7 @@ class Door:
         self.sync.close()
 
 
-def make_gallery(n: int, dim: int, start: int = 0, version: int = 1):
+def make_gallery(n: int, dim: int, start: int = 0, version: int = 1) -> Gallery:
     import numpy as np
 
     from edgeface.identity.gallery import Gallery
@@ -107,7 +128,7 @@ def make_gallery(n: int, dim: int, start: int = 0, version: int = 1):
     return Gallery(ids, tuple(f"Person {i}" for i in ids), (5,) * n, vectors, MODEL, version)
 
 
-def changed(gallery, fraction: float):
+def changed(gallery: Gallery, fraction: float) -> Gallery:
     """`gallery` with `fraction` of its identities replaced by new ones, as the next version."""
     import numpy as np
 
@@ -123,16 +144,16 @@ def changed(gallery, fraction: float):
 DOORS_PER_PROCESS = 250
 
 
-def door_worker(first: int, count: int, root: Path, port: int, conn) -> None:
+def door_worker(first: int, count: int, root: Path, port: int, conn: Connection) -> None:
     """A worker process: `count` doors; per phase, the seconds each took to run `version` (sent back)."""
     from edgeface.sync.fetch import UrlFetchSettings
     from edgeface.sync.signing import load_public_key
 
     logging.getLogger("edgeface").setLevel(logging.ERROR)
     threading.stack_size(512 * 1024)  # two threads per door; their default 8 MiB stacks are mostly unused
-    Door.public_key = load_public_key(root / "k.pub")
+    public_key = load_public_key(root / "k.pub")
     fetch = UrlFetchSettings(allow_http=True)
-    doors = [Door(i, root / "doors", port, fetch, 60.0) for i in range(first, first + count)]
+    doors = [Door(i, root / "doors", port, public_key, fetch, 60.0) for i in range(first, first + count)]
     while not all(d.client.is_connected() for d in doors):
         time.sleep(0.05)
     conn.send(rss_bytes())
@@ -147,8 +168,15 @@ def door_worker(first: int, count: int, root: Path, port: int, conn) -> None:
 
 
 def run_phase(
-    name: str, workers: list, doors: int, version: int, publish, web, counters, timeout: float
-) -> dict:
+    name: str,
+    workers: list[Connection],
+    doors: int,
+    version: int,
+    publish: Callable[[], object],
+    web: LocalWeb,
+    counters: SysCounters,
+    timeout: float,
+) -> dict[str, Any]:
     served, messages = web.bytes_served(), counters.snapshot()
     started = time.monotonic()  # CLOCK_MONOTONIC: the same clock in every worker process
     publish()
@@ -163,7 +191,7 @@ def run_phase(
         rss += worker_rss
         disconnects += worker_disconnects
     after = counters.snapshot()
-    result = {
+    result: dict[str, Any] = {
         "publish_s": round(published_s, 3),
         "doors_applied": len(done),
         "seconds_all_applied": round(max(done), 3) if len(done) == doors else None,

@@ -78,7 +78,8 @@ def draw_household(
     members, others = order[:size], order[size:]
     if strangers:
         others = others[:strangers]
-    enrolment, probes = {}, {}
+    enrolment: dict[str, list[Path]] = {}
+    probes: dict[Path, str] = {}
     for member in members:
         photos = [folders[member][i] for i in rng.permutation(len(folders[member]))]
         enrolment[member] = photos[:k]

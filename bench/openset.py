@@ -43,25 +43,30 @@ def main() -> None:
     fr, peer_info = import_peer()
     encoder = build_encoder(parse_config({}), photos=True)
     folders = identity_folders(args.folders)
-    paths, labels, ours, theirs = [], [], [], []
+    paths: list[Path] = []
+    labels: list[int] = []
+    ours: list[np.ndarray | None] = []
+    theirs: list[np.ndarray | None] = []
     for label, (name, files) in enumerate(folders.items()):
         for path in files:
             faces = encoder.encode(read_image(path))
-            peer = encode_photo(fr, path, name, 1)
             paths.append(path)
             labels.append(label)
             ours.append(faces[0].embedding if faces else None)
-            theirs.append(peer.encoding)
-    both = np.asarray([a is not None and b is not None for a, b in zip(ours, theirs, strict=True)])
-    rows = np.flatnonzero(both)
-    label_array = np.asarray(labels)[rows]
-    edgeface = np.stack([ours[i] for i in rows])
-    peer = np.stack([theirs[i] for i in rows]).astype(np.float64)
+            theirs.append(encode_photo(fr, path, name, 1).encoding)
+    both = [
+        (label, a, b)
+        for label, a, b in zip(labels, ours, theirs, strict=True)
+        if a is not None and b is not None
+    ]
+    label_array = np.asarray([label for label, _, _ in both])
+    edgeface = np.stack([a for _, a, _ in both])
+    peer = np.stack([b for _, _, b in both]).astype(np.float64)
     seeds = range(args.seeds)
     card = CardFallback.of_card(encoder.embedder.card)
     results = {
         "photos": len(paths),
-        "used": int(both.sum()),
+        "used": len(both),
         "detected": {
             "edgeface": sum(a is not None for a in ours) / len(paths),
             "face_recognition": sum(b is not None for b in theirs) / len(paths),

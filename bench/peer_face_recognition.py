@@ -82,11 +82,11 @@ def identify_nn(gallery: list[Photo], probe: Photo) -> str | None:
     """(a) nearest gallery photo by Euclidean distance on raw encodings."""
     import numpy as np
 
-    usable = [g for g in gallery if g.encoding is not None]
+    usable = [(g.identity, g.encoding) for g in gallery if g.encoding is not None]
     if probe.encoding is None or not usable:
         return None
-    distances = np.linalg.norm(np.stack([g.encoding for g in usable]) - probe.encoding, axis=1)
-    return usable[int(np.argmin(distances))].identity
+    distances = np.linalg.norm(np.stack([encoding for _, encoding in usable]) - probe.encoding, axis=1)
+    return usable[int(np.argmin(distances))][0]
 
 
 def identity_means(gallery: list[Photo]) -> dict[str, np.ndarray]:
@@ -207,7 +207,9 @@ def time_edgeface(encoder: Any, bgr: np.ndarray) -> tuple[float, float, int]:
     return (time.perf_counter_ns() - t0) / 1e6, (time.process_time_ns() - c0) / 1e6, len(faces)
 
 
-def time_frame(fr: Any, rgb: np.ndarray, upsample: int) -> tuple[float, float, list]:
+def time_frame(
+    fr: Any, rgb: np.ndarray, upsample: int
+) -> tuple[float, float, list[tuple[int, int, int, int]]]:
     """Wall ms, process-CPU ms and face boxes of the library's full pipeline on one frame."""
     t0, c0 = time.perf_counter_ns(), time.process_time_ns()
     boxes = fr.face_locations(rgb, number_of_times_to_upsample=upsample, model="hog")

@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, percentiles
@@ -33,6 +34,7 @@ from edgeface.demo.runner import demo_config, enroll
 from edgeface.demo.scenario import build_scenario
 from edgeface.identity.gallery import GalleryStore
 from edgeface.pipeline.recognize import Recognizer
+from edgeface.types import Frame
 from edgeface.vision.detect import Detects
 from edgeface.vision.photos import identity_folders
 
@@ -56,12 +58,24 @@ def busy_scene(faces_root: Path, detector: Detects, n_faces: int, duration: floa
     return SceneSpec(actors=tuple(actors), duration=duration, noise_sigma=3.0, blur_sigma=(0.0, 0.8), seed=1)
 
 
-def offline(faces_root: Path, n_faces: int, seconds: float, parts: Parts, fps: float = 15.0) -> dict:
+def render(source: EmulatedSource, count: int, fps: float) -> list[Frame]:
+    """`count` frames rendered ahead of time, each stamped with its scene time, as a live camera would."""
+    frames = []
+    for i in range(count):
+        frame = source.read(1.0)
+        if frame is None:  # a source that is not paced in real time never waits, so this is a fault
+            raise RuntimeError(f"the emulated source gave no frame {i} within 1 s")
+        frames.append(replace(frame, ts=i / fps))
+    return frames
+
+
+def offline(
+    faces_root: Path, n_faces: int, seconds: float, parts: Parts, fps: float = 15.0
+) -> dict[str, Any]:
     source = EmulatedSource(
         busy_scene(faces_root, parts.encoder.detector, n_faces, seconds), fps=fps, realtime=False
     )
-    # Rendered ahead of time, so stamp each frame with its scene time, as a live camera would.
-    frames = [replace(source.read(1.0), ts=i / fps) for i in range(int(seconds * fps))]
+    frames = render(source, int(seconds * fps), fps)
     config = parts.config
     recognizer = Recognizer(
         parts.encoder.detector,
@@ -92,7 +106,7 @@ def offline(faces_root: Path, n_faces: int, seconds: float, parts: Parts, fps: f
     }
 
 
-def live(faces_root: Path, seconds: float) -> dict:
+def live(faces_root: Path, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, local_broker(Path(tmp)) as port:
         encoder = build_encoder(demo_config(Path(tmp) / "state", port), photos=True)
         scenario = build_scenario(faces_root, encoder.detector, shown_per_person=3)
@@ -150,7 +164,9 @@ def main() -> None:
         gallery = enroll(encoder, scenario, GalleryStore(Path(tmp)))
     encoder.close()
     parts = build_parts(config, gallery=gallery)  # the camera face path, as the daemon builds it
-    results = {f"offline_{n}_faces": offline(args.faces, n, seconds, parts) for n in (0, 1, 3)}
+    results: dict[str, Any] = {
+        f"offline_{n}_faces": offline(args.faces, n, seconds, parts) for n in (0, 1, 3)
+    }
     child = subprocess.run(
         [sys.executable, __file__, "--faces", str(args.faces), "--live-only", str(live_seconds)],
         capture_output=True, text=True, check=True,

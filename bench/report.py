@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BEGIN, END = "<!-- perf:begin (bench/report.py --write) -->", "<!-- perf:end -->"
 
 
-def load(name: str) -> dict:
-    return json.loads((RESULTS / f"{name}.json").read_text())
+def load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((RESULTS / f"{name}.json").read_text())
+    return doc
 
 
 def ms(value: float) -> str:
@@ -194,15 +196,15 @@ def sync_table() -> list[str]:
     return rows
 
 
-def _seconds(run: dict, key: str) -> str:
+def _seconds(run: dict[str, Any], key: str) -> str:
     return f"{run[key]['median']:.2f} s" if key in run else "-"
 
 
-def _late(run: dict) -> str:
+def _late(run: dict[str, Any]) -> str:
     return f"{run.get('frames_late', run['frames_dropped'])} of {run['frames']}"
 
 
-def _wait(run: dict) -> str:
+def _wait(run: dict[str, Any]) -> str:
     return f"{run['wait_ms_max']:.0f} ms" if "wait_ms_max" in run else f"search {run['search_ms_max']:.0f} ms"
 
 

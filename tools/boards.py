@@ -18,33 +18,43 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_VERSION = "3.11"
 
-# manylinux tags pip should accept for each board, newest glibc first (bookworm has glibc 2.36).
-TARGETS: dict[str, dict[str, object]] = {
-    "linux_aarch64": {
-        "boards": "Raspberry Pi OS 64-bit (bookworm), Jetson (JetPack 6, Ubuntu 22.04)",
-        "platforms": [f"manylinux_2_{minor}_aarch64" for minor in (35, 34, 31, 28, 27, 17)]
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    boards: str
+    platforms: list[str]  # manylinux tags pip should accept, newest glibc first (bookworm has glibc 2.36)
+    runtime: str
+    note: str
+
+
+TARGETS = {
+    "linux_aarch64": Target(
+        boards="Raspberry Pi OS 64-bit (bookworm), Jetson (JetPack 6, Ubuntu 22.04)",
+        platforms=[f"manylinux_2_{minor}_aarch64" for minor in (35, 34, 31, 28, 27, 17)]
         + ["manylinux2014_aarch64", "linux_aarch64"],
-        "runtime": "ai-edge-litert",
-        "note": "hnswlib ships no aarch64 wheel: pip compiles it on the board, so install build-essential "
+        runtime="ai-edge-litert",
+        note="hnswlib ships no aarch64 wheel: pip compiles it on the board, so install build-essential "
         "and python3-dev first (about 2 minutes on a Pi 4).",
-    },
-    "linux_armv7l": {
-        "boards": "Raspberry Pi OS 32-bit (bookworm)",
-        "platforms": [f"manylinux_2_{minor}_armv7l" for minor in (35, 31, 28, 17)]
+    ),
+    "linux_armv7l": Target(
+        boards="Raspberry Pi OS 32-bit (bookworm)",
+        platforms=[f"manylinux_2_{minor}_armv7l" for minor in (35, 31, 28, 17)]
         + ["manylinux2014_armv7l", "linux_armv7l"],
-        "runtime": "tflite-runtime",
-        "note": "ai-edge-litert has no 32-bit build, so the runtime is tflite-runtime 2.14, which needs numpy<2. "
+        runtime="tflite-runtime",
+        note="ai-edge-litert has no 32-bit build, so the runtime is tflite-runtime 2.14, which needs numpy<2. "
         "PyPI itself has no armv7l wheels for most of the set; Raspberry Pi OS's pip is configured for "
         "piwheels.org, which builds them (not reachable from this host, so not resolved here), and Debian's "
         "python3-numpy, python3-opencv and python3-cryptography can be used through a venv made with "
         "--system-site-packages. tflite-runtime delegates no int8 op to XNNPACK (bench/embedder_runtimes.py).",
-    },
+    ),
 }
 
 
@@ -75,10 +85,10 @@ def pip_download(requirements: list[str], platforms: list[str], dest: Path) -> t
     return done.returncode == 0, wheels, errors[0] if errors else ""
 
 
-def resolve_target(name: str, spec: dict[str, object]) -> dict[str, object]:
-    platforms = list(spec["platforms"])  # type: ignore[call-overload]
-    requirements = device_requirements(str(spec["runtime"]))
-    packages: dict[str, object] = {}
+def resolve_target(target: Target) -> dict[str, Any]:
+    platforms = target.platforms
+    requirements = device_requirements(target.runtime)
+    packages: dict[str, dict[str, Any]] = {}
     for requirement in requirements:
         with tempfile.TemporaryDirectory() as tmp:
             ok, wheels, error = pip_download([requirement], platforms, Path(tmp))
@@ -87,14 +97,14 @@ def resolve_target(name: str, spec: dict[str, object]) -> dict[str, object]:
             if ok
             else {"binary_wheel": False, "needs_compiler": True, "pip": error}
         )
-    binary = [r for r in requirements if packages[r]["binary_wheel"]]  # type: ignore[index]
+    binary = [r for r in requirements if packages[r]["binary_wheel"]]
     with tempfile.TemporaryDirectory() as tmp:
         ok, wheels, error = pip_download(binary, platforms, Path(tmp))
     return {
-        "boards": spec["boards"],
+        "boards": target.boards,
         "python": PYTHON_VERSION,
-        "runtime": spec["runtime"],
-        "note": spec["note"],
+        "runtime": target.runtime,
+        "note": target.note,
         "packages": packages,
         "needs_compiler": [r for r in requirements if r not in binary],
         "binary_set_resolves_together": ok,
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "boards",
         "host": platform.machine(),
         "resolved_at": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "targets": {name: resolve_target(name, spec) for name, spec in TARGETS.items()},
+        "targets": {name: resolve_target(target) for name, target in TARGETS.items()},
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -9,6 +9,7 @@ photo face path.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def encode_population(encoder: FaceEncoder, root: Path) -> tuple[np.ndarray, np.
     return np.stack(embeddings), np.asarray(labels, np.int64)
 
 
-def card_decision(encoder: FaceEncoder, populations: list[Path]) -> dict:
+def card_decision(encoder: FaceEncoder, populations: list[Path]) -> dict[str, Any]:
     measured = []
     for root in populations:
         embeddings, labels = encode_population(encoder, root)

@@ -78,7 +78,8 @@ def _kind(layer: Any) -> str:
 
 
 def _name(tensor: Any) -> str:
-    return tensor._keras_history.operation.name
+    name: str = tensor._keras_history.operation.name
+    return name
 
 
 def _channels(tensor: Any) -> int:

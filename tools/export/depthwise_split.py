@@ -143,7 +143,7 @@ def _scaled_weights(layer: Any, s: np.ndarray) -> list[np.ndarray]:
     s*z, so its mean and variance follow (the variance keeps the original epsilon exact) and its gamma and
     beta carry the scale to the output. PReLU keeps alpha (PReLU(s*z) = s*PReLU(z) for s > 0).
     """
-    weights = layer.get_weights()
+    weights: list[np.ndarray] = layer.get_weights()
     if _kind(layer) == "Conv2D":
         weights[0] = weights[0] * s
         if layer.use_bias:

@@ -42,8 +42,9 @@ def embeddings(path: Path, crops: np.ndarray, num_threads: int = 2, batch: int =
     """(N, D) L2-normalised embeddings of normalised float crops, run one batch at a time."""
     with TFLiteModel(path, num_threads=num_threads) as model:
         parts = [model.run(crops[i : i + batch])[0] for i in range(0, len(crops), batch)]
-    vectors = np.concatenate(parts).reshape(len(crops), -1).astype(np.float64)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors: np.ndarray = np.concatenate(parts).reshape(len(crops), -1).astype(np.float64)
+    normalised: np.ndarray = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return normalised
 
 
 def verification_auc(vectors: np.ndarray, labels: np.ndarray) -> float:

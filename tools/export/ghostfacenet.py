@@ -250,7 +250,7 @@ def build_ghostfacenet_v1(
 
     `gdc_bias=True` matches the published W1.3 checkpoints (their GDC_conv has a bias).
     """
-    config = GhostFaceNetConfig(width, strides, tuple(input_shape), emb_dim, gdc_bias)
+    config = GhostFaceNetConfig(width, strides, input_shape, emb_dim, gdc_bias)
     return build(config, seed=seed)
 
 

@@ -83,6 +83,7 @@ def _by_kind(names: list[str]) -> dict[str, list[str]]:
     groups: dict[str, list[tuple[int, str]]] = {}
     for name in names:
         match = _NAME.match(name)
+        assert match is not None  # every group of _NAME is optional or lazy: it matches any string
         kind, index = match["kind"], int(match["index"] or 0)
         groups.setdefault(kind, []).append((index, name))
     return {kind: [n for _, n in sorted(items)] for kind, items in groups.items()}

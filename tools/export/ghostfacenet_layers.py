@@ -11,7 +11,7 @@ import keras
 
 
 @keras.saving.register_keras_serializable(package="edgeface")
-class Keras2HardSigmoid(keras.layers.Layer):
+class Keras2HardSigmoid(keras.layers.Layer):  # type: ignore[misc]  # keras ships no types: Layer is Any
     """Keras 2's `hard_sigmoid`: clip(0.2 * x + 0.5, 0, 1).
 
     Keras 3 redefined `hard_sigmoid` as relu6(x + 3) / 6 (slope 1/6, saturating at +-3); the published
@@ -25,7 +25,7 @@ class Keras2HardSigmoid(keras.layers.Layer):
         return input_shape
 
 
-class _ConstantPerChannel(keras.layers.Layer):
+class _ConstantPerChannel(keras.layers.Layer):  # type: ignore[misc]  # keras ships no types: Layer is Any
     """Base for activations with constant per-channel values held in the config (no trainable weights)."""
 
     def __init__(self, alpha: list[float], **kwargs: Any) -> None:
@@ -62,7 +62,7 @@ class AffineReluPReLU(_ConstantPerChannel):
 
 
 @keras.saving.register_keras_serializable(package="edgeface")
-class Relu6HardSigmoid(keras.layers.Layer):
+class Relu6HardSigmoid(keras.layers.Layer):  # type: ignore[misc]  # keras ships no types: Layer is Any
     """Keras 2's hard sigmoid clip(0.2z + 0.5, 0, 1), written as relu6(1.2z + 3) / 6 (equal for every z).
 
     The 1.2 and +3 fold into the preceding conv and relu6 fuses into it; clip(., 0, 1) would become
@@ -77,7 +77,7 @@ class Relu6HardSigmoid(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="edgeface")
-class SqueezeSpatial(keras.layers.Layer):
+class SqueezeSpatial(keras.layers.Layer):  # type: ignore[misc]  # keras ships no types: Layer is Any
     """(N, 1, 1, C) -> (N, C) with a static shape (Flatten's dynamic batch adds SHAPE/PACK ops in TFLite)."""
 
     def call(self, inputs: Any) -> Any:

@@ -91,7 +91,7 @@ def read(interpreter: Any, tensor: int, details: list[dict[str, Any]] | None = N
     """A tensor after the last `feed`, dequantised to float64 and flattened. `details` is the interpreter's
     `get_tensor_details()`, which is slow to build, for callers reading many tensors."""
     detail = (details or interpreter.get_tensor_details())[tensor]
-    value = interpreter.get_tensor(tensor).astype(np.float64)
+    value: np.ndarray = interpreter.get_tensor(tensor).astype(np.float64)
     if np.dtype(detail["dtype"]) != np.float32:
         scale, zero = detail["quantization"]
         value = (value - zero) * scale

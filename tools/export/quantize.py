@@ -39,7 +39,7 @@ def _converter(model: Any) -> tf.lite.TFLiteConverter:
 def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
     chatter = io.StringIO()
     with contextlib.redirect_stdout(chatter):
-        content = converter.convert()
+        content: bytes = converter.convert()
     log.debug("converter: %s", chatter.getvalue())
     return content
 
