@@ -27,6 +27,19 @@ class GraphShape:
     ef: int
 
 
+def principal_axes(vectors: np.ndarray, dims: int, sample: int = 20_000) -> np.ndarray | None:
+    """The `dims` directions that keep most of the gallery's energy (its top principal axes, uncentred: a
+    projection onto them keeps inner products best), as a (dim, dims) matrix; None when `dims` is 0 or not
+    below the vectors' own dim. Fitted on an evenly strided sample of at most `sample` rows, so one gallery
+    always gets the same axes, and on the gallery itself, so it suits any embedder."""
+    dim = vectors.shape[1]
+    if dims <= 0 or dims >= dim or len(vectors) == 0:
+        return None
+    rows = vectors[:: max(1, len(vectors) // sample)].astype(np.float64)
+    _, axes = np.linalg.eigh(rows.T @ rows)  # eigenvalues ascending
+    return np.ascontiguousarray(axes[:, ::-1][:, :dims], np.float32)
+
+
 def build_graph(
     vectors: np.ndarray, labels: np.ndarray, capacity: int, shape: GraphShape, threads: int
 ) -> Any:
