@@ -114,6 +114,11 @@ class SharedGraph:
             if self._graph is not None:
                 self._graph.set_ef(ef)
 
+    def size_bytes(self) -> int:
+        """The graph's size as hnswlib saves it (vectors, links, labels; 0 once retired)."""
+        with self._changed:
+            return 0 if self._graph is None else int(self._graph.index_file_size())
+
     def knn(self, queries: np.ndarray, k: int) -> np.ndarray | None:
         """Candidate labels per query, or None once the graph is retired (the caller searches exactly)."""
         with self._changed:

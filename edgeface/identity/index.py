@@ -89,14 +89,18 @@ class Changes:
         return len(self.removed_rows) + int(self.changed.sum())
 
 
+_COMPARE_ROWS = 2048
+
+
 def changes_between(old: Gallery, new: Gallery) -> Changes:
     position = {identity: row for row, identity in enumerate(old.ids)}
     old_row = np.fromiter((position.get(i, -1) for i in new.ids), np.int64, len(new))
     kept = old_row >= 0
     changed = ~kept
-    if kept.any():
-        differs = np.any(old.vectors[old_row[kept]] != new.vectors[kept], axis=1)
-        changed[np.flatnonzero(kept)[differs]] = True
+    kept_rows = np.flatnonzero(kept)
+    for start in range(0, len(kept_rows), _COMPARE_ROWS):  # in blocks: no 200 MB temporaries at 100k x 512
+        rows = kept_rows[start : start + _COMPARE_ROWS]
+        changed[rows] = np.any(old.vectors[old_row[rows]] != new.vectors[rows], axis=1)
     present = np.zeros(len(old), bool)
     present[old_row[kept]] = True
     return Changes(np.flatnonzero(~present), old_row, changed)
@@ -153,6 +157,11 @@ class GalleryIndex:
         if self._graph is None:
             return None
         return self.gallery.dim if self._axes is None else self._axes.shape[1]
+
+    @property
+    def graph_bytes(self) -> int:
+        """The live graph's size as hnswlib saves it (a standby is as large); 0 for exact search."""
+        return 0 if self._graph is None else self._graph.size_bytes()
 
     @property
     def has_standby(self) -> bool:
