@@ -8,11 +8,12 @@ GoLive's background thread to give the new index its standby (the replaced graph
 delta, or after a full bundle a second build), and the frames are counted over all of it. Meanwhile a
 recognition thread decides on `GoLive.current` at 15 fps; a frame is late when its decision finishes more
 than one frame period after it was due (its wait), and the slots that passed meanwhile are dropped.
-After the delta, the same gallery's index is also built from scratch (under the same 15 fps load), and the
+With ``--patch-threads 2 1`` the whole case runs once per patch thread count (`IndexSettings.patch_threads`),
+side by side. After the delta, the same gallery's index is also built from scratch (under the same 15 fps load), and the
 patched and rebuilt indexes' recall@1 against exact search is compared on the same queries.
 
     python bench/sync.py --quick                               # 1k, 10k at 128-d (< 1 min)
-    python bench/sync.py --sizes 100000 --dims 512 --out bench/results/sync.json
+    python bench/sync.py --sizes 100000 --dims 512 --patch-threads 2 1 --out bench/results/sync.json
 """
 
 from __future__ import annotations
@@ -374,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "gil_note": "a delta patches the standby graph (add_items releases the GIL; at 20k x 512 a 5 ms "
         "sleeper thread saw <= 12 ms gaps during a 1% patch, against 66 ms during the old save/load copy), so "
-        "late frames are CPU contention on this shared 2-CPU host, not the GIL",
+        "late frames are CPU contention on this shared 2-CPU host, not the GIL; patch_threads 1 leaves "
+        "recognition a core",
         "quick": args.quick,
         "versions": {k: package_version(k) for k in ("numpy", "hnswlib", "cryptography")},
     }
