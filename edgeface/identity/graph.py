@@ -35,8 +35,12 @@ def principal_axes(vectors: np.ndarray, dims: int, sample: int = 20_000) -> np.n
     dim = vectors.shape[1]
     if dims <= 0 or dims >= dim or len(vectors) == 0:
         return None
-    rows = vectors[:: max(1, len(vectors) // sample)].astype(np.float64)
-    _, axes = np.linalg.eigh(rows.T @ rows)  # eigenvalues ascending
+    rows = vectors[:: max(1, len(vectors) // sample)]
+    moment = np.zeros((dim, dim), np.float64)
+    for start in range(0, len(rows), 2048):  # in blocks: a few MB at a time, not a float64 copy of the sample
+        block = np.ascontiguousarray(rows[start : start + 2048], np.float32)
+        moment += block.T @ block
+    _, axes = np.linalg.eigh(moment)  # eigenvalues ascending
     return np.ascontiguousarray(axes[:, ::-1][:, :dims], np.float32)
 
 
