@@ -44,12 +44,12 @@ from edgeface.util.fields import bounded, check_fields
 class IndexSettings:
     """Search settings, chosen by bench/search.py (bench/results/search.json, 100k identities).
 
-    Exact search answers right by definition and stays within 1 ms p99 up to 10k identities (0.99 ms at
+    Exact search answers right by definition and stays within 1 ms p99 up to 10k identities (0.89 ms at
     512-d; 30k at 128-d, the default embedder's). Above it two stages: hnswlib searches the gallery projected
     onto its `reduce_to` principal axes (fitted on the gallery at build, so on any embedder's vectors), and its
     `rerank` candidates are re-ranked by exact cosine on the full vectors. Cheap low-dim distances buy a wide
     search (M 32, ef 256) within 1 ms: recall@1 1.000 at 100k on clustered and uniform vectors at 512-d and
-    128-d (worst p99 0.85 ms CPU), where a graph of the full 512-d vectors needed 3.2 ms for 0.999 (M 32)."""
+    128-d (worst p99 0.75 ms CPU), where a graph of the full 512-d vectors needed 3.4 ms for 0.999 (M 32)."""
 
     kind: str = bounded("auto", choices=("auto", "hnsw", "exact"))
     exact_below: int = bounded(10_000, 0)  # "auto": exact matmul below this many identities
@@ -57,9 +57,8 @@ class IndexSettings:
     ef_construction: int = bounded(200, 16, 2000)
     ef: int = bounded(256, 8, 4096)
     rerank: int = bounded(32, 1, 256)
-    reduce_to: int = bounded(
-        64, 0, 4096
-    )  # dims of the graph's vectors; 0 (or >= the gallery's): full vectors
+    # Dims of the graph's vectors (the gallery's top principal axes); 0, or not below the gallery's: full vectors.
+    reduce_to: int = bounded(64, 0, 4096)
     num_threads: int = bounded(2, 1, 64)  # full builds (queries one thread, a standby build one)
     # Deltas (and the retired graph's catch-up) run beside recognition: one thread leaves it a core.
     patch_threads: int = bounded(1, 1, 64)
