@@ -8,11 +8,12 @@ GoLive's background thread to give the new index its standby (the replaced graph
 delta, or after a full bundle a second build), and the frames are counted over all of it. Meanwhile a
 recognition thread decides on `GoLive.current` at 15 fps; a frame is late when its decision finishes more
 than one frame period after it was due (its wait), and the slots that passed meanwhile are dropped.
-After the delta, the same gallery's index is also built from scratch (under the same 15 fps load), and the
+With ``--patch-threads 2 1`` the whole case runs once per patch thread count (`IndexSettings.patch_threads`),
+side by side. After the delta, the same gallery's index is also built from scratch (under the same 15 fps load), and the
 patched and rebuilt indexes' recall@1 against exact search is compared on the same queries.
 
     python bench/sync.py --quick                               # 1k, 10k at 128-d (< 1 min)
-    python bench/sync.py --sizes 100000 --dims 512 --out bench/results/sync.json
+    python bench/sync.py --sizes 100000 --dims 512 --patch-threads 2 1 --out bench/results/sync.json
 """
 
 from __future__ import annotations
@@ -222,12 +223,14 @@ def same_answers(live_index, rebuilt, queries) -> dict:
     }
 
 
-def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> dict:
+def bench_case(n: int, dim: int, patch_threads: int, args: argparse.Namespace, private, public) -> dict:
     from edgeface.identity.gallery import GalleryStore
+    from edgeface.identity.index import IndexSettings
     from edgeface.identity.live import GoLive
     from edgeface.identity.rule import MatchRule
     from edgeface.server.build import build_bundle
 
+    settings = IndexSettings(patch_threads=patch_threads)
     rule = MatchRule(0.5, 0.0, "config", "bench")
     base = make_gallery(n, dim, seed=n + dim)
     t = time.perf_counter()
@@ -243,7 +246,7 @@ def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> d
         for repeat in range(repeats):
             store = GalleryStore(Path(tmp) / f"r{repeat}")
             seed_gallery = make_gallery(min(n, 1000), dim, seed=7, start=20_000_000).with_version(0)
-            live = GoLive(seed_gallery, lambda gallery: rule)
+            live = GoLive(seed_gallery, lambda gallery: rule, settings)
             running, stats = timed_apply(full, store, live, seed_gallery, public, args.fps)
             runs.append(stats)
             changed = churn(base, 0.01, seed=repeat)
@@ -256,8 +259,8 @@ def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> d
             rebuilt, rebuild = timed_rebuild(running, live, args.fps)
             rebuilds.append(rebuild)
             answers.append(same_answers(live.current.index, rebuilt, noisy_queries(running, 1000, repeat)))
-            log.info("n=%d dim=%d #%d: full %.2f s, delta %.2f s (patched %s), rebuild %.2f s, %s", n, dim,
-                     repeat, runs[-1]["total_s"], stats["total_s"], stats["patched"], rebuild["index_s"],
+            log.info("n=%d dim=%d threads %d #%d: full %.2f s, delta %.2f s (patched %s), rebuild %.2f s, %s", n, dim,
+                     patch_threads, repeat, runs[-1]["total_s"], stats["total_s"], stats["patched"], rebuild["index_s"],
                      answers[-1])  # fmt: skip
             del rebuilt
         idle = baseline(live, args.fps, args.baseline_s, base.vectors[:64])
@@ -265,6 +268,7 @@ def bench_case(n: int, dim: int, args: argparse.Namespace, private, public) -> d
     return {
         "n": n,
         "dim": dim,
+        "patch_threads": patch_threads,
         "index_kind": runs[-1]["index_kind"],
         "delta_patched_live_index": all(r["patched"] for r in delta_runs),
         "bundle_bytes": {
@@ -320,6 +324,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tmp", type=Path, default=None, help="directory for the gallery stores (a real disk)"
     )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--patch-threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="IndexSettings.patch_threads for the delta's patch (one case each, side by side)",
+    )
     parser.add_argument("--no-rebuild", action="store_true", help="skip the side-by-side full rebuild")
     args = parser.parse_args(argv)
     if args.quick:
@@ -339,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
 
     private = Ed25519PrivateKey.generate()
     cases = [
-        bench_case(n, dim, args, private, private.public_key())
+        bench_case(n, dim, threads, args, private, private.public_key())
         for dim in args.dims
         for n in sorted(args.sizes)
+        for threads in args.patch_threads
     ]
     params = {
         "sizes": args.sizes,
@@ -358,11 +370,13 @@ def main(argv: list[str] | None = None) -> int:
         "apply_thread": "worker thread, GoLive.publish; a recognition thread decides on GoLive.current meanwhile",
         "delta": "1% churn: half of it removed identities, half new ones",
         "index_settings": str(IndexSettings()),
+        "patch_threads": args.patch_threads,
         "recall_queries": "1000 noisy copies (cosine 0.7) of gallery rows; recall@1 against exact search",
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "gil_note": "a delta patches the standby graph (add_items releases the GIL; at 20k x 512 a 5 ms "
         "sleeper thread saw <= 12 ms gaps during a 1% patch, against 66 ms during the old save/load copy), so "
-        "late frames are CPU contention on this shared 2-CPU host, not the GIL",
+        "late frames are CPU contention on this shared 2-CPU host, not the GIL; patch_threads 1 leaves "
+        "recognition a core",
         "quick": args.quick,
         "versions": {k: package_version(k) for k in ("numpy", "hnswlib", "cryptography")},
     }

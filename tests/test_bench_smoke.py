@@ -60,6 +60,9 @@ def test_search_quick_prints_design_json() -> None:
         assert case["exact"]["latency_ms"]["n"] == doc["params"]["exact_queries"]
         for graph in case["hnsw"]:
             assert [int(ef) for ef in graph["ef"]] == doc["params"]["ef"]
+            reduced = 0 < graph["reduce_to"] < case["dim"]
+            assert graph["graph_dim"] == (graph["reduce_to"] if reduced else case["dim"])
+            assert graph["graph_bytes_per_identity"] > graph["graph_dim"] * 4  # the vectors plus their links
             for ef, m in graph["ef"].items():
                 assert 0 < m["latency_ms"]["median"] <= m["latency_ms"]["p99"], ef
                 assert 0.0 <= m["recall_at_1"] <= 1.0, ef
@@ -70,6 +73,8 @@ def test_search_quick_prints_design_json() -> None:
     rec = doc["results"]["recommendation"]
     assert rec["met"] == (rec["hnsw"]["meets_recall"] and rec["hnsw"]["meets_p99_cpu"])
     assert rec["hnsw"]["ef"] in doc["params"]["ef"]
+    settings = doc["params"]["settings_M_ef_construction_reduce_to"]
+    assert [rec["hnsw"][key] for key in ("M", "ef_construction", "reduce_to")] in settings
 
 
 def test_peer_face_recognition_quick_prints_design_json(faces5: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from edgeface.errors import GalleryError
 from edgeface.identity.gallery import Gallery
+from edgeface.identity.graph import principal_axes
 from edgeface.identity.index import GalleryIndex, IndexSettings
 from edgeface.sync.delta import Delta, apply_delta
 from tests.factories import MODEL, make_gallery, unit_vectors
@@ -224,3 +225,77 @@ def test_a_standby_is_only_caught_up_from_the_index_it_was_patched_from() -> Non
     assert live.prepare_standby(stranger) == "built"  # not the base: its graph is left alone
     assert stranger.updated(new).patched  # its graph was not retired: it can still be copied and patched
     assert live.has_standby and live.updated(new).patched
+
+
+# --- the graph searches the gallery projected onto its principal axes; the re-rank uses the full vectors ----
+
+
+def embedding_shaped(n: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors whose variance falls off as 1/i over the dimensions (as bench/search.py's clustered)."""
+    scale = np.arange(1, dim + 1, dtype=np.float32) ** -0.5
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32) * scale
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def shaped_gallery(n: int, dim: int, seed: int, version: int = 1) -> Gallery:
+    ids = tuple(f"id{i:06d}" for i in range(n))
+    return Gallery(ids, ids, (1,) * n, embedding_shaped(n, dim, seed), MODEL, version)
+
+
+def test_principal_axes_are_orthonormal_span_the_strong_directions_and_are_skipped_when_not_smaller() -> None:
+    rng = np.random.default_rng(30)
+    vectors = rng.standard_normal((3000, 12)).astype(np.float32) * np.array([5, 4, 3] + [0.1] * 9, np.float32)
+    axes = principal_axes(vectors, 3)
+    assert axes is not None and axes.shape == (12, 3) and axes.dtype == np.float32
+    np.testing.assert_allclose(axes.T @ axes, np.eye(3), atol=1e-5)
+    assert np.abs(axes[3:]).max() < 0.05  # the three strong coordinates, nothing of the weak ones
+    np.testing.assert_array_equal(principal_axes(vectors, 3), axes)  # same gallery, same axes
+    assert principal_axes(vectors, 0) is None and principal_axes(vectors, 12) is None
+
+
+def test_a_reduced_graph_proposes_candidates_whose_exact_re_rank_matches_exact_search() -> None:
+    gallery = shaped_gallery(3000, dim=96, seed=31)
+    queries = noisy(gallery.vectors[::30], seed=32, sigma=0.03)
+    reduced = GalleryIndex(gallery, IndexSettings(kind="hnsw", reduce_to=16, rerank=32, num_threads=1))
+    full = GalleryIndex(gallery, IndexSettings(kind="hnsw", reduce_to=0, num_threads=1))
+    assert reduced.graph_dim == 16 and full.graph_dim == 96
+    assert GalleryIndex(gallery, IndexSettings(kind="exact")).graph_dim is None
+    exact = GalleryIndex(gallery, IndexSettings(kind="exact")).search(queries, k=2)
+    hits = reduced.search(queries, k=2)
+    for query, pair in zip(queries, hits, strict=True):  # exact cosines on the full vectors, best first
+        assert [h.score for h in pair] == pytest.approx(
+            [float(gallery.vectors[h.index] @ query) for h in pair]
+        )
+    agreed = sum(h[0].index == e[0].index for h, e in zip(hits, exact, strict=True))
+    assert agreed >= len(queries) - 1, f"reduced graph + re-rank agreed with exact search on {agreed}"
+
+
+def test_a_delta_is_patched_in_the_axes_of_the_graph_it_patches_and_a_new_graph_fits_its_own() -> None:
+    settings = IndexSettings(kind="hnsw", reduce_to=16, num_threads=1, patch_below=0.5)
+    base = shaped_gallery(2000, dim=96, seed=33)
+    running = GalleryIndex(base, settings)
+    running.prepare_standby(None)
+    added = shaped_gallery(2040, dim=96, seed=34, version=2)
+    keep = base.remove(set(base.ids[:40]))
+    new = Gallery(
+        keep.ids + tuple(f"new{i}" for i in range(40)),
+        keep.names + tuple(f"new{i}" for i in range(40)),
+        keep.samples + (1,) * 40,
+        np.vstack([keep.vectors, added.vectors[2000:]]),
+        MODEL,
+        2,
+    )
+    live = running.updated(new)
+    assert live.patched and live.graph_dim == 16
+    assert live.prepare_standby(running) == "caught up"
+    # the new identities are found by their own vectors in the graph the patch made, and in its standby
+    for _ in range(2):
+        assert [h[0].index for h in live.search(new.vectors[-40:], k=1)] == list(
+            range(len(new) - 40, len(new))
+        )
+        live = live.updated(new)
+        assert live.patched
+    rebuilt = GalleryIndex(new, settings)
+    queries = noisy(new.vectors[::20], seed=35, sigma=0.03)
+    assert recall_at_1(live, queries) >= recall_at_1(rebuilt, queries) - 0.02
+    assert not np.array_equal(rebuilt._axes, running._axes)  # a new graph fits axes to its own gallery

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -175,9 +175,16 @@ def recall_at_1(live: GoLive, queries: np.ndarray) -> float:
     return float(np.mean([hits[0].index for hits in live.current.index.search(queries, k=1)] == truth))
 
 
-def test_a_chain_of_deltas_through_the_standby_leaves_both_graphs_answering_like_a_rebuild() -> None:
+# the graph over the full vectors, and over the gallery's principal axes (the patches keep the first graph's)
+PROJECTED = replace(WEAK, reduce_to=DIM // 2)
+
+
+@pytest.mark.parametrize("settings", [WEAK, PROJECTED], ids=["full", "projected"])
+def test_a_chain_of_deltas_through_the_standby_leaves_both_graphs_answering_like_a_rebuild(
+    settings: IndexSettings,
+) -> None:
     gallery = gallery_v(1, others=1500)
-    live = GoLive(gallery, rule_by_version, WEAK)
+    live = GoLive(gallery, rule_by_version, settings)
     assert live.wait_for_standby() and live.current.index.has_standby
     queries = unit_vectors(300, DIM, seed=77)  # random: close calls, where a worse graph would miss
     removed: set[str] = set()
@@ -186,7 +193,8 @@ def test_a_chain_of_deltas_through_the_standby_leaves_both_graphs_answering_like
         removed = (removed | gone) - set(gallery.ids)
         went = live.publish(gallery)
         assert went.index.patched and live.wait_for_standby() and went.index.has_standby
-        rebuilt = GalleryIndex(gallery, WEAK)
+        assert went.index.graph_dim == (settings.reduce_to if 0 < settings.reduce_to < DIM else DIM)
+        rebuilt = GalleryIndex(gallery, settings)
         truth = np.argmax(queries @ gallery.vectors.T, axis=1)
         rebuilt_recall = float(np.mean([h[0].index for h in rebuilt.search(queries, k=1)] == truth))
         # the live graph, then the standby: the same gallery published again swaps to the standby graph

@@ -27,6 +27,23 @@ class GraphShape:
     ef: int
 
 
+def principal_axes(vectors: np.ndarray, dims: int, sample: int = 20_000) -> np.ndarray | None:
+    """The `dims` directions that keep most of the gallery's energy (its top principal axes, uncentred: a
+    projection onto them keeps inner products best), as a (dim, dims) matrix; None when `dims` is 0 or not
+    below the vectors' own dim. Fitted on an evenly strided sample of at most `sample` rows, so one gallery
+    always gets the same axes, and on the gallery itself, so it suits any embedder."""
+    dim = vectors.shape[1]
+    if dims <= 0 or dims >= dim or len(vectors) == 0:
+        return None
+    rows = vectors[:: max(1, len(vectors) // sample)]
+    moment = np.zeros((dim, dim), np.float64)
+    for start in range(0, len(rows), 2048):  # in blocks: a few MB at a time, not a float64 copy of the sample
+        block = np.ascontiguousarray(rows[start : start + 2048], np.float32)
+        moment += block.T @ block
+    _, axes = np.linalg.eigh(moment)  # eigenvalues ascending
+    return np.ascontiguousarray(axes[:, ::-1][:, :dims], np.float32)
+
+
 def build_graph(
     vectors: np.ndarray, labels: np.ndarray, capacity: int, shape: GraphShape, threads: int
 ) -> Any:
@@ -100,6 +117,11 @@ class SharedGraph:
         with self._changed:
             if self._graph is not None:
                 self._graph.set_ef(ef)
+
+    def size_bytes(self) -> int:
+        """The graph's size as hnswlib saves it (vectors, links, labels; 0 once retired)."""
+        with self._changed:
+            return 0 if self._graph is None else int(self._graph.index_file_size())
 
     def knn(self, queries: np.ndarray, k: int) -> np.ndarray | None:
         """Candidate labels per query, or None once the graph is retired (the caller searches exactly)."""
