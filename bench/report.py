@@ -171,7 +171,7 @@ def search_table() -> list[str]:
     return rows
 
 
-def _exact_within(results: dict) -> str:
+def _exact_within(results: dict[str, Any]) -> str:
     """The largest measured size exact search serves within the p99 budget, per dim."""
     budget = load("search")["params"]["budget_ms"]
     parts = []

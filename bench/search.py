@@ -37,6 +37,7 @@ from _common import emit, package_version, percentiles, rss_bytes
 if TYPE_CHECKING:
     import numpy as np
 
+    from edgeface.identity.gallery import Gallery
     from edgeface.identity.index import GalleryIndex
 
 log = logging.getLogger("bench.search")
@@ -45,10 +46,13 @@ log = logging.getLogger("bench.search")
 def unit_rows(x: np.ndarray) -> np.ndarray:
     import numpy as np
 
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    unit: np.ndarray = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    return unit
 
 
-def clustered(n: int, dim: int, queries: int, args: argparse.Namespace, rng) -> tuple[np.ndarray, ...]:
+def clustered(
+    n: int, dim: int, queries: int, args: argparse.Namespace, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
     """Enrolled identity vectors (n, dim) and held-out query samples of random identities."""
     import numpy as np
 
@@ -69,7 +73,9 @@ def clustered(n: int, dim: int, queries: int, args: argparse.Namespace, rng) -> 
     return gallery, unit_rows(held_out)
 
 
-def uniform(n: int, dim: int, queries: int, args: argparse.Namespace, rng) -> tuple[np.ndarray, ...]:
+def uniform(
+    n: int, dim: int, queries: int, args: argparse.Namespace, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
     import numpy as np
 
     gallery = unit_rows(rng.standard_normal((n, dim), dtype=np.float32))
@@ -78,7 +84,7 @@ def uniform(n: int, dim: int, queries: int, args: argparse.Namespace, rng) -> tu
     return gallery, unit_rows(sources + sigma * rng.standard_normal(sources.shape, dtype=np.float32))
 
 
-def as_gallery(vectors: np.ndarray):
+def as_gallery(vectors: np.ndarray) -> Gallery:
     from edgeface.identity.gallery import Gallery
 
     ids = tuple(f"p{i}" for i in range(len(vectors)))
@@ -111,7 +117,13 @@ def timed(index: GalleryIndex, queries: np.ndarray, truth: np.ndarray | None) ->
     return out
 
 
-def hnsw_case(gallery, queries, truth, setting: tuple[int, int, int], args) -> dict[str, Any]:
+def hnsw_case(
+    gallery: Gallery,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    setting: tuple[int, int, int],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     from edgeface.identity.index import GalleryIndex, IndexSettings
 
     m, ef_c, reduce_to = setting
@@ -120,7 +132,10 @@ def hnsw_case(gallery, queries, truth, setting: tuple[int, int, int], args) -> d
     )
     rss0, t0, c0 = rss_bytes(), time.perf_counter(), time.process_time()
     index = GalleryIndex(gallery, settings)
-    build = {"build_s": round(time.perf_counter() - t0, 2), "build_cpu_s": round(time.process_time() - c0, 2)}
+    build: dict[str, Any] = {
+        "build_s": round(time.perf_counter() - t0, 2),
+        "build_cpu_s": round(time.process_time() - c0, 2),
+    }
     # per identity: the graph as hnswlib saves it, and the process's growth (adds its label map and locks);
     # a live HNSW index holds two graphs (the standby), both beside the gallery's own vectors
     build["graph_bytes_per_identity"] = round(index.graph_bytes / len(gallery), 1)
@@ -169,7 +184,9 @@ def exact_sizes(dim: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def recommend(cases: list[dict[str, Any]], sizes: list[dict[str, Any]], args: argparse.Namespace) -> dict:
+def recommend(
+    cases: list[dict[str, Any]], sizes: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
     """The cheapest (M, ef_construction, reduce_to, ef) meeting recall and p99 on every vector kind and dim."""
     budget, target = args.budget_ms, args.min_recall
     candidates = []

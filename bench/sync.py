@@ -25,7 +25,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgeface.identity.gallery import Gallery, GalleryStore
+    from edgeface.identity.index import GalleryIndex
+    from edgeface.identity.live import GoLive
+    from edgeface.server.signing import Ed25519PrivateKey
+    from edgeface.sync.signing import Ed25519PublicKey
 
 from _common import emit, package_version, percentiles
 
@@ -34,7 +45,7 @@ FLEET = "bench"
 MODEL = "ab" * 32
 
 
-def make_gallery(n: int, dim: int, seed: int, start: int = 0, version: int = 1):
+def make_gallery(n: int, dim: int, seed: int, start: int = 0, version: int = 1) -> Gallery:
     import numpy as np
 
     from edgeface.identity.gallery import Gallery
@@ -48,7 +59,7 @@ def make_gallery(n: int, dim: int, seed: int, start: int = 0, version: int = 1):
     )
 
 
-def churn(gallery, fraction: float, seed: int):
+def churn(gallery: Gallery, fraction: float, seed: int) -> Gallery:
     """Remove half of `fraction` of the identities and add as many new ones."""
     import numpy as np
 
@@ -71,7 +82,7 @@ def churn(gallery, fraction: float, seed: int):
 class Recognizer(threading.Thread):
     """Decides on the live gallery once per frame at `fps`; counts frames that missed their deadline."""
 
-    def __init__(self, live, fps: float, queries) -> None:
+    def __init__(self, live: GoLive, fps: float, queries: np.ndarray) -> None:
         super().__init__(name="recognizer", daemon=True)
         self.live, self.period, self.queries = live, 1.0 / fps, queries
         self.stop = threading.Event()
@@ -98,7 +109,9 @@ class Recognizer(threading.Thread):
             due += self.period * (missed + 1)
 
 
-def apply_once(bundle: bytes, store, live, running, key):
+def apply_once(
+    bundle: bytes, store: GalleryStore, live: GoLive, running: Gallery, key: Ed25519PublicKey
+) -> tuple[Gallery, dict[str, Any]]:
     """The device's apply path, stage by stage; returns (gallery, seconds per stage)."""
     from edgeface.sync.apply import DevicePolicy, check_device, commit, materialise
     from edgeface.sync.bundle import check_signature, unpack_bundle, verify_payload
@@ -125,7 +138,7 @@ def apply_once(bundle: bytes, store, live, running, key):
     return gallery, stages | {"index_kind": went.index.kind, "patched": went.index.patched}
 
 
-def under_load(work, live, fps: float, queries) -> dict:
+def under_load(work: Callable[[], None], live: GoLive, fps: float, queries: np.ndarray) -> dict[str, Any]:
     """Run `work` on a worker thread while a recognizer decides at `fps`; its frames and drops."""
     recognizer = Recognizer(live, fps, queries)
     recognizer.start()
@@ -152,8 +165,10 @@ def under_load(work, live, fps: float, queries) -> dict:
     }
 
 
-def timed_apply(bundle: bytes, store, live, running, key, fps: float) -> tuple[object, dict]:
-    out: dict = {}
+def timed_apply(
+    bundle: bytes, store: GalleryStore, live: GoLive, running: Gallery, key: Ed25519PublicKey, fps: float
+) -> tuple[Gallery, dict[str, Any]]:
+    out: dict[str, Any] = {}
 
     def work() -> None:
         out["gallery"], out["stages"] = apply_once(bundle, store, live, running, key)
@@ -162,11 +177,11 @@ def timed_apply(bundle: bytes, store, live, running, key, fps: float) -> tuple[o
     return out["gallery"], out["stages"] | frames
 
 
-def timed_rebuild(gallery, live, fps: float) -> tuple[object, dict]:
+def timed_rebuild(gallery: Gallery, live: GoLive, fps: float) -> tuple[GalleryIndex, dict[str, Any]]:
     """A full rebuild of `gallery`'s index with the live settings, under the same recognition load."""
     from edgeface.identity.index import GalleryIndex
 
-    out: dict = {}
+    out: dict[str, Any] = {}
 
     def work() -> None:
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -177,7 +192,7 @@ def timed_rebuild(gallery, live, fps: float) -> tuple[object, dict]:
     return out.pop("index"), out | frames
 
 
-def recall_vs_exact(index, gallery, queries) -> float:
+def recall_vs_exact(index: GalleryIndex, gallery: Gallery, queries: np.ndarray) -> float:
     import numpy as np
 
     truth = np.argmax(queries @ gallery.vectors.T, axis=1)
@@ -185,17 +200,18 @@ def recall_vs_exact(index, gallery, queries) -> float:
     return float(np.mean(found == truth))
 
 
-def noisy_queries(gallery, count: int, seed: int, cos: float = 0.7):
+def noisy_queries(gallery: Gallery, count: int, seed: int, cos: float = 0.7) -> np.ndarray:
     import numpy as np
 
     rng = np.random.default_rng(seed)
     rows = gallery.vectors[rng.choice(len(gallery), min(count, len(gallery)), replace=False)]
     sigma = ((1.0 / cos**2 - 1.0) / gallery.dim) ** 0.5
     queries = rows + sigma * rng.standard_normal(rows.shape, dtype=np.float32)
-    return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    unit: np.ndarray = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    return unit
 
 
-def baseline(live, fps: float, seconds: float, queries) -> dict:
+def baseline(live: GoLive, fps: float, seconds: float, queries: np.ndarray) -> dict[str, Any]:
     """Frames dropped with no apply running: what the host (other processes, scheduler) costs by itself."""
     recognizer = Recognizer(live, fps, queries)
     recognizer.start()
@@ -212,7 +228,7 @@ def baseline(live, fps: float, seconds: float, queries) -> dict:
     }
 
 
-def same_answers(live_index, rebuilt, queries) -> dict:
+def same_answers(live_index: GalleryIndex, rebuilt: GalleryIndex, queries: np.ndarray) -> dict[str, Any]:
     """Patched vs rebuilt: recall@1 against exact search, and whether top-2 ids and scores are identical."""
     gallery = rebuilt.gallery
     return {
@@ -223,7 +239,14 @@ def same_answers(live_index, rebuilt, queries) -> dict:
     }
 
 
-def bench_case(n: int, dim: int, patch_threads: int, args: argparse.Namespace, private, public) -> dict:
+def bench_case(
+    n: int,
+    dim: int,
+    patch_threads: int,
+    args: argparse.Namespace,
+    private: Ed25519PrivateKey,
+    public: Ed25519PublicKey,
+) -> dict[str, Any]:
     from edgeface.identity.gallery import GalleryStore
     from edgeface.identity.index import IndexSettings
     from edgeface.identity.live import GoLive
@@ -236,10 +259,10 @@ def bench_case(n: int, dim: int, patch_threads: int, args: argparse.Namespace, p
     t = time.perf_counter()
     full = build_bundle(base, fleet=FLEET, version=1, key=private)
     build_full_s = time.perf_counter() - t
-    runs: list[dict] = []
-    delta_runs: list[dict] = []
-    rebuilds: list[dict] = []
-    answers: list[dict] = []
+    runs: list[dict[str, Any]] = []
+    delta_runs: list[dict[str, Any]] = []
+    rebuilds: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
     repeats = args.repeats if n < 100_000 else args.large_repeats
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -299,7 +322,7 @@ STAGES = (
 )
 
 
-def _summary(runs: list[dict], keys: tuple[str, ...] = STAGES) -> dict:
+def _summary(runs: list[dict[str, Any]], keys: tuple[str, ...] = STAGES) -> dict[str, Any]:
     out = {key: percentiles([r[key] for r in runs]) for key in keys}
     out["frames"] = sum(r["frames"] for r in runs)
     out["frames_dropped"] = sum(r["frames_dropped"] for r in runs)
